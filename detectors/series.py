@@ -1,0 +1,54 @@
+"""Per-series state of the default stack: the detectors over one (commodity, market) history.
+
+Kept in one plain object so the engine can checkpoint a series on its own (pickle it into
+``pw:state:series``) without touching the thousands of series a batch did not see.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from detectors.forecast import ForecastResidual
+from detectors.iqr import IQRFences
+from detectors.stale import StaleFeed
+from detectors.zscore import RollingZScore
+
+
+@dataclass
+class SeriesState:
+    zscore: RollingZScore
+    iqr: IQRFences
+    forecast: ForecastResidual
+    stale: StaleFeed
+    # Quarantined ticks in a row that agree with each other: a possible real level shift.
+    held: list[dict] = field(default_factory=list)
+    # Last feed health reported by the sweep ("ok" or "stale").
+    health: str = "ok"
+
+    def temporal(self) -> tuple[RollingZScore, IQRFences, ForecastResidual]:
+        return self.zscore, self.iqr, self.forecast
+
+    def learn_one(self, x: dict) -> None:
+        self.zscore.learn_one(x)
+        self.iqr.learn_one(x)
+        self.forecast.learn_one(x)
+
+    def expected(self) -> dict | None:
+        """The band a next price is judged against: the forecast's, else the IQR fences'."""
+        return self.forecast.expected() or self.iqr.expected()
+
+    def hold(self, x: dict, tolerance: float) -> list[dict]:
+        """Add a quarantined tick to the run of held ticks and return the run.
+
+        The run restarts when the tick differs from the previous held one by more than
+        ``tolerance`` in log-price: isolated entry errors do not line up, a new price level
+        (or a steady local move) does.
+        """
+        if self.held and not self.agrees(x, tolerance):
+            self.held.clear()
+        self.held.append(x)
+        return self.held
+
+    def agrees(self, x: dict, tolerance: float) -> bool:
+        """Whether a tick is within ``tolerance`` in log-price of the last held tick."""
+        return abs(math.log(x["price"] / self.held[-1]["price"])) <= tolerance

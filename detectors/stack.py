@@ -1,0 +1,261 @@
+"""The default detector stack: one verdict per tick, the one way through for engine and backtest.
+
+Every tick is scored by every detector first, then the stack decides whether to quarantine it,
+then the detectors learn it unless it is quarantined. Quarantine protects the history from
+entry errors (a typo of Rp 387.500 for Rp 38.750 would otherwise sit in the windows for weeks
+and hide the next real anomaly), but must not swallow real moves, so it needs two independent
+kinds of evidence:
+
+* over time: the rolling z-score, IQR fences or forecast residual fired, and
+* against the other markets: the cross-market check fired.
+
+A market-wide move (chilli before Lebaran) fires the temporal detectors but not the cross-market
+one, because the other markets moved too; it is learned. When the cross-market check cannot
+judge (too few fresh markets, or the market's usual premium not learned yet), a tick is
+quarantined only on very strong temporal evidence (``strong_factor`` times the threshold on
+``strong_count`` detectors); when no temporal detector is warm yet, only on a very strong
+cross-market score. A run of ``shift_after`` consecutive quarantined ticks that agree with each
+other is a real level shift at one market: the run is learned and the market's usual premium
+re-based, so no series stays quarantined forever. Held ticks are learned too when the market's
+next accepted tick agrees with them: the first markets to report a sudden move look local until
+the others follow, and their history should not miss the start of the move.
+
+Ceilings (``ceilings``) are keyed by commodity, or by ``(commodity, province)`` where the
+ceiling differs by region (rice HET zones); the regional one wins.
+
+>>> stack = DetectorStack(ceilings={"beras-medium": 12500.0})
+>>> markets = ["pasar-a", "pasar-b", "pasar-c", "pasar-d", "pasar-e"]
+>>> def tick(market, price, day, commodity="cabai"):
+...     return {"commodity": commodity, "market": market, "price": price, "ts": day * 86400.0}
+>>> for day in range(12):
+...     for i, market in enumerate(markets):
+...         _ = stack.process(tick(market, 50000.0 + 5000 * i + 500 * (day % 3), day))
+>>> error = stack.process(tick("pasar-a", 387500.0, 12))
+>>> error["fired"], error["quarantined"]
+(['crossmarket', 'forecast', 'iqr', 'zscore'], True)
+>>> error["reasons"]["crossmarket"]
+'Rp 387.500 is +511% vs median Rp 63.451 of 4 other markets (usually -20%), z=18.0'
+>>> moved = [stack.process(tick(m, 1.3 * (50000.0 + 5000 * i), 13)) for i, m in enumerate(markets)]
+>>> moved[0]["fired"], [v["quarantined"] for v in moved]
+(['forecast', 'iqr', 'zscore'], [False, False, False, False, False])
+>>> stack.process(tick("pasar-a", 13000.0, 0, commodity="beras-medium"))["fired"]
+['ceiling']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detectors.ceiling import CeilingPrice
+from detectors.crossmarket import DAY, CrossMarket
+from detectors.forecast import ForecastResidual
+from detectors.iqr import IQRFences
+from detectors.series import SeriesState
+from detectors.stale import StaleFeed
+from detectors.zscore import RollingZScore
+
+TEMPORAL = ("zscore", "iqr", "forecast")
+
+
+@dataclass
+class StackConfig:
+    """Thresholds and windows of the default stack. Windows count ticks; times are seconds.
+
+    The defaults were tuned on the PIHPS West Java daily panel (18 markets, 2019-2025, chilli
+    and shallots); see tests/test_detectors_stack.py for the behaviour they guarantee.
+    """
+
+    # Ticks of history a temporal detector needs before it scores.
+    warmup: int = 8
+    # Rolling z-score of the day-on-day log return; the std floor is a log change (0.025 ~ 2.5%).
+    zscore_window: int = 30
+    zscore_threshold: float = 4.0
+    zscore_on: str = "log_return"
+    zscore_min_std_frac: float = 0.025
+    # Tukey fences on price: k scales beyond the quartiles, firing `iqr_threshold` scales further.
+    iqr_window: int = 30
+    iqr_k: float = 3.0
+    iqr_min_scale_frac: float = 0.05
+    iqr_threshold: float = 1.0
+    # Exponential smoothing of log-price; residual scale is an EWMA of |residual|, floored.
+    forecast_alpha: float = 0.7
+    forecast_threshold: float = 4.0
+    forecast_scale_alpha: float = 0.05
+    forecast_min_scale: float = 0.03
+    # Premium over the median of the other markets, in robust spreads of those markets.
+    cross_threshold: float = 4.0
+    cross_min_markets: int = 3
+    cross_max_age: float = 14 * DAY
+    cross_min_scale: float = 0.03
+    cross_premium_alpha: float = 0.05
+    cross_warmup: int = 5
+    # Quarantine without a cross-market opinion needs strong_count detectors at strong_factor x.
+    strong_factor: float = 2.0
+    strong_count: int = 2
+    # This many agreeing quarantined ticks in a row (each within shift_tolerance in log-price
+    # of the previous one) are accepted as a real level shift at one market.
+    shift_after: int = 5
+    shift_tolerance: float = 0.15
+    # Feed health: stale when silent for stale_factor x the usual gap (at least stale_min_gap).
+    stale_factor: float = 3.0
+    stale_min_gap: float = 60.0
+
+
+class DetectorStack:
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        ceilings: dict[str | tuple[str, str], float] | None = None,
+    ):
+        self.config = config or StackConfig()
+        self._ceilings = {key: CeilingPrice(value) for key, value in (ceilings or {}).items()}
+        self._series: dict[tuple[str, str], SeriesState] = {}
+        self._panels: dict[str, CrossMarket] = {}
+
+    # -- state, one piece at a time, for checkpoints ------------------------------------------
+
+    def series_state(self, key: tuple[str, str]) -> SeriesState | None:
+        return self._series.get(key)
+
+    def set_series_state(self, key: tuple[str, str], state: SeriesState) -> None:
+        self._series[key] = state
+
+    def panel_state(self, commodity: str) -> CrossMarket | None:
+        return self._panels.get(commodity)
+
+    def set_panel_state(self, commodity: str, state: CrossMarket) -> None:
+        self._panels[commodity] = state
+
+    def series_keys(self) -> list[tuple[str, str]]:
+        return list(self._series)
+
+    # -- per tick -------------------------------------------------------------------------------
+
+    def process(self, tick: dict) -> dict:
+        """Score, decide quarantine, learn. Returns the verdict (docs/architecture.md)."""
+        commodity, market = tick["commodity"], tick["market"]
+        series = self._series.get((commodity, market))
+        if series is None:
+            series = self._series[(commodity, market)] = self._new_series()
+        panel = self._panels.get(commodity)
+        if panel is None:
+            panel = self._panels[commodity] = self._new_panel()
+        x = {"price": float(tick["price"]), "ts": float(tick["ts"]), "market": market}
+
+        detectors = [series.zscore, series.iqr, series.forecast, panel]
+        ceiling = self._ceilings.get((commodity, tick.get("province"))) or self._ceilings.get(commodity)
+        if ceiling is not None:
+            detectors.append(ceiling)
+        scores: dict[str, float] = {}
+        thresholds: dict[str, float] = {}
+        fired: list[str] = []
+        reasons: dict[str, str] = {}
+        for detector in detectors:
+            score = detector.score_one(x)
+            if score is None:
+                continue
+            scores[detector.name] = score
+            thresholds[detector.name] = detector.threshold
+            if score >= detector.threshold:
+                fired.append(detector.name)
+                reasons[detector.name] = detector.explain(x, score)
+        fired.sort()
+        expected = series.expected()
+
+        series.stale.learn_one(x)
+        quarantined = self._suspect(scores, thresholds, fired)
+        if quarantined:
+            panel.observe(x)
+            run = series.hold(x, self.config.shift_tolerance)
+            if len(run) >= self.config.shift_after:
+                self._accept_shift(series, panel, market)
+                quarantined = False
+        else:
+            if series.held and series.agrees(x, self.config.shift_tolerance):
+                # The held run was the start of a move the market has now confirmed.
+                for held in series.held:
+                    series.learn_one(held)
+                    panel.learn_one(held)
+            series.held.clear()
+            series.learn_one(x)
+            panel.learn_one(x)
+        return {
+            "scores": scores,
+            "fired": fired,
+            "reasons": reasons,
+            "quarantined": quarantined,
+            "expected": expected,
+        }
+
+    def _suspect(
+        self, scores: dict[str, float], thresholds: dict[str, float], fired: list[str]
+    ) -> bool:
+        config = self.config
+        temporal_warm = [name for name in TEMPORAL if name in scores]
+        if "crossmarket" in scores:
+            if not temporal_warm:
+                return scores["crossmarket"] >= config.strong_factor * thresholds["crossmarket"]
+            return "crossmarket" in fired and any(name in fired for name in TEMPORAL)
+        strong = [
+            name for name in temporal_warm
+            if scores[name] >= config.strong_factor * thresholds[name]
+        ]
+        return len(strong) >= config.strong_count
+
+    def _accept_shift(self, series: SeriesState, panel: CrossMarket, market: str) -> None:
+        panel.forget_premium(market)
+        for held in series.held:
+            series.learn_one(held)
+            panel.learn_one(held)
+        series.held.clear()
+
+    # -- feed health ----------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> list[dict]:
+        """Feed health of every series whose state changed since the last sweep."""
+        changes = []
+        for (commodity, market), series in self._series.items():
+            score = series.stale.score_one({"ts": now})
+            if score is None:
+                continue
+            state = "stale" if score >= series.stale.threshold else "ok"
+            if state == series.health:
+                continue
+            series.health = state
+            changes.append(
+                {
+                    "commodity": commodity,
+                    "market": market,
+                    "state": state,
+                    "age": series.stale.age(now),
+                    "expected_gap": series.stale.expected_gap(),
+                }
+            )
+        return changes
+
+    # -- construction -----------------------------------------------------------------------------
+
+    def _new_series(self) -> SeriesState:
+        c = self.config
+        return SeriesState(
+            zscore=RollingZScore(
+                window=c.zscore_window, threshold=c.zscore_threshold, on=c.zscore_on,
+                min_std_frac=c.zscore_min_std_frac, warmup=c.warmup,
+            ),
+            iqr=IQRFences(
+                window=c.iqr_window, k=c.iqr_k, min_scale_frac=c.iqr_min_scale_frac,
+                warmup=c.warmup, threshold=c.iqr_threshold,
+            ),
+            forecast=ForecastResidual(
+                alpha=c.forecast_alpha, threshold=c.forecast_threshold,
+                scale_alpha=c.forecast_scale_alpha, min_scale=c.forecast_min_scale,
+                warmup=c.warmup,
+            ),
+            stale=StaleFeed(factor=c.stale_factor, min_gap=c.stale_min_gap),
+        )
+
+    def _new_panel(self) -> CrossMarket:
+        c = self.config
+        return CrossMarket(
+            threshold=c.cross_threshold, min_markets=c.cross_min_markets, max_age=c.cross_max_age,
+            min_scale=c.cross_min_scale, premium_alpha=c.cross_premium_alpha, warmup=c.cross_warmup,
+        )

@@ -1,0 +1,176 @@
+"""Conditions in rule files: a small, safe expression language compiled once per reload.
+
+An operator writes Python-like conditions over detector outputs::
+
+    zscore.fired and crossmarket.score >= 4
+    quarantined or ceiling.score > 1.05
+    abs(change) >= 0.3 and not stale
+
+Only names, attribute access on detectors, numbers, booleans, comparisons, ``and``/``or``/
+``not``, arithmetic and ``abs``/``min``/``max`` are allowed; anything else (calls, subscripts,
+lambdas, dunder access) is rejected at load time with the reason.
+
+>>> condition = compile_condition("zscore.fired and crossmarket.score >= 4", {"zscore", "crossmarket"})
+>>> condition.evaluate({"scores": {"zscore": 6.0, "crossmarket": 5.0}, "fired": ["zscore"]}, {})
+True
+>>> condition.evaluate({"scores": {"zscore": 6.0, "crossmarket": 2.0}, "fired": ["zscore"]}, {})
+False
+>>> compile_condition("__import__('os')", set())
+Traceback (most recent call last):
+...
+rules.expressions.ExpressionError: calls other than abs, min, max are not allowed
+"""
+from __future__ import annotations
+
+import ast
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# Values a condition can name besides detectors; each is read from the tick context.
+CONTEXT_NAMES = {
+    "price": "the tick's price",
+    "quarantined": "whether the stack quarantined the tick",
+    "fired_count": "how many detectors fired",
+    "change": "price relative to the usual level, e.g. 0.3 = 30% above",
+    "stale": "the series' feed is stale (feed-health rules)",
+    "age": "seconds since the series' last tick (feed-health rules)",
+}
+DETECTOR_FIELDS = {"score", "fired"}
+FUNCTIONS: dict[str, Callable[..., Any]] = {"abs": abs, "min": min, "max": max}
+
+_COMPARE = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+class ExpressionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DetectorValue:
+    score: float
+    fired: bool
+
+    def __bool__(self) -> bool:
+        return self.fired
+
+
+Evaluator = Callable[[dict], Any]
+
+
+@dataclass(frozen=True)
+class Condition:
+    source: str
+    names: frozenset[str]
+    _evaluate: Evaluator
+
+    def evaluate(self, verdict: dict, context: dict) -> bool:
+        """True when the condition holds for this verdict; missing scores count as 0."""
+        scope: dict[str, Any] = dict(context)
+        scores = verdict.get("scores") or {}
+        fired = verdict.get("fired") or ()
+        for name in self.names:
+            if name not in scope:
+                scope[name] = DetectorValue(float(scores.get(name) or 0.0), name in fired)
+        try:
+            return bool(self._evaluate(scope))
+        except (ZeroDivisionError, TypeError):
+            return False
+
+    def __reduce__(self):
+        # Compiled closures do not pickle; a condition is rebuilt from its source.
+        return (_recompile, (self.source, tuple(self.names)))
+
+
+def _recompile(source: str, names: tuple[str, ...]) -> Condition:
+    return compile_condition(source, set(names))
+
+
+def compile_condition(source: str, detectors: set[str]) -> Condition:
+    """Compile ``source``; names must be detectors or context names (see CONTEXT_NAMES)."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"cannot parse condition: {exc.msg}") from None
+    used: set[str] = set()
+    evaluate = _compile(tree.body, detectors, used)
+    return Condition(source, frozenset(used - set(CONTEXT_NAMES)), evaluate)
+
+
+def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool)):
+        value = node.value
+        return lambda scope: value
+    if isinstance(node, ast.Name):
+        name = node.id
+        if name in ("true", "false"):
+            constant = name == "true"
+            return lambda scope: constant
+        if name not in detectors and name not in CONTEXT_NAMES:
+            known = ", ".join(sorted(detectors | set(CONTEXT_NAMES)))
+            raise ExpressionError(f"unknown name {name!r}; known: {known}")
+        used.add(name)
+        return lambda scope: scope.get(name, 0)
+    if isinstance(node, ast.Attribute):
+        if not isinstance(node.value, ast.Name) or node.value.id not in detectors:
+            raise ExpressionError("only detector fields can be read with '.', e.g. zscore.score")
+        if node.attr not in DETECTOR_FIELDS:
+            raise ExpressionError(f"detectors have .score and .fired, not .{node.attr}")
+        detector, attr = node.value.id, node.attr
+        used.add(detector)
+        return lambda scope: getattr(scope[detector], attr)
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile(value, detectors, used) for value in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda scope: all(part(scope) for part in parts)
+        return lambda scope: any(part(scope) for part in parts)
+    if isinstance(node, ast.UnaryOp):
+        operand = _compile(node.operand, detectors, used)
+        if isinstance(node.op, ast.Not):
+            return lambda scope: not operand(scope)
+        if isinstance(node.op, ast.USub):
+            return lambda scope: -_number(operand(scope))
+        raise ExpressionError("unsupported unary operator")
+    if isinstance(node, ast.Compare):
+        left = _compile(node.left, detectors, used)
+        steps = []
+        for op, comparator in zip(node.ops, node.comparators):
+            if type(op) not in _COMPARE:
+                raise ExpressionError("comparisons are <, <=, >, >=, ==, !=")
+            steps.append((_COMPARE[type(op)], _compile(comparator, detectors, used)))
+
+        def compare(scope: dict) -> bool:
+            current = _number(left(scope))
+            for op_function, right in steps:
+                value = _number(right(scope))
+                if not op_function(current, value):
+                    return False
+                current = value
+            return True
+
+        return compare
+    if isinstance(node, ast.BinOp):
+        if type(node.op) not in _BINARY:
+            raise ExpressionError("arithmetic is +, -, *, /")
+        op_function = _BINARY[type(node.op)]
+        left, right = _compile(node.left, detectors, used), _compile(node.right, detectors, used)
+        return lambda scope: op_function(_number(left(scope)), _number(right(scope)))
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+            raise ExpressionError("calls other than abs, min, max are not allowed")
+        function = FUNCTIONS[node.func.id]
+        args = [_compile(arg, detectors, used) for arg in node.args]
+        if not args:
+            raise ExpressionError(f"{node.func.id}() needs an argument")
+        return lambda scope: function(*(_number(arg(scope)) for arg in args))
+    raise ExpressionError(f"{type(node).__name__} is not allowed in a condition")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, DetectorValue):
+        return value.score
+    return value

@@ -1,0 +1,90 @@
+"""The rule set in force, reloaded when the files change, and the last good set kept otherwise.
+
+A reload validates every file together; only a wholly valid set replaces the current one.
+``status()`` is what ``GET /api/v1/rules`` shows: the files and rules in force, and the errors
+(file, line, reason) of the last failed reload.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rules.catalog import Catalog
+from rules.loader import RuleError, RuleSet, RuleSetError, load_rules, rule_files
+
+log = logging.getLogger("pasarwatch.rules")
+
+
+@dataclass
+class Reload:
+    ok: bool
+    errors: list[RuleError] = field(default_factory=list)
+
+
+class Rulebook:
+    def __init__(self, directory: str | Path, catalog: Catalog, detectors: set[str]):
+        self.directory = Path(directory)
+        self.catalog = catalog
+        self.detectors = detectors
+        self.current = RuleSet((), ())
+        self.loaded_at: float | None = None
+        self.errors: list[RuleError] = []
+        self.failed_at: float | None = None
+        self.failures = 0
+        self._signature: tuple = ()
+        self.reload_if_changed()
+
+    def signature(self) -> tuple:
+        try:
+            paths = rule_files(self.directory)
+        except OSError:
+            return ()
+        entries = []
+        for path in paths:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((path.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(entries)
+
+    def reload_if_changed(self) -> Reload | None:
+        """Reload when a file was added, removed or changed; None when nothing changed."""
+        signature = self.signature()
+        if signature == self._signature:
+            return None
+        self._signature = signature
+        try:
+            ruleset = load_rules(rule_files(self.directory), self.catalog, self.detectors)
+        except RuleSetError as exc:
+            self.errors, self.failed_at = exc.errors, time.time()
+            self.failures += 1
+            for error in exc.errors:
+                log.error("rule file rejected, last good rules stay in force: %s", error)
+            return Reload(False, exc.errors)
+        except OSError as exc:
+            error = RuleError(str(self.directory), 0, f"cannot list rule files: {exc}")
+            self.errors, self.failed_at = [error], time.time()
+            self.failures += 1
+            log.error("%s", error)
+            return Reload(False, [error])
+        self.current, self.loaded_at, self.errors = ruleset, time.time(), []
+        log.info("rules loaded: %d rules from %d files", len(ruleset.rules), len(ruleset.files))
+        return Reload(True)
+
+    def status(self) -> dict:
+        return {
+            "ok": not self.errors,
+            "loaded_at": self.loaded_at,
+            "files": list(self.current.files),
+            "rules": [
+                {"name": r.name, "file": r.file, "line": r.line, "kind": r.kind, "severity": r.severity,
+                 "when": r.when.source, "summary": r.summary}
+                for r in self.current.rules
+            ],
+            "errors": [{"file": e.file, "line": e.line, "reason": e.reason} for e in self.errors],
+            "failed_at": self.failed_at,
+            "reload_failures": self.failures,
+        }

@@ -1,0 +1,174 @@
+"""HTTP endpoints: tick ingest and the read APIs. Handlers only move bytes; logic lives elsewhere."""
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server import keys
+from server.ticks import BodyError, parse_body
+
+MAX_LIMIT = 5000
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
+def error(status: int, field: str, reason: str, detail: str) -> ORJSONResponse:
+    return ORJSONResponse({"errors": [{"index": None, "field": field, "reason": reason, "detail": detail}]},
+                          status_code=status)
+
+
+class QueryError(ValueError):
+    def __init__(self, field: str, detail: str):
+        super().__init__(detail)
+        self.field = field
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryError(name, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise QueryError(name, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _list_param(request: Request, name: str) -> set[str]:
+    values = set()
+    for raw in request.query_params.getlist(name):
+        values.update(part for part in raw.split(",") if part)
+    return values
+
+
+def _stream_id_param(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    ms, _, seq = raw.partition("-")
+    if not ms.isdigit() or (seq and not seq.isdigit()):
+        raise QueryError(name, f"{name} must be a stream id such as 1719800001234-0")
+    return raw
+
+
+async def post_ticks(request: Request) -> Response:
+    settings = request.app.state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > settings.max_body_bytes:
+            return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
+    try:
+        items = parse_body(bytes(body), request.headers.get("content-type", ""))
+    except BodyError as exc:
+        return ORJSONResponse({"errors": [exc.as_error()]}, status_code=422)
+    all_or_nothing = request.query_params.get("all_or_nothing", "").lower() in ("1", "true", "yes")
+    status, result = await request.app.state.ingestor.ingest(items, all_or_nothing)
+    return ORJSONResponse(result, status_code=status)
+
+
+async def get_catalog(request: Request) -> Response:
+    return Response(request.app.state.catalog_json, media_type="application/json")
+
+
+async def get_series(request: Request) -> Response:
+    wanted = {name: _list_param(request, name) for name in ("commodity", "province", "market")}
+    rows = await request.app.state.redis.hgetall(keys.LATEST)
+    series = []
+    for raw in rows.values():
+        message = orjson.loads(raw)
+        if all(not values or message.get(name) in values for name, values in wanted.items()):
+            series.append(message)
+    series.sort(key=lambda m: (m["commodity"], m["market"]))
+    return ORJSONResponse({"series": series})
+
+
+async def get_history(request: Request) -> Response:
+    commodity, market = request.path_params["commodity"], request.path_params["market"]
+    limit = _int_param(request, "limit", 500, 1, MAX_LIMIT)
+    entries = await request.app.state.redis.xrevrange(keys.history_key(commodity, market), count=limit)
+    points = [orjson.loads(fields[b"m"]) for _, fields in reversed(entries)]
+    return ORJSONResponse({"commodity": commodity, "market": market, "points": points})
+
+
+async def get_alerts(request: Request) -> Response:
+    limit = _int_param(request, "limit", 200, 1, MAX_LIMIT)
+    since = _stream_id_param(request, "since")
+    state = request.query_params.get("state")
+    if state not in (None, "", "firing", "resolved"):
+        raise QueryError("state", "state must be firing or resolved")
+    wanted = {name: _list_param(request, name) for name in ("commodity", "province", "market", "severity")}
+    alerts = await read_alerts(request.app.state.redis, since, limit, state or None, wanted)
+    return ORJSONResponse({"alerts": alerts})
+
+
+async def read_alerts(redis, since: str | None, limit: int, state: str | None = None,
+                      wanted: dict[str, set[str]] | None = None) -> list[dict]:
+    """Alerts after ``since`` (oldest first), or the newest ``limit`` when since is absent."""
+    wanted = wanted or {}
+
+    def keep(alert: dict) -> bool:
+        return (state is None or alert["state"] == state) and all(
+            not values or alert.get(name) in values for name, values in wanted.items())
+
+    alerts: list[dict] = []
+    if since is None:
+        cursor = "+"
+        while len(alerts) < limit:
+            entries = await redis.xrevrange(keys.ALERTS, max=cursor, count=500)
+            for entry_id, fields in entries:
+                alert = orjson.loads(fields[b"a"])
+                if keep(alert):
+                    alerts.append(alert)
+            if len(entries) < 500:
+                break
+            cursor = "(" + entries[-1][0].decode()
+        return list(reversed(alerts[:limit]))
+    cursor = "(" + since
+    while len(alerts) < limit:
+        entries = await redis.xrange(keys.ALERTS, min=cursor, count=500)
+        for entry_id, fields in entries:
+            alert = orjson.loads(fields[b"a"])
+            if keep(alert):
+                alerts.append(alert)
+        if len(entries) < 500:
+            break
+        cursor = "(" + entries[-1][0].decode()
+    return alerts[:limit]
+
+
+async def get_rules(request: Request) -> Response:
+    status = await request.app.state.redis.get(keys.RULES_STATUS)
+    if status is None:
+        return error(503, "rules", "not_loaded", "the engine has not reported its rules yet")
+    return Response(status, media_type="application/json")
+
+
+async def healthz(request: Request) -> Response:
+    return ORJSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    redis = request.app.state.redis
+    checks = {"redis": False, "rules": False, "engine": False, "feed": request.app.state.hub.connected.is_set()}
+    try:
+        checks["redis"] = bool(await redis.ping())
+        status = await redis.get(keys.RULES_STATUS)
+        checks["rules"] = status is not None and bool(orjson.loads(status).get("files") is not None)
+        heartbeat = await redis.get(keys.ENGINE_HEARTBEAT)
+        checks["engine"] = heartbeat is not None and time.time() - float(heartbeat) < 60
+    except Exception:  # noqa: BLE001 - readiness reports what failed instead of failing itself
+        pass
+    ready = checks["redis"] and checks["rules"]
+    return ORJSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

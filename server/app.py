@@ -1,0 +1,89 @@
+"""The web process: a Starlette app that accepts ticks and serves prices, alerts and the dashboard."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from rules.catalog import load_catalog
+from server import api, sockets
+from server.config import PROJECT_ROOT, Settings
+from server.hub import Hub
+from server.ingest import Ingestor
+
+log = logging.getLogger("pasarwatch.web")
+STATIC_DIR = PROJECT_ROOT / "static"
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+async def redis_unavailable(request: Request, exc: Exception) -> Response:
+    # Nothing was accepted: the client must retry. 503, never 500, never a hang.
+    return api.error(503, "store", "unavailable", f"store unavailable, retry: {type(exc).__name__}")
+
+
+async def bad_query(request: Request, exc: api.QueryError) -> Response:
+    return api.error(422, exc.field, "bad_query", str(exc))
+
+
+def _optional_routes() -> list:
+    """Routes of features that live in their own modules (Telegram webhook, notifications)."""
+    try:
+        from server.telegram_bot import routes as telegram_routes
+    except ImportError:
+        return []
+    return list(telegram_routes)
+
+
+def create_app(settings: Settings) -> Starlette:
+    catalog = load_catalog(settings.catalog_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                               health_check_interval=10, retry_on_timeout=False)
+        hub = Hub(redis, settings.ws_queue, settings.ws_send_timeout)
+        app.state.redis = redis
+        app.state.hub = hub
+        app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew)
+        hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await redis.aclose()
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", api.healthz),
+        Route("/readyz", api.readyz),
+        Route("/api/v1/ticks", api.post_ticks, methods=["POST"]),
+        Route("/api/v1/catalog", api.get_catalog),
+        Route("/api/v1/series", api.get_series),
+        Route("/api/v1/series/{commodity}/{market}/history", api.get_history),
+        Route("/api/v1/alerts", api.get_alerts),
+        Route("/api/v1/rules", api.get_rules),
+        WebSocketRoute("/ws/prices", sockets.prices_endpoint),
+        WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
+        *_optional_routes(),
+        Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={RedisError: redis_unavailable, api.QueryError: bad_query},
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.catalog_json = orjson.dumps(catalog.to_json())
+    return app

@@ -1,0 +1,109 @@
+"""The ``pasarwatch`` command: one entry point for every process and tool."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from server.config import Settings
+
+
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws_ping_interval=settings.ws_ping,
+        ws_ping_timeout=settings.ws_ping,
+        ws_per_message_deflate=False,  # server-to-browser streams: compression costs more than it saves
+        ws_max_size=1 << 20,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def _engine(settings: Settings, args: argparse.Namespace) -> int:
+    from rules.catalog import load_catalog
+    from server.engine import run_engine
+
+    try:
+        run_engine(settings, load_catalog(settings.catalog_dir))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.run import main as worker_main
+
+    return worker_main(settings.redis_url)
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from server.launcher import run_up
+
+    return run_up(settings, demo=args.demo)
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from server.demo import run_demo
+
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    return run_demo(url, args.speed or settings.demo_speed, args.days)
+
+
+def _rules_check(settings: Settings, args: argparse.Namespace) -> int:
+    from rules.catalog import load_catalog
+    from rules.loader import RuleSetError, load_rules, rule_files
+    from server.engine import DETECTOR_NAMES
+
+    target = Path(args.path) if args.path else settings.rules_dir
+    paths = rule_files(target) if target.is_dir() else [target]
+    try:
+        ruleset = load_rules(paths, load_catalog(settings.catalog_dir), set(DETECTOR_NAMES))
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"{path}: ok")
+    print(f"{len(ruleset.rules)} rules in {len(paths)} files")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pasarwatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start Redis (unless REDIS_URL is set), engine, web and worker")
+    up.add_argument("--demo", action="store_true", help="also replay real PIHPS prices as a device would")
+    up.set_defaults(run=_up)
+    commands.add_parser("web", help="the web server (HTTP API, WebSockets, dashboard)").set_defaults(run=_web)
+    commands.add_parser("engine", help="the detection engine").set_defaults(run=_engine)
+    commands.add_parser("worker", help="an RQ worker for notifications").set_defaults(run=_worker)
+    demo = commands.add_parser("demo", help="replay the demo price feed into a running server")
+    demo.add_argument("--url", help="server base URL (default http://HOST:PORT)")
+    demo.add_argument("--speed", type=float, help="days per second (default PASARWATCH_DEMO_SPEED)")
+    demo.add_argument("--days", type=int, help="stop after this many days")
+    demo.set_defaults(run=_demo)
+    rules = commands.add_parser("rules", help="rule file tools")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = rule_commands.add_parser("check", help="validate rule files; errors as file:line: reason")
+    check.add_argument("path", nargs="?", help="a rule file or directory (default the rules directory)")
+    check.set_defaults(run=_rules_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.run(Settings.from_env(), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

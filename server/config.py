@@ -1,0 +1,103 @@
+"""Configuration: every setting is an environment variable with a documented default, read once.
+
+``Settings.from_env()`` is called at process start; everything else receives the ``Settings``
+object. The README's table of environment variables is generated from ``ENVIRONMENT``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (default, meaning); the single source of truth for the README table too.
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "REDIS_URL": ("", "Redis to use; when empty, `pasarwatch up` starts an embedded redis-server"),
+    "PASARWATCH_DATA_DIR": ("var", "where the embedded Redis keeps its append-only file"),
+    "PASARWATCH_HOST": ("127.0.0.1", "address the web server binds"),
+    "PASARWATCH_PORT": ("8000", "port the web server binds"),
+    "PASARWATCH_RULES_DIR": (str(PROJECT_ROOT / "rules"), "rule files (*.yaml) and catalog/ directory"),
+    "PASARWATCH_PUBLIC_URL": ("", "dashboard URL used in notifications (default http://HOST:PORT)"),
+    "PASARWATCH_MAX_BODY_BYTES": ("4194304", "largest accepted request body (413 above)"),
+    "PASARWATCH_MAX_BATCH": ("10000", "most ticks in one request (413 above)"),
+    "PASARWATCH_MAX_FUTURE_SKEW": ("300", "seconds a tick's ts may lie in the future"),
+    "PASARWATCH_ENGINE_BATCH": ("500", "ticks the engine reads and commits per batch"),
+    "PASARWATCH_STALE_SWEEP": ("5", "seconds between stale-feed sweeps"),
+    "PASARWATCH_RULES_POLL": ("1", "seconds between checks of the rule files for changes"),
+    "PASARWATCH_HISTORY_LEN": ("2000", "price messages kept per series for the history API"),
+    "PASARWATCH_TICKS_RETENTION_DAYS": ("30", "processed ticks older than this are trimmed from the stream"),
+    "PASARWATCH_WS_QUEUE": ("1000", "alerts a slow /ws/prices client may have queued before it is dropped"),
+    "PASARWATCH_WS_SEND_TIMEOUT": ("10", "seconds a /ws/prices send may take before the client is dropped"),
+    "PASARWATCH_WS_PING": ("20", "seconds between WebSocket heartbeats (pings)"),
+    "PASARWATCH_DEMO_SPEED": ("20", "demo feed: simulated days per second"),
+    "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
+    "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
+    "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),
+}
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, ENVIRONMENT[name][0])
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    data_dir: Path
+    host: str
+    port: int
+    rules_dir: Path
+    public_url: str
+    max_body_bytes: int
+    max_batch: int
+    max_future_skew: float
+    engine_batch: int
+    stale_sweep: float
+    rules_poll: float
+    history_len: int
+    ticks_retention_days: float
+    ws_queue: int
+    ws_send_timeout: float
+    ws_ping: float
+    demo_speed: float
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.rules_dir / "catalog"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        host = _env("PASARWATCH_HOST")
+        port = int(_env("PASARWATCH_PORT"))
+        return cls(
+            redis_url=_env("REDIS_URL"),
+            data_dir=Path(_env("PASARWATCH_DATA_DIR")),
+            host=host,
+            port=port,
+            rules_dir=Path(_env("PASARWATCH_RULES_DIR")),
+            public_url=_env("PASARWATCH_PUBLIC_URL") or f"http://{host}:{port}",
+            max_body_bytes=int(_env("PASARWATCH_MAX_BODY_BYTES")),
+            max_batch=int(_env("PASARWATCH_MAX_BATCH")),
+            max_future_skew=float(_env("PASARWATCH_MAX_FUTURE_SKEW")),
+            engine_batch=int(_env("PASARWATCH_ENGINE_BATCH")),
+            stale_sweep=float(_env("PASARWATCH_STALE_SWEEP")),
+            rules_poll=float(_env("PASARWATCH_RULES_POLL")),
+            history_len=int(_env("PASARWATCH_HISTORY_LEN")),
+            ticks_retention_days=float(_env("PASARWATCH_TICKS_RETENTION_DAYS")),
+            ws_queue=int(_env("PASARWATCH_WS_QUEUE")),
+            ws_send_timeout=float(_env("PASARWATCH_WS_SEND_TIMEOUT")),
+            ws_ping=float(_env("PASARWATCH_WS_PING")),
+            demo_speed=float(_env("PASARWATCH_DEMO_SPEED")),
+        )
+
+
+def environment_table() -> str:
+    """Markdown table of every environment variable, for the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, (default, meaning) in ENVIRONMENT.items():
+        shown = default.replace(str(PROJECT_ROOT), ".") if default else "(empty)"
+        rows.append(f"| `{name}` | `{shown}` | {meaning} |")
+    return "\n".join(rows)
+
+

@@ -1,0 +1,299 @@
+"""The detection engine: reads accepted ticks, scores them, evaluates rules, publishes.
+
+It is the single consumer of ``pw:ticks`` (group ``engine``): ticks of one series must be seen
+in order. Each batch ends in ONE Redis transaction that holds everything the batch changed:
+the detector and rule state of the series it touched, the alerts it raised, latest prices and
+history, the pub/sub messages, and the XACK of the ticks. A crash before that transaction
+leaves the ticks pending and the state as it was, so the restarted engine processes them again
+with the same result; a crash after it has nothing left to do. That is how no accepted tick is
+lost and no alert is raised twice.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import signal
+import time
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+
+from detectors.stack import DetectorStack
+from rules.catalog import Catalog
+from rules.engine import RuleEngine
+from server import keys
+from server.config import Settings
+from rules.rulebook import Rulebook
+
+log = logging.getLogger("pasarwatch.engine")
+
+DETECTOR_NAMES = frozenset({"zscore", "iqr", "forecast", "crossmarket", "ceiling"})
+
+
+@dataclass
+class Batch:
+    """What one batch changed, written in one transaction."""
+
+    tick_ids: list[str] = field(default_factory=list)
+    prices: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
+    health: list[dict] = field(default_factory=list)
+    series: set[tuple[str, str]] = field(default_factory=set)
+    panels: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.tick_ids or self.alerts or self.health)
+
+
+@dataclass
+class Clock:
+    """Event time for the stale sweep: the newest tick time, advanced by wall time since.
+
+    Live feeds follow the wall clock; a replay of old data follows its own timestamps, so a
+    demo of 2024 prices does not find every feed 'stale' against today's date.
+    """
+
+    event_ts: float = 0.0
+    seen_at: float = 0.0
+
+    def observe(self, ts: float, wall: float) -> None:
+        if ts > self.event_ts:
+            self.event_ts, self.seen_at = ts, wall
+
+    def now(self, wall: float) -> float:
+        return self.event_ts + (wall - self.seen_at) if self.event_ts else wall
+
+
+class Engine:
+    def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog):
+        self.settings = settings
+        self.redis = client
+        self.catalog = catalog
+        self.stack = DetectorStack(ceilings=_ceilings(catalog))
+        self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
+        self.rules = RuleEngine(self.rulebook.current)
+        self.clock = Clock()
+        self.last_alert = (0, 0)
+        self.provinces: dict[tuple[str, str], str] = {}
+        self.last_price: dict[tuple[str, str], float] = {}
+        self._stopping = False
+        self._dispatch = _notification_dispatcher()
+
+    # -- start-up ---------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Create the consumer group if needed and load the last checkpoint."""
+        try:
+            self.redis.xgroup_create(keys.TICKS, keys.ENGINE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        for raw_key, blob in self.redis.hgetall(keys.STATE_SERIES).items():
+            commodity, market = raw_key.decode().split("/", 1)
+            state = _unpickle(blob, raw_key)
+            if state is not None:
+                self.stack.set_series_state((commodity, market), state)
+        for raw_key, blob in self.redis.hgetall(keys.STATE_PANEL).items():
+            state = _unpickle(blob, raw_key)
+            if state is not None:
+                self.stack.set_panel_state(raw_key.decode(), state)
+        for raw_key, blob in self.redis.hgetall(keys.STATE_RULES).items():
+            state = _unpickle(blob, raw_key)
+            if state is not None:
+                self.rules.states[raw_key.decode()] = state
+        engine_state = self.redis.get(keys.STATE_ENGINE)
+        if engine_state:
+            saved = pickle.loads(engine_state)
+            self.clock = saved["clock"]
+            self.last_alert = saved["last_alert"]
+            self.provinces = saved["provinces"]
+            self.last_price = saved.get("last_price", {})
+        self.publish_rules_status()
+        log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        self.restore()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        next_sweep = next_rules_check = 0.0
+        pending = True  # first drain what a previous run read but never committed
+        while not self._stopping:
+            entries = self._read(pending)
+            if pending and not entries:
+                pending = False
+                continue
+            self.process_entries(entries)
+            wall = time.time()
+            if wall >= next_rules_check:
+                self.check_rules(wall)
+                next_rules_check = wall + self.settings.rules_poll
+            if wall >= next_sweep:
+                self.sweep(wall)
+                self.redis.set(keys.ENGINE_HEARTBEAT, wall, ex=max(30, int(self.settings.stale_sweep * 3)))
+                next_sweep = wall + self.settings.stale_sweep
+            self._dispatch(self.redis, self.catalog)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _read(self, pending: bool) -> list[tuple[bytes, dict]]:
+        response = self.redis.xreadgroup(
+            keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, {keys.TICKS: "0" if pending else ">"},
+            count=self.settings.engine_batch, block=None if pending else 1000,
+        )
+        return response[0][1] if response else []
+
+    # -- one batch --------------------------------------------------------------------------
+    def process_entries(self, entries: list[tuple[bytes, dict]]) -> Batch:
+        batch = Batch()
+        wall = time.time()
+        for entry_id, fields in entries:
+            tick_id = entry_id.decode()
+            batch.tick_ids.append(tick_id)
+            payload = (fields or {}).get(b"t")
+            if payload is None:  # trimmed, or written by hand without a tick: ack and skip
+                log.warning("stream entry %s has no tick field", tick_id)
+                continue
+            tick = orjson.loads(payload)
+            tick["id"] = tick_id
+            self.process_tick(tick, batch, wall)
+        if batch:
+            self.commit(batch)
+        return batch
+
+    def process_tick(self, tick: dict, batch: Batch, wall: float) -> None:
+        series = (tick["commodity"], tick["market"])
+        verdict = self.stack.process(tick)
+        self.clock.observe(tick["ts"], wall)
+        self.provinces[series] = tick["province"]
+        self.last_price[series] = tick["price"]
+        batch.series.add(series)
+        batch.panels.add(tick["commodity"])
+        batch.prices.append({
+            "type": "price", "id": tick["id"], "commodity": tick["commodity"], "market": tick["market"],
+            "province": tick["province"], "price": tick["price"], "ts": tick["ts"], "unit": tick["unit"],
+            "source": tick.get("source"), "verdict": verdict,
+        })
+        batch.alerts.extend(self.rules.on_tick(tick, verdict))
+
+    def sweep(self, wall: float) -> None:
+        """Stale-feed check over every series, at event time (see Clock)."""
+        batch = Batch()
+        now = self.clock.now(wall)
+        for change in self.stack.sweep(now):
+            series = (change["commodity"], change["market"])
+            health = {
+                "type": "health", **change, "province": self.provinces.get(series, ""),
+                "price": self.last_price.get(series), "ts": now,
+            }
+            batch.health.append(health)
+            batch.series.add(series)
+            batch.alerts.extend(self.rules.on_health(health))
+        if batch:
+            self.commit(batch)
+
+    def check_rules(self, wall: float) -> None:
+        change = self.rulebook.reload_if_changed()
+        if change is None:
+            return
+        if change.ok:
+            batch = Batch(alerts=self.rules.swap(self.rulebook.current, self.clock.now(wall)))
+            if batch:
+                self.commit(batch)
+        self.publish_rules_status()
+
+    def publish_rules_status(self) -> None:
+        status = orjson.dumps(self.rulebook.status())
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.RULES_STATUS, status)
+        pipe.publish(keys.EVENTS, orjson.dumps({"type": "rules", **self.rulebook.status()}))
+        pipe.execute()
+
+    # -- the transaction ----------------------------------------------------------------------
+    def commit(self, batch: Batch) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for series in batch.series:
+            pipe.hset(keys.STATE_SERIES, keys.series_key(*series), pickle.dumps(self.stack.series_state(series)))
+        for commodity in batch.panels:
+            pipe.hset(keys.STATE_PANEL, commodity, pickle.dumps(self.stack.panel_state(commodity)))
+        for key in self.rules.dirty:
+            state = self.rules.states.get(key)
+            if state is None:
+                pipe.hdel(keys.STATE_RULES, key)
+            else:
+                pipe.hset(keys.STATE_RULES, key, pickle.dumps(state))
+        self.rules.dirty.clear()
+        history_len = self.settings.history_len
+        for message in batch.prices:
+            encoded = orjson.dumps(message)  # encoded once: stored, kept in history and published as is
+            series = keys.series_key(message["commodity"], message["market"])
+            pipe.hset(keys.LATEST, series, encoded)
+            pipe.xadd(keys.history_key(message["commodity"], message["market"]), {"m": encoded},
+                      id=message["id"], maxlen=history_len, approximate=True)
+            pipe.publish(keys.EVENTS, encoded)
+        for message in batch.health:
+            encoded = orjson.dumps(message)
+            pipe.hset(keys.HEALTH, keys.series_key(message["commodity"], message["market"]), encoded)
+            pipe.publish(keys.EVENTS, encoded)
+        for event in batch.alerts:
+            event["id"] = self._next_alert_id()
+            encoded = orjson.dumps(event)
+            pipe.xadd(keys.ALERTS, {"a": encoded}, id=event["id"])
+            if event["state"] == "firing":
+                pipe.hset(keys.FIRING, event["key"], encoded)
+            else:
+                pipe.hdel(keys.FIRING, event["key"])
+            pipe.publish(keys.EVENTS, encoded)
+        pipe.set(keys.STATE_ENGINE, pickle.dumps({
+            "clock": self.clock, "last_alert": self.last_alert,
+            "provinces": self.provinces, "last_price": self.last_price,
+        }))
+        if batch.tick_ids:
+            pipe.xack(keys.TICKS, keys.ENGINE_GROUP, *batch.tick_ids)
+            pipe.incrby(keys.PROCESSED, len(batch.tick_ids))
+        if batch.alerts:
+            pipe.incrby(keys.ALERTS_RAISED, len(batch.alerts))
+        pipe.execute()
+        if batch.tick_ids:
+            self._trim(batch.tick_ids[-1])
+
+    def _next_alert_id(self) -> str:
+        # Explicit ids let the alert message carry its own id in the same transaction.
+        ms, seq = self.last_alert
+        now_ms = int(time.time() * 1000)
+        self.last_alert = (now_ms, 0) if now_ms > ms else (ms, seq + 1)
+        return f"{self.last_alert[0]}-{self.last_alert[1]}"
+
+    def _trim(self, last_id: str) -> None:
+        """Drop processed ticks older than the retention period (never unprocessed ones)."""
+        last_ms = int(last_id.split("-", 1)[0])
+        cutoff = last_ms - int(self.settings.ticks_retention_days * 86_400_000)
+        if cutoff > 0:
+            self.redis.xtrim(keys.TICKS, minid=cutoff, approximate=True)
+
+
+def _ceilings(catalog: Catalog) -> dict[str, float]:
+    return {c.id: c.ceiling for c in catalog.commodities.values() if c.ceiling}
+
+
+def _unpickle(blob: bytes, key: bytes):
+    try:
+        return pickle.loads(blob)
+    except Exception:  # noqa: BLE001 - a checkpoint from an older version must not stop the engine
+        log.exception("cannot restore state of %s; starting it fresh", key.decode(errors="replace"))
+        return None
+
+
+def _notification_dispatcher():
+    """Hand alerts to the notification workers (RQ); see workers/dispatch.py."""
+    try:
+        from workers.dispatch import dispatch_alerts
+    except ImportError:  # transitional: notifications land with workers/dispatch.py
+        return lambda client, catalog: 0
+    return dispatch_alerts
+
+
+def run_engine(settings: Settings, catalog: Catalog) -> None:
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10)
+    Engine(settings, client, catalog).run()
+

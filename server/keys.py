@@ -1,0 +1,28 @@
+"""Names of every Redis key and channel the system uses (see docs/architecture.md)."""
+
+TICKS = "pw:ticks"
+ENGINE_GROUP = "engine"
+ENGINE_CONSUMER = "engine-1"
+SEQ_PREFIX = "pw:seq:"
+ALERTS = "pw:alerts"
+EVENTS = "pw:events"
+LATEST = "pw:latest"
+FIRING = "pw:firing"
+HISTORY_PREFIX = "pw:hist:"
+STATE_SERIES = "pw:state:series"
+STATE_PANEL = "pw:state:panel"
+STATE_RULES = "pw:state:rules"
+STATE_ENGINE = "pw:state:engine"
+RULES_STATUS = "pw:rules:status"
+HEALTH = "pw:health"
+ENGINE_HEARTBEAT = "pw:engine:heartbeat"
+PROCESSED = "pw:stats:processed"  # ticks the engine has committed
+ALERTS_RAISED = "pw:stats:alerts"
+
+
+def series_key(commodity: str, market: str) -> str:
+    return f"{commodity}/{market}"
+
+
+def history_key(commodity: str, market: str) -> str:
+    return f"{HISTORY_PREFIX}{commodity}/{market}"

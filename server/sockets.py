@@ -1,0 +1,135 @@
+"""WebSocket endpoints: ``/ws/prices`` (live prices and alerts) and ``/ws/ingest`` (devices)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import keys
+from server.api import read_alerts
+from server.hub import Filter
+from server.ticks import BodyError, parse_body
+
+log = logging.getLogger("pasarwatch.ws")
+
+MAX_CLIENT_MESSAGE = 64 * 1024
+MISSED_ALERTS_LIMIT = 5000
+CLOSE_TRY_AGAIN = 1013
+CLOSE_POLICY = 1008
+
+
+def error_message(reason: str) -> str:
+    return orjson.dumps({"type": "error", "reason": reason}).decode()
+
+
+def parse_subscribe(message: dict) -> tuple[Filter, str | None]:
+    """Read a subscribe message into a Filter and the last alert id seen (or raise ValueError)."""
+    lists = {}
+    for name in ("commodity", "province", "market"):
+        value = message.get(name) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"{name} must be a list of ids")
+        lists[name] = frozenset(value)
+    since = message.get("since")
+    if since is not None:
+        ms, _, seq = str(since).partition("-")
+        if not ms.isdigit() or (seq and not seq.isdigit()):
+            raise ValueError("since must be an alert id such as 1719800001234-0")
+        since = str(since)
+    return Filter(**lists), since
+
+
+async def snapshot_messages(redis, wanted: Filter, since: str | None) -> list[str]:
+    """The snapshot (latest prices and firing alerts), then alerts missed since ``since``."""
+    prices = [orjson.loads(raw) for raw in (await redis.hgetall(keys.LATEST)).values()]
+    firing = [orjson.loads(raw) for raw in (await redis.hgetall(keys.FIRING)).values()]
+    snapshot = {
+        "type": "snapshot",
+        "prices": [p for p in prices if wanted.matches(p)],
+        "alerts": sorted((a for a in firing if wanted.matches(a)), key=lambda a: a["id"]),
+    }
+    texts = [orjson.dumps(snapshot).decode()]
+    if since is not None:
+        missed = await read_alerts(redis, since, MISSED_ALERTS_LIMIT)
+        texts.extend(orjson.dumps(a).decode() for a in missed if wanted.matches(a))
+    return texts
+
+
+async def prices_endpoint(websocket: WebSocket) -> None:
+    hub = websocket.app.state.hub
+    await websocket.accept()
+    client = hub.add(websocket.send_text)
+    writer = asyncio.create_task(client.write_forever())
+    reader = asyncio.create_task(_read_subscriptions(websocket, client))
+    try:
+        await asyncio.wait({writer, reader, asyncio.create_task(client.closed.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.remove(client)
+        for task in (writer, reader):
+            task.cancel()
+        if client.close_reason not in ("", "closed", "client went away"):
+            log.info("dropping /ws/prices client: %s", client.close_reason)
+            try:
+                await websocket.close(code=CLOSE_TRY_AGAIN, reason=client.close_reason[:120])
+            except RuntimeError:
+                pass
+
+
+async def _read_subscriptions(websocket: WebSocket, client) -> None:
+    redis = websocket.app.state.redis
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            if len(raw) > MAX_CLIENT_MESSAGE:
+                client.offer(error_message("message too large"))
+                continue
+            try:
+                message = orjson.loads(raw)
+                if not isinstance(message, dict) or message.get("type") != "subscribe":
+                    raise ValueError("expected {\"type\": \"subscribe\", ...}")
+                wanted, since = parse_subscribe(message)
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                client.offer(error_message(str(exc)))
+                continue
+            client.filter = wanted
+            try:
+                client.put_first(await snapshot_messages(redis, wanted, since))
+            except RedisError:
+                client.offer(error_message("store unavailable, retry"))
+    except WebSocketDisconnect:
+        client.drop("client went away")
+    except RuntimeError:  # receive after the socket closed
+        client.drop("client went away")
+
+
+async def ingest_endpoint(websocket: WebSocket) -> None:
+    """Devices push ticks: each message (one tick, an array or NDJSON) gets one ack message.
+
+    A message may carry ``{"ref": ..., "ticks": [...]}`` so the device can match acks to sends.
+    """
+    ingestor = websocket.app.state.ingestor
+    await websocket.accept()
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            ref = None
+            try:
+                items = parse_body(raw.encode(), "")
+                if len(items) == 1 and isinstance(items[0], dict) and "ticks" in items[0]:
+                    ref = items[0].get("ref")
+                    items = items[0]["ticks"] if isinstance(items[0]["ticks"], list) else [items[0]["ticks"]]
+                status, body = await ingestor.ingest(items)
+            except BodyError as exc:
+                status, body = 422, {"errors": [exc.as_error()]}
+            except RedisError:
+                status, body = 503, {"errors": [{"index": None, "field": "body", "reason": "unavailable",
+                                                 "detail": "store unavailable: nothing was accepted, retry"}]}
+            await websocket.send_text(orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode())
+    except (WebSocketDisconnect, RuntimeError):
+        return

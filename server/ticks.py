@@ -1,0 +1,246 @@
+"""Parse and validate price ticks: plain functions over bytes and dicts, no I/O.
+
+A request body is one tick (a JSON object), a JSON array of ticks, or NDJSON (one object per
+line). Each tick is validated on its own so that, in a batch, the good ones can still be
+accepted; every problem is reported as ``{"index", "field", "reason", "detail"}`` where
+``reason`` is a stable name a device can act on.
+
+>>> from rules.catalog import load_catalog
+>>> catalog = load_catalog()
+>>> items = parse_body(b'{"commodity": "bawang-merah", "market": "pasar-kosambi", '
+...                    b'"province": "32", "price": -5}', "application/json")
+>>> validate_ticks(items, catalog, now=1_700_000_000.0).errors
+[{'index': 0, 'field': 'price', 'reason': 'not_positive', 'detail': 'price must be > 0 (got -5)'}]
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from rules.catalog import Catalog
+
+MARKET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+# Epoch values above this are almost certainly milliseconds (year 5138 in seconds).
+MAX_EPOCH_SECONDS = 1e11
+KNOWN_FIELDS = frozenset({"commodity", "market", "province", "price", "ts", "unit", "source", "seq"})
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (not JSON, wrong top-level type)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    def as_error(self) -> dict:
+        return {"index": None, "field": "body", "reason": self.reason, "detail": self.detail}
+
+
+@dataclass
+class Validated:
+    """Outcome of validating a batch: accepted ticks with their request index, and errors."""
+
+    ticks: list[tuple[int, dict]] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+
+def parse_body(body: bytes, content_type: str = "") -> list[Any]:
+    """Split a request body into raw tick items (not yet validated).
+
+    A line of NDJSON that is not JSON becomes a ``_BadLine`` item, reported by index, so one
+    broken line does not cost the others.
+    """
+    if not body.strip():
+        raise BodyError("empty_body", "the body holds no tick")
+    if "ndjson" in content_type or "jsonlines" in content_type or "json-seq" in content_type:
+        return _parse_lines(body)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if b"\n" in body.strip():
+            return _parse_lines(body)
+        raise BodyError("invalid_json", f"body is not JSON: {exc}") from None
+    if isinstance(document, dict):
+        return [document]
+    if isinstance(document, list):
+        return document
+    raise BodyError("bad_type", "body must be a tick object, an array of ticks, or NDJSON")
+
+
+class _BadLine:
+    def __init__(self, detail: str):
+        self.detail = detail
+
+
+def _parse_lines(body: bytes) -> list[Any]:
+    items: list[Any] = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            items.append(_BadLine(f"line is not JSON: {exc}"))
+    return items
+
+
+def validate_ticks(
+    items: list[Any], catalog: Catalog, now: float, max_future_skew: float = 300.0
+) -> Validated:
+    """Validate every raw item; good ones become normalised ticks (see docs/architecture.md)."""
+    result = Validated()
+    for index, item in enumerate(items):
+        tick, errors = validate_tick(item, index, catalog, now, max_future_skew)
+        if errors:
+            result.errors.extend(errors)
+        else:
+            result.ticks.append((index, tick))
+    return result
+
+
+def validate_tick(
+    item: Any, index: int, catalog: Catalog, now: float, max_future_skew: float = 300.0
+) -> tuple[dict | None, list[dict]]:
+    errors: list[dict] = []
+
+    def fail(field_name: str, reason: str, detail: str) -> None:
+        errors.append({"index": index, "field": field_name, "reason": reason, "detail": detail})
+
+    if isinstance(item, _BadLine):
+        fail("body", "invalid_json", item.detail)
+        return None, errors
+    if not isinstance(item, dict):
+        fail("tick", "bad_type", f"a tick must be a JSON object (got {type(item).__name__})")
+        return None, errors
+
+    unknown = sorted(set(item) - KNOWN_FIELDS)
+    if unknown:
+        fail(unknown[0], "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+
+    commodity_id = item.get("commodity")
+    commodity = None
+    if commodity_id is None:
+        fail("commodity", "required", "commodity is required")
+    elif not isinstance(commodity_id, str):
+        fail("commodity", "bad_type", "commodity must be a string id from the catalog")
+    else:
+        commodity = catalog.commodities.get(commodity_id)
+        if commodity is None:
+            hint = catalog.suggest_commodity(commodity_id)
+            fail("commodity", "unknown_commodity",
+                 f"unknown commodity {commodity_id!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+
+    province = item.get("province")
+    if province is None:
+        fail("province", "required", "province is required (BPS code, e.g. \"32\")")
+    elif not isinstance(province, str):
+        fail("province", "bad_type", "province must be a string code from the catalog")
+    elif province not in catalog.provinces:
+        hint = catalog.suggest_province(province)
+        fail("province", "unknown_province",
+             f"unknown province {province!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+
+    market = item.get("market")
+    if market is None:
+        fail("market", "required", "market is required")
+    elif not isinstance(market, str) or not MARKET_ID.match(market):
+        fail("market", "bad_market", "market must be an id of lowercase letters, digits, '.', '_' or '-' (max 64)")
+    elif market in catalog.markets and isinstance(province, str) and province in catalog.provinces:
+        if catalog.markets[market].province != province:
+            fail("province", "province_mismatch",
+                 f"market {market!r} is in province {catalog.markets[market].province}, not {province}")
+
+    price = _check_price(item.get("price", _MISSING), fail)
+    ts = _check_ts(item.get("ts"), now, max_future_skew, fail)
+
+    unit = item.get("unit")
+    if unit is not None:
+        if not isinstance(unit, str):
+            fail("unit", "bad_type", "unit must be a string")
+        elif commodity is not None and unit != commodity.unit:
+            fail("unit", "unit_mismatch", f"{commodity.id} is priced per {commodity.unit}, not per {unit}")
+
+    source = item.get("source")
+    if source is not None and (not isinstance(source, str) or not SOURCE_ID.match(source)):
+        fail("source", "bad_source", "source must be a short id of letters, digits and ._:@-")
+
+    seq = item.get("seq")
+    if seq is not None:
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            fail("seq", "bad_seq", "seq must be a non-negative integer")
+        elif source is None:
+            fail("seq", "seq_without_source", "seq is counted per source: give source too")
+
+    if errors:
+        return None, errors
+    assert commodity is not None and price is not None
+    return {
+        "commodity": commodity.id,
+        "market": market,
+        "province": province,
+        "price": price,
+        "ts": ts if ts is not None else now,
+        "unit": commodity.unit,
+        "source": source,
+        "seq": seq,
+        "received": now,
+    }, errors
+
+
+_MISSING = object()
+
+
+def _check_price(price: Any, fail) -> float | None:
+    if price is _MISSING or price is None:
+        fail("price", "required", "price is required (IDR per unit)")
+    elif isinstance(price, bool) or not isinstance(price, (int, float)):
+        fail("price", "not_a_number", f"price must be a JSON number (got {type(price).__name__})")
+    elif not math.isfinite(price):
+        fail("price", "not_finite", "price must be finite")
+    elif price <= 0:
+        fail("price", "not_positive", f"price must be > 0 (got {price})")
+    elif price >= 1e12:
+        fail("price", "too_large", "price above Rp 1 trillion per unit")
+    else:
+        return float(price)
+    return None
+
+
+def _check_ts(ts: Any, now: float, max_future_skew: float, fail) -> float | None:
+    if ts is None:
+        return None
+    if isinstance(ts, bool):
+        fail("ts", "bad_timestamp", "ts must be RFC 3339 text or epoch seconds")
+        return None
+    if isinstance(ts, (int, float)):
+        if not math.isfinite(ts) or ts < 0:
+            fail("ts", "bad_timestamp", "ts must be finite, non-negative epoch seconds")
+            return None
+        if ts > MAX_EPOCH_SECONDS:
+            fail("ts", "bad_timestamp", "ts looks like milliseconds; send epoch seconds")
+            return None
+        value = float(ts)
+    elif isinstance(ts, str):
+        try:
+            parsed = datetime.fromisoformat(ts.replace("z", "Z"))
+        except ValueError:
+            fail("ts", "bad_timestamp", f"ts {ts!r} is not RFC 3339 (e.g. 2024-04-01T08:00:00+07:00)")
+            return None
+        if parsed.tzinfo is None:
+            fail("ts", "bad_timestamp", "ts needs a UTC offset (RFC 3339), e.g. +07:00 or Z")
+            return None
+        value = parsed.timestamp()
+    else:
+        fail("ts", "bad_timestamp", "ts must be RFC 3339 text or epoch seconds")
+        return None
+    if value > now + max_future_skew:
+        fail("ts", "future_timestamp", f"ts is {value - now:.0f}s in the future (limit {max_future_skew:.0f}s)")
+        return None
+    return value

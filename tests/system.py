@@ -1,0 +1,123 @@
+"""The whole system as real processes on 127.0.0.1, for end-to-end tests.
+
+A real redis-server on a free port, the engine and the web server as ``python -m server.cli``
+subprocesses, and a copy of the rules directory the test may edit.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import orjson
+import redis
+
+from server.config import PROJECT_ROOT
+from server.redis_process import RedisProcess, free_port, start_redis
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class System:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None):
+        self.tmp = tmp
+        self.rules_dir = tmp / "rules"
+        shutil.copytree(PROJECT_ROOT / "rules", self.rules_dir,
+                        ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        self.redis_process: RedisProcess = start_redis(tmp / "redis")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis_process.url,
+            "PASARWATCH_HOST": "127.0.0.1",
+            "PASARWATCH_PORT": str(self.port),
+            "PASARWATCH_RULES_DIR": str(self.rules_dir),
+            "PASARWATCH_RULES_POLL": "0.1",
+            "PASARWATCH_STALE_SWEEP": "0.5",
+            "PYTHONPATH": str(PROJECT_ROOT),
+            **(env or {}),
+        }
+        self.redis = redis.Redis.from_url(self.redis_process.url)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, *names: str) -> "System":
+        for name in names or ("engine", "web"):
+            self.start_process(name)
+        if "web" in (names or ("web",)):
+            wait_for(self._web_up, 20, "web server")
+        return self
+
+    def start_process(self, name: str) -> subprocess.Popen:
+        log_path = self.tmp / f"{name}.log"
+        self.logs[name] = log_path
+        handle = log_path.open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "server.cli", name], env=self.env,
+                                   cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        return process
+
+    def _web_up(self) -> bool:
+        try:
+            return self.http.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        self.http.close()
+        self.redis.close()
+        self.redis_process.stop()
+
+    def log(self, name: str) -> str:
+        path = self.logs.get(name)
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    # -- helpers for assertions ---------------------------------------------------------------
+    def post(self, ticks, **params) -> httpx.Response:
+        return self.http.post("/api/v1/ticks", content=orjson.dumps(ticks), params=params,
+                              headers={"content-type": "application/json"})
+
+    def processed(self) -> int:
+        """Ticks the engine has committed (acked)."""
+        return int(self.redis.get("pw:stats:processed") or 0)
+
+    def wait_processed(self, count: int, timeout: float = 20.0) -> None:
+        wait_for(lambda: self.processed() >= count, timeout, f"engine to process {count} ticks "
+                 f"(engine log: {self.log('engine')[-2000:]})")
+
+    def alerts(self, **params) -> list[dict]:
+        return self.http.get("/api/v1/alerts", params=params).json()["alerts"]
