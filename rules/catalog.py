@@ -18,9 +18,11 @@ later. Everything here is pure: no I/O beyond reading the three files.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +47,7 @@ LON_RANGE, LAT_RANGE = (94.0, 142.0), (-12.0, 7.0)
 MIN_CEILING = 100.0
 SUGGEST_CUTOFF = 0.75
 
+_UNSET = object()
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _PROVINCE_CODE = re.compile(r"^[1-9][0-9]$")
 
@@ -114,37 +117,39 @@ class Catalog:
     def to_json(self) -> dict[str, Any]:
         """What GET /api/v1/catalog returns; lists keep the order of the YAML files."""
         return {
-            "commodities": [{
-                "id": c.id, "name_id": c.name_id, "name_en": c.name_en, "unit": c.unit,
-                "aliases": list(c.aliases), "ceiling": c.ceiling, "ceiling_kind": c.ceiling_kind,
-                "ceiling_note": c.ceiling_note,
-                "ceiling_by_zone": {str(z): v for z, v in c.ceiling_by_zone.items()},
-                "ceiling_by_province": dict(c.ceiling_by_province),
-            } for c in self.commodities.values()],
-            "provinces": [{
-                "code": p.code, "name": p.name, "timezone": p.timezone, "tz_abbr": p.tz_abbr,
-                "centroid": list(p.centroid), "zone": p.zone, "geo_id": p.geo_id,
-                "aliases": list(p.aliases),
-            } for p in self.provinces.values()],
-            "markets": [{"id": m.id, "name": m.name, "province": m.province, "city": m.city}
-                        for m in self.markets.values()],
+            # JSON object keys are strings (and orjson insists), hence the zone keys' str().
+            "commodities": [{**asdict(c), "ceiling_by_zone": {str(z): v for z, v in
+                                                               c.ceiling_by_zone.items()}}
+                            for c in self.commodities.values()],
+            "provinces": [asdict(p) for p in self.provinces.values()],
+            "markets": [asdict(m) for m in self.markets.values()],
         }
 
     def resolve_commodity(self, text: str) -> str | None:
         """The commodity id that ``text`` names exactly (id, name or alias, any case)."""
-        return _resolve(text, _commodity_names(self))
+        return _resolve(text, self._commodity_names)
 
     def resolve_province(self, text: str) -> str | None:
         """The province code that ``text`` names exactly (code, name or alias, any case)."""
-        return _resolve(text, _province_names(self))
+        return _resolve(text, self._province_names)
 
     def suggest_commodity(self, text: str, limit: int = 3) -> list[str]:
         """Ids of commodities whose id, names or aliases are close to ``text``, best first."""
-        return _suggest(text, _commodity_names(self), limit)
+        return _suggest(text, self._commodity_names, limit)
 
     def suggest_province(self, text: str, limit: int = 3) -> list[str]:
         """Codes of provinces whose code, name or aliases are close to ``text``, best first."""
-        return _suggest(text, _province_names(self), limit)
+        return _suggest(text, self._province_names, limit)
+
+    @cached_property
+    def _commodity_names(self) -> dict[str, list[str]]:
+        return {c.id: [_normalise(n) for n in (c.id, c.name_id, c.name_en, *c.aliases)]
+                for c in self.commodities.values()}
+
+    @cached_property
+    def _province_names(self) -> dict[str, list[str]]:
+        return {p.code: [_normalise(n) for n in (p.code, p.name, *p.aliases)]
+                for p in self.provinces.values()}
 
 
 def slugify(text: str) -> str:
@@ -163,7 +168,8 @@ def load_catalog(directory: str | Path = DEFAULT_DIR) -> Catalog:
     provinces = _load_provinces(*_read(directory / "provinces.yaml", "provinces"))
     commodities = _load_commodities(*_read(directory / "commodities.yaml", "commodities"),
                                     provinces)
-    markets = _load_markets(*_read(directory / "markets.yaml", "markets"), provinces)
+    markets_file, market_entries, _ = _read(directory / "markets.yaml", "markets")
+    markets = _load_markets(markets_file, market_entries, provinces)
     return Catalog(commodities=commodities, provinces=provinces, markets=markets)
 
 
@@ -171,16 +177,6 @@ def load_catalog(directory: str | Path = DEFAULT_DIR) -> Catalog:
 
 def _normalise(text: str) -> str:
     return slugify(text).replace("-", " ")
-
-
-def _commodity_names(catalog: Catalog) -> dict[str, list[str]]:
-    return {c.id: [_normalise(n) for n in (c.id, c.name_id, c.name_en, *c.aliases)]
-            for c in catalog.commodities.values()}
-
-
-def _province_names(catalog: Catalog) -> dict[str, list[str]]:
-    return {p.code: [_normalise(n) for n in (p.code, p.name, *p.aliases)]
-            for p in catalog.provinces.values()}
 
 
 def _resolve(text: str, names: dict[str, list[str]]) -> str | None:
@@ -321,11 +317,13 @@ class _Fields:
             raise self.error(key, f"unknown province code {value!r} (not in provinces.yaml)")
         return value
 
-    def number(self, key: str, value: Any = None, minimum: float = 0.0) -> float | None:
-        value = self.entry.get(key) if value is None else value
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+    def number(self, key: str, value: Any = _UNSET, minimum: float = 0.0) -> float | None:
+        """A positive number: the field ``key``, or ``value`` read from inside that field."""
+        if value is _UNSET:
+            value = self.entry.get(key)
+            if value is None:
+                return None  # an absent optional field, unlike an empty value in a table
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise self.error(key, f"'{key}' must be a number, got {value!r}")
         if not value > 0:
             raise self.error(key, f"'{key}' must be positive, got {value!r}")
@@ -427,13 +425,13 @@ def _load_commodities(file: str, entries: list[_Mapping], list_line: int,
             if zone not in zones:
                 raise f.error("ceiling_by_zone", f"zone {zone!r} is not a zone of any province "
                                                  f"(zones: {sorted(zones)})")
-            by_zone[zone] = f.number("ceiling_by_zone", value, minimum=MIN_CEILING)
+            by_zone[zone] = f.number("ceiling_by_zone", value, MIN_CEILING)
         by_province = {p.code: by_zone[p.zone] for p in provinces.values() if p.zone in by_zone}
         for code, value in f.table("ceiling_by_province").items():
             code = str(code)
             if code not in provinces:
                 raise f.error("ceiling_by_province", f"unknown province code {code!r}")
-            by_province[code] = f.number("ceiling_by_province", value, minimum=MIN_CEILING)
+            by_province[code] = f.number("ceiling_by_province", value, MIN_CEILING)
         kind = f.text("ceiling_kind", required=False)
         if by_province and ceiling is None:
             raise f.error("ceiling", "regional ceilings need a national 'ceiling' as default")
@@ -451,7 +449,7 @@ def _load_commodities(file: str, entries: list[_Mapping], list_line: int,
     return commodities
 
 
-def _load_markets(file: str, entries: list[_Mapping], list_line: int,
+def _load_markets(file: str, entries: list[_Mapping],
                   provinces: dict[str, Province]) -> dict[str, Market]:
     markets: dict[str, Market] = {}
     seen: dict[str, int] = {}

@@ -65,7 +65,12 @@ class System:
             self.start_process(name)
         if "web" in (names or ("web",)):
             wait_for(self._web_up, 20, "web server")
+        if "engine" in (names or ("engine",)) and "web" in (names or ("web",)):
+            wait_for(self._ready, 20, "engine to report its rules (readyz)")
         return self
+
+    def _ready(self) -> bool:
+        return self.http.get("/readyz").status_code == 200
 
     def start_process(self, name: str) -> subprocess.Popen:
         log_path = self.tmp / f"{name}.log"
