@@ -43,4 +43,5 @@ class CeilingPrice:
             return "no ceiling"
         excess = score - 1.0
         where = f"{excess:.0%} above" if excess > 0 else "at"
-        return f"{format_rupiah(x['price'])} is {where} the ceiling (HET) {format_rupiah(self.ceiling)}"
+        price, ceiling = format_rupiah(x["price"]), format_rupiah(self.ceiling)
+        return f"{price} is {where} the ceiling (HET) {ceiling}"

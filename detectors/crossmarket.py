@@ -2,7 +2,12 @@
 
 One instance holds the panel of one commodity: the latest log-price of every market with its
 timestamp, and each market's usual premium over the others (an EWMA, so a market that is always
-5% dearer, or a market that sells a cheaper grade, is not flagged for being itself).
+5% dearer, or a market that sells a cheaper grade, is not flagged for being itself). A tick is
+scored by how far its premium over the median of the other markets' fresh prices strays from
+that market's usual premium, in units of the spread between the other markets (1.4826 * MAD, a
+robust standard deviation, floored: on a day when the others agree to the rupiah the spread is
+zero). When most markets move together the median moves with them, which is what tells a
+market-wide move apart from a local entry error.
 
 The panel keeps the latest price *seen* at each market (``observe``), quarantined or not; only
 the usual premium is learned from accepted ticks alone (``learn_one``). A panel of accepted
@@ -10,11 +15,6 @@ prices only deadlocks in a fast market-wide move: each market that moves first i
 with the others' old prices, is quarantined, so the old prices stay, and the next market is
 quarantined too (on the PIHPS chilli data, 2020-01-06: 14 of 18 markets in one day). One
 entry error among the others barely moves their median, so seen prices are a safe reference.
-A tick is scored by how far its premium over the median of the other markets' fresh prices
-strays from that market's usual premium, in units of the spread between the other markets
-(1.4826 * MAD, a robust standard deviation, floored: on a day when the others agree to the
-rupiah the spread is zero). When most markets move together the median moves with them, which
-is what tells a market-wide move apart from a local entry error.
 
 >>> det = CrossMarket(threshold=4.0, min_markets=3, warmup=2)
 >>> for day in range(3):
@@ -34,22 +34,9 @@ from __future__ import annotations
 import math
 
 from detectors.money import format_rupiah
+from detectors.robust import center_and_spread
 
 DAY = 86400.0
-MAD_TO_STD = 1.4826
-
-
-def median_of(ordered: list[float]) -> float:
-    n = len(ordered)
-    middle = n // 2
-    return ordered[middle] if n % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
-
-
-def center_and_spread(values: list[float], min_scale: float) -> tuple[float, float]:
-    """Median and robust standard deviation (1.4826 * MAD, at least ``min_scale``)."""
-    median = median_of(sorted(values))
-    mad = median_of(sorted(abs(v - median) for v in values))
-    return median, max(MAD_TO_STD * mad, min_scale)
 
 
 class CrossMarket:

@@ -32,7 +32,7 @@ from river.time_series import HoltWinters
 from detectors.money import format_rupiah
 
 # Standard deviation over mean absolute deviation for a normal distribution (sqrt(pi/2)).
-MAD_TO_STD = 1.2533
+MEAN_ABS_TO_STD = 1.2533
 
 
 class ForecastResidual:
@@ -67,7 +67,7 @@ class ForecastResidual:
         """Typical one-step residual in log units (about a standard deviation)."""
         if self._mean_abs_residual is None:
             return self.min_scale
-        return max(MAD_TO_STD * self._mean_abs_residual, self.min_scale)
+        return max(MEAN_ABS_TO_STD * self._mean_abs_residual, self.min_scale)
 
     def score_one(self, x: dict) -> float | None:
         if self._n < self.warmup:
@@ -121,7 +121,7 @@ class ForecastResidual:
         return steps
 
     def expected(self) -> dict | None:
-        """The band of next-tick prices that do not fire (``threshold`` scales around the forecast)."""
+        """The next-tick prices that do not fire: ``threshold`` scales around the forecast."""
         band = self.forecast(1, z=self.threshold)
         if not band:
             return None

@@ -25,14 +25,7 @@ from __future__ import annotations
 from collections import deque
 
 from detectors.money import format_rupiah
-
-
-def quantile(ordered: list[float], q: float) -> float:
-    """Linear-interpolation quantile of an already sorted list (numpy's default method)."""
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+from detectors.robust import quantile
 
 
 class IQRFences:
@@ -89,7 +82,8 @@ class IQRFences:
         side, fence = ("above", high) if price > high else ("below", low)
         return (
             f"{format_rupiah(price)} is {score:.1f} scales {side} the fence {format_rupiah(fence)} "
-            f"(median {format_rupiah(median)}, IQR {format_rupiah(iqr)} over {len(self._prices)} ticks)"
+            f"(median {format_rupiah(median)}, IQR {format_rupiah(iqr)} "
+            f"over {len(self._prices)} ticks)"
         )
 
     def expected(self) -> dict | None:

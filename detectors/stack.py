@@ -20,6 +20,10 @@ re-based, so no series stays quarantined forever. Held ticks are learned too whe
 next accepted tick agrees with them: the first markets to report a sudden move look local until
 the others follow, and their history should not miss the start of the move.
 
+Ticks that arrive together should go through ``process_batch``: the cross-market check then
+sees the whole batch, so a market-wide jump reported by all markets at once is not mistaken for
+local errors at the markets that happen to come first.
+
 Ceilings (``ceilings``) are keyed by commodity, or by ``(commodity, province)`` where the
 ceiling differs by region (rice HET zones); the regional one wins.
 
@@ -88,6 +92,9 @@ class StackConfig:
     cross_min_scale: float = 0.03
     cross_premium_alpha: float = 0.05
     cross_warmup: int = 5
+    # Prices reported within this many seconds of each other count as "the same time" for the
+    # cross-market check of a batch (a day's reports arrive over a morning).
+    same_time: float = 6 * 3600.0
     # Quarantine without a cross-market opinion needs strong_count detectors at strong_factor x.
     strong_factor: float = 2.0
     strong_count: int = 2
@@ -128,7 +135,37 @@ class DetectorStack:
     def series_keys(self) -> list[tuple[str, str]]:
         return list(self._series)
 
+    def forecast(self, key: tuple[str, str], horizon: int, z: float = 1.96) -> list[dict]:
+        """Forecast steps ``{"step", "level", "lo", "hi"}`` of a series; [] if unknown or cold."""
+        series = self._series.get(key)
+        return series.forecast.forecast(horizon, z) if series is not None else []
+
     # -- per tick -------------------------------------------------------------------------------
+
+    def process_batch(self, ticks: list[dict]) -> list[dict]:
+        """Verdicts for ticks that arrived together, in order.
+
+        The cross-market check of every tick sees all prices of the batch, not only those
+        before it. Markets often report a day's prices together; processed one by one, the
+        first markets of a sudden market-wide jump would be judged against the others'
+        yesterday prices and look like local errors. For the same batch the result is the same
+        every time (the engine re-reads exactly the uncommitted batch after a crash).
+
+        Only prices of the same time (within ``same_time`` seconds after the tick) are seen
+        early: a batch that spans several days must not compare Monday with Friday's prices.
+        """
+        window = self.config.same_time
+        by_time = sorted(range(len(ticks)), key=lambda i: ticks[i]["ts"])
+        seen = 0
+        verdicts = []
+        for tick in ticks:
+            horizon = tick["ts"] + window
+            while seen < len(by_time) and ticks[by_time[seen]]["ts"] <= horizon:
+                early = ticks[by_time[seen]]
+                self._panel(early["commodity"]).observe(_features(early))
+                seen += 1
+            verdicts.append(self.process(tick))
+        return verdicts
 
     def process(self, tick: dict) -> dict:
         """Score, decide quarantine, learn. Returns the verdict (docs/architecture.md)."""
@@ -136,13 +173,13 @@ class DetectorStack:
         series = self._series.get((commodity, market))
         if series is None:
             series = self._series[(commodity, market)] = self._new_series()
-        panel = self._panels.get(commodity)
-        if panel is None:
-            panel = self._panels[commodity] = self._new_panel()
-        x = {"price": float(tick["price"]), "ts": float(tick["ts"]), "market": market}
+        panel = self._panel(commodity)
+        x = _features(tick)
 
         detectors = [series.zscore, series.iqr, series.forecast, panel]
-        ceiling = self._ceilings.get((commodity, tick.get("province"))) or self._ceilings.get(commodity)
+        ceiling = self._ceilings.get((commodity, tick.get("province")))
+        if ceiling is None:
+            ceiling = self._ceilings.get(commodity)
         if ceiling is not None:
             detectors.append(ceiling)
         scores: dict[str, float] = {}
@@ -167,14 +204,14 @@ class DetectorStack:
             panel.observe(x)
             run = series.hold(x, self.config.shift_tolerance)
             if len(run) >= self.config.shift_after:
-                self._accept_shift(series, panel, market)
+                # A real level shift at this market: its usual premium is history.
+                panel.forget_premium(market)
+                self._learn_held(series, panel)
                 quarantined = False
         else:
             if series.held and series.agrees(x, self.config.shift_tolerance):
                 # The held run was the start of a move the market has now confirmed.
-                for held in series.held:
-                    series.learn_one(held)
-                    panel.learn_one(held)
+                self._learn_held(series, panel)
             series.held.clear()
             series.learn_one(x)
             panel.learn_one(x)
@@ -201,8 +238,8 @@ class DetectorStack:
         ]
         return len(strong) >= config.strong_count
 
-    def _accept_shift(self, series: SeriesState, panel: CrossMarket, market: str) -> None:
-        panel.forget_premium(market)
+    @staticmethod
+    def _learn_held(series: SeriesState, panel: CrossMarket) -> None:
         for held in series.held:
             series.learn_one(held)
             panel.learn_one(held)
@@ -253,9 +290,18 @@ class DetectorStack:
             stale=StaleFeed(factor=c.stale_factor, min_gap=c.stale_min_gap),
         )
 
-    def _new_panel(self) -> CrossMarket:
-        c = self.config
-        return CrossMarket(
-            threshold=c.cross_threshold, min_markets=c.cross_min_markets, max_age=c.cross_max_age,
-            min_scale=c.cross_min_scale, premium_alpha=c.cross_premium_alpha, warmup=c.cross_warmup,
-        )
+    def _panel(self, commodity: str) -> CrossMarket:
+        panel = self._panels.get(commodity)
+        if panel is None:
+            c = self.config
+            panel = self._panels[commodity] = CrossMarket(
+                threshold=c.cross_threshold, min_markets=c.cross_min_markets,
+                max_age=c.cross_max_age, min_scale=c.cross_min_scale,
+                premium_alpha=c.cross_premium_alpha, warmup=c.cross_warmup,
+            )
+        return panel
+
+
+def _features(tick: dict) -> dict:
+    """What the detectors read from a tick."""
+    return {"price": float(tick["price"]), "ts": float(tick["ts"]), "market": tick["market"]}

@@ -21,11 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+from detectors.robust import median
 
 
 def format_duration(seconds: float) -> str:
@@ -41,7 +37,9 @@ def format_duration(seconds: float) -> str:
 class StaleFeed:
     name = "stale"
 
-    def __init__(self, factor: float = 3.0, min_gap: float = 60.0, window: int = 15, warmup: int = 3):
+    def __init__(
+        self, factor: float = 3.0, min_gap: float = 60.0, window: int = 15, warmup: int = 3
+    ):
         self.threshold = factor
         self.min_gap = min_gap
         self.warmup = warmup
@@ -55,7 +53,7 @@ class StaleFeed:
     def expected_gap(self) -> float | None:
         if len(self._gaps) < self.warmup:
             return None
-        return max(_median(list(self._gaps)), self.min_gap)
+        return max(median(self._gaps), self.min_gap)
 
     def age(self, now: float) -> float | None:
         if self._last is None:

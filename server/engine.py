@@ -147,6 +147,7 @@ class Engine:
     def process_entries(self, entries: list[tuple[bytes, dict]]) -> Batch:
         batch = Batch()
         wall = time.time()
+        ticks = []
         for entry_id, fields in entries:
             tick_id = entry_id.decode()
             batch.tick_ids.append(tick_id)
@@ -156,14 +157,17 @@ class Engine:
                 continue
             tick = orjson.loads(payload)
             tick["id"] = tick_id
-            self.process_tick(tick, batch, wall)
+            ticks.append(tick)
+        # Ticks read together are judged together: a day's reports see each other (see
+        # DetectorStack.process_batch). A replay after a crash re-reads the same batch.
+        for tick, verdict in zip(ticks, self.stack.process_batch(ticks)):
+            self.record(tick, verdict, batch, wall)
         if batch:
             self.commit(batch)
         return batch
 
-    def process_tick(self, tick: dict, batch: Batch, wall: float) -> None:
+    def record(self, tick: dict, verdict: dict, batch: Batch, wall: float) -> None:
         series = (tick["commodity"], tick["market"])
-        verdict = self.stack.process(tick)
         self.clock.observe(tick["ts"], wall)
         self.provinces[series] = tick["province"]
         self.last_price[series] = tick["price"]
@@ -272,8 +276,15 @@ class Engine:
             self.redis.xtrim(keys.TICKS, minid=cutoff, approximate=True)
 
 
-def _ceilings(catalog: Catalog) -> dict[str, float]:
-    return {c.id: c.ceiling for c in catalog.commodities.values() if c.ceiling}
+def _ceilings(catalog: Catalog) -> dict[str | tuple[str, str], float]:
+    """National ceilings per commodity, and regional ones (HET zones) per (commodity, province)."""
+    ceilings: dict[str | tuple[str, str], float] = {}
+    for commodity in catalog.commodities.values():
+        if commodity.ceiling:
+            ceilings[commodity.id] = commodity.ceiling
+        for province, value in commodity.ceiling_by_province.items():
+            ceilings[(commodity.id, province)] = value
+    return ceilings
 
 
 def _unpickle(blob: bytes, key: bytes):

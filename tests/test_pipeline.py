@@ -1,0 +1,205 @@
+"""End to end: real Redis, real engine and web processes, real WebSocket clients."""
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from websockets.sync.client import connect
+
+from tests.system import System, wait_for
+
+DAY = 86400.0
+START = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+MARKETS = ["pasar-kosambi", "pasar-kiaracondong", "pasar-cisalak", "pasar-anyar", "pasar-kanoman"]
+# Below the chilli reference price (HAP) of the catalog, so only the detectors under test fire.
+BASE = {"pasar-kosambi": 45000, "pasar-kiaracondong": 46000, "pasar-cisalak": 44500,
+        "pasar-anyar": 45500, "pasar-kanoman": 47000}
+
+
+def day_ticks(day: int, prices: dict[str, float] | None = None, commodity: str = "cabai-rawit-merah") -> list[dict]:
+    """One report per market; prices wobble a little from day to day like the real feed."""
+    prices = prices or {}
+    return [
+        {"commodity": commodity, "market": market, "province": "32",
+         "price": prices.get(market, BASE[market] + 500 * (day % 3) - 250 * (i % 2)),
+         "ts": START + day * DAY + i}
+        for i, market in enumerate(MARKETS)
+    ]
+
+
+def feed(system: System, days: range, overrides: dict[int, dict[str, float]] | None = None) -> int:
+    overrides = overrides or {}
+    sent = 0
+    for day in days:
+        response = system.post(day_ticks(day, overrides.get(day)))
+        assert response.status_code == 202, response.text
+        sent += len(MARKETS)
+    return sent
+
+
+class Messages:
+    """Reads frames (JSON arrays) from a /ws/prices client and keeps every message."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.seen: list[dict] = []
+
+    def until(self, predicate, timeout: float = 15.0) -> dict:
+        for message in self.seen:
+            if predicate(message):
+                return message
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching message in {timeout}s; saw {[m.get('type') for m in self.seen][-20:]}")
+            frame = orjson.loads(self.ws.recv(timeout=remaining))
+            assert isinstance(frame, list)
+            self.seen.extend(frame)
+            for message in frame:
+                if predicate(message):
+                    return message
+
+
+@pytest.fixture
+def system(tmp_path):
+    running = System(tmp_path).start()
+    yield running
+    running.stop()
+
+
+def test_posted_ticks_reach_a_websocket_client_as_prices(system):
+    with connect(f"{system.ws_url}/ws/prices") as ws:
+        ws.send(orjson.dumps({"type": "subscribe", "commodity": ["cabai-rawit-merah"]}).decode())
+        messages = Messages(ws)
+        snapshot = messages.until(lambda m: m["type"] == "snapshot")
+        assert snapshot["prices"] == []
+        feed(system, range(3))
+        price = messages.until(lambda m: m["type"] == "price" and m["market"] == "pasar-anyar"
+                               and m["ts"] >= START + 2 * DAY)
+        assert price["commodity"] == "cabai-rawit-merah" and price["province"] == "32"
+        assert set(price["verdict"]) >= {"scores", "fired", "quarantined", "expected"}
+        # A client subscribed to another commodity gets none of these.
+    with connect(f"{system.ws_url}/ws/prices") as other:
+        other.send(orjson.dumps({"type": "subscribe", "commodity": ["bawang-merah"]}).decode())
+        frame = orjson.loads(other.recv(timeout=10))
+        assert frame[0]["type"] == "snapshot" and frame[0]["prices"] == []
+
+
+def test_a_spike_at_one_market_is_quarantined_alerted_and_resolves(system):
+    feed(system, range(20))
+    with connect(f"{system.ws_url}/ws/prices") as ws:
+        ws.send(orjson.dumps({"type": "subscribe"}).decode())
+        messages = Messages(ws)
+        messages.until(lambda m: m["type"] == "snapshot")
+        # An entry error: ten times the usual price at one market, the others unchanged.
+        feed(system, range(20, 21), {20: {"pasar-cisalak": 445000}})
+        spike = messages.until(lambda m: m["type"] == "price" and m["market"] == "pasar-cisalak"
+                               and m["price"] == 445000)
+        assert spike["verdict"]["quarantined"] is True
+        assert "crossmarket" in spike["verdict"]["fired"]
+        firing = messages.until(lambda m: m["type"] == "alert" and m["rule"] == "harga-menyimpang")
+        assert firing["state"] == "firing" and firing["market"] == "pasar-cisalak"
+        assert firing["key"] == "harga-menyimpang/cabai-rawit-merah/pasar-cisalak"
+        # Normal prices again: the quarantined tick was not learned, so nothing else fires.
+        feed(system, range(21, 23))
+        resolved = messages.until(lambda m: m["type"] == "alert" and m["state"] == "resolved")
+        assert resolved["key"] == firing["key"] and resolved["price"] < 50000
+        assert resolved["fired_price"] == 445000
+    next_day = system.http.get("/api/v1/series", params={"market": "pasar-cisalak"}).json()["series"][0]
+    assert next_day["verdict"]["quarantined"] is False and next_day["verdict"]["fired"] == []
+    assert [a["state"] for a in system.alerts(commodity="cabai-rawit-merah")] == ["firing", "resolved"]
+
+
+def test_a_market_wide_move_is_learned_not_alerted_per_market(system):
+    feed(system, range(20))
+    up = {market: BASE[market] * 1.6 for market in MARKETS}
+    sent = feed(system, range(20, 25), {day: up for day in range(20, 25)})
+    system.wait_processed(20 * len(MARKETS) + sent)
+    rows = system.http.get("/api/v1/series/cabai-rawit-merah/pasar-kanoman/history").json()["points"]
+    moved = [p for p in rows if p["ts"] >= START + 20 * DAY]
+    assert len(moved) == 5
+    assert not any(p["verdict"]["quarantined"] for p in moved)
+    assert not [a for a in system.alerts() if a["rule"] == "harga-menyimpang"]
+    # Learned: after a few days at the new level, the usual level has followed it.
+    assert moved[-1]["verdict"]["expected"]["level"] > BASE["pasar-kanoman"] * 1.3
+
+
+def test_a_malformed_rule_file_keeps_the_last_good_rules(system):
+    feed(system, range(20))
+    (system.rules_dir / "prices.yaml").write_text("rules:\n  - name: broken\n    when: zscore.fired and (\n")
+    status = wait_for(lambda: (s := system.http.get("/api/v1/rules").json()) and s["errors"] and s, 10,
+                      "rules status to report the error")
+    assert status["ok"] is False
+    assert status["errors"][0]["file"].endswith("prices.yaml") and status["errors"][0]["line"] == 3
+    assert "harga-menyimpang" in [rule["name"] for rule in status["rules"]]
+    feed(system, range(20, 21), {20: {"pasar-anyar": 455000}})
+    alert = wait_for(lambda: [a for a in system.alerts() if a["rule"] == "harga-menyimpang"], 15,
+                     "an alert from the last good rules")
+    assert alert[0]["market"] == "pasar-anyar"
+
+
+def test_editing_a_rule_file_changes_behaviour_without_restart(system):
+    feed(system, range(20))
+    engine_pid = system.processes["engine"].pid
+    path = system.rules_dir / "prices.yaml"
+    path.write_text(path.read_text().replace("    when: quarantined\n    severity: warning",
+                                             "    when: quarantined\n    severity: critical"))
+    wait_for(lambda: any(r["name"] == "harga-menyimpang" and r["severity"] == "critical"
+                         for r in system.http.get("/api/v1/rules").json()["rules"]), 10, "reload")
+    feed(system, range(20, 21), {20: {"pasar-kosambi": 450000}})
+    alert = wait_for(lambda: [a for a in system.alerts() if a["rule"] == "harga-menyimpang"], 15, "alert")
+    assert alert[0]["severity"] == "critical"
+    assert system.processes["engine"].pid == engine_pid and system.processes["engine"].poll() is None
+
+
+def test_killing_the_engine_loses_no_tick_and_duplicates_no_alert(system):
+    sent = feed(system, range(20))
+    system.wait_processed(sent)
+    system.kill("engine")
+    # Accepted while the engine is down: the spike and the following days.
+    sent += feed(system, range(20, 24), {20: {"pasar-kanoman": 470000}})
+    system.start_process("engine")
+    system.wait_processed(sent)
+    # Kill it again mid-stream and restart: ticks read but not committed are processed once.
+    sent += feed(system, range(24, 40))
+    system.kill("engine")
+    system.start_process("engine")
+    system.wait_processed(sent)
+    assert system.processed() == sent
+    alerts = [a for a in system.alerts() if a["rule"] == "harga-menyimpang"]
+    assert [(a["state"], a["market"]) for a in alerts] == [("firing", "pasar-kanoman"), ("resolved", "pasar-kanoman")]
+    history = system.http.get("/api/v1/series/cabai-rawit-merah/pasar-kanoman/history").json()["points"]
+    assert [p["ts"] for p in history] == [START + d * DAY + 4 for d in range(40)]
+
+
+def test_a_reconnecting_client_gets_the_alerts_it_missed(system):
+    feed(system, range(20))
+    with connect(f"{system.ws_url}/ws/prices") as ws:
+        ws.send(orjson.dumps({"type": "subscribe"}).decode())
+        Messages(ws).until(lambda m: m["type"] == "snapshot")
+    feed(system, range(20, 23), {20: {"pasar-anyar": 455000}})
+    wait_for(lambda: len(system.alerts()) >= 2, 15, "firing and resolved alerts")
+    first = system.alerts()[0]
+    with connect(f"{system.ws_url}/ws/prices") as ws:
+        ws.send(orjson.dumps({"type": "subscribe", "since": first["id"]}).decode())
+        messages = Messages(ws)
+        messages.until(lambda m: m["type"] == "snapshot")
+        missed = messages.until(lambda m: m["type"] == "alert")
+        assert missed["state"] == "resolved" and missed["id"] > first["id"]
+
+
+def test_ws_ingest_acknowledges_each_message(system):
+    with connect(f"{system.ws_url}/ws/ingest") as ws:
+        ws.send(orjson.dumps({"ref": "batch-1", "ticks": day_ticks(0)}).decode())
+        ack = orjson.loads(ws.recv(timeout=10))
+        assert ack["type"] == "ack" and ack["ref"] == "batch-1" and ack["status"] == 202
+        assert ack["accepted"] == len(MARKETS)
+        ws.send(orjson.dumps({"commodity": "cabai-rawit-merah", "market": "pasar-anyar",
+                              "province": "32", "price": "mahal"}).decode())
+        refused = orjson.loads(ws.recv(timeout=10))
+        assert refused["status"] == 422 and refused["errors"][0]["reason"] == "not_a_number"
+        ws.send("{not json")
+        assert orjson.loads(ws.recv(timeout=10))["errors"][0]["reason"] == "invalid_json"
+    system.wait_processed(len(MARKETS))
