@@ -30,7 +30,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_WS_QUEUE": ("1000", "alerts a slow /ws/prices client may have queued before it is dropped"),
     "PASARWATCH_WS_SEND_TIMEOUT": ("10", "seconds a /ws/prices send may take before the client is dropped"),
     "PASARWATCH_WS_PING": ("20", "seconds between WebSocket heartbeats (pings)"),
-    "PASARWATCH_DEMO_SPEED": ("20", "demo feed: simulated days per second"),
+    "PASARWATCH_DEMO_SPEED": ("5", "demo feed: simulated days per second"),
     "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
     "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
     "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),

@@ -82,7 +82,8 @@ def start_redis(
         "--daemonize", "no",
         "--logfile", str((data_dir / "redis.log").resolve()),
     ]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Own session: a Ctrl-C meant for the launcher must not stop Redis before the others.
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
