@@ -5,22 +5,14 @@ import time
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import keys
+from server.access import refuse, requires
+from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
 
 MAX_LIMIT = 5000
-
-
-class ORJSONResponse(JSONResponse):
-    def render(self, content) -> bytes:
-        return orjson.dumps(content)
-
-
-def error(status: int, field: str, reason: str, detail: str) -> ORJSONResponse:
-    return ORJSONResponse({"errors": [{"index": None, "field": field, "reason": reason, "detail": detail}]},
-                          status_code=status)
 
 
 class QueryError(ValueError):
@@ -59,7 +51,9 @@ def _stream_id_param(request: Request, name: str) -> str | None:
     return raw
 
 
+@requires("ingest")
 async def post_ticks(request: Request) -> Response:
+    credential = request.state.credential
     settings = request.app.state.settings
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
@@ -73,15 +67,22 @@ async def post_ticks(request: Request) -> Response:
         items = parse_body(bytes(body), request.headers.get("content-type", ""))
     except BodyError as exc:
         return ORJSONResponse({"errors": [exc.as_error()]}, status_code=422)
+    wait = request.app.state.gate.bucket(credential).take(len(items))
+    if wait:
+        return await refuse(request, 429, "body", "rate_limited",
+                            f"{credential.name} is over its rate; retry in {wait:.1f}s",
+                            headers={"retry-after": str(max(1, round(wait)))})
     all_or_nothing = request.query_params.get("all_or_nothing", "").lower() in ("1", "true", "yes")
-    status, result = await request.app.state.ingestor.ingest(items, all_or_nothing)
+    status, result = await request.app.state.ingestor.ingest(items, credential, all_or_nothing)
     return ORJSONResponse(result, status_code=status)
 
 
+@requires("read")
 async def get_catalog(request: Request) -> Response:
     return Response(request.app.state.catalog_json, media_type="application/json")
 
 
+@requires("read")
 async def get_series(request: Request) -> Response:
     wanted = {name: _list_param(request, name) for name in ("commodity", "province", "market")}
     rows = await request.app.state.redis.hgetall(keys.LATEST)
@@ -94,6 +95,7 @@ async def get_series(request: Request) -> Response:
     return ORJSONResponse({"series": series})
 
 
+@requires("read")
 async def get_history(request: Request) -> Response:
     commodity, market = request.path_params["commodity"], request.path_params["market"]
     limit = _int_param(request, "limit", 500, 1, MAX_LIMIT)
@@ -102,6 +104,7 @@ async def get_history(request: Request) -> Response:
     return ORJSONResponse({"commodity": commodity, "market": market, "points": points})
 
 
+@requires("read")
 async def get_alerts(request: Request) -> Response:
     limit = _int_param(request, "limit", 200, 1, MAX_LIMIT)
     since = _stream_id_param(request, "since")
@@ -148,6 +151,7 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
     return alerts[:limit]
 
 
+@requires("read")
 async def get_rules(request: Request) -> Response:
     status = await request.app.state.redis.get(keys.RULES_STATUS)
     if status is None:

@@ -14,10 +14,12 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, sockets
+from server import api, devices, sockets
 from server.config import PROJECT_ROOT, Settings
+from server.access import Gate
 from server.hub import Hub
 from server.ingest import Ingestor
+from server.responses import error
 
 log = logging.getLogger("pasarwatch.web")
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -29,11 +31,11 @@ async def index(request: Request) -> Response:
 
 async def redis_unavailable(request: Request, exc: Exception) -> Response:
     # Nothing was accepted: the client must retry. 503, never 500, never a hang.
-    return api.error(503, "store", "unavailable", f"store unavailable, retry: {type(exc).__name__}")
+    return error(503, "store", "unavailable", f"store unavailable, retry: {type(exc).__name__}")
 
 
 async def bad_query(request: Request, exc: api.QueryError) -> Response:
-    return api.error(422, exc.field, "bad_query", str(exc))
+    return error(422, exc.field, "bad_query", str(exc))
 
 
 def _optional_routes() -> list:
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/rules", api.get_rules),
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
+        *devices.routes,
         *_optional_routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]
@@ -84,6 +87,8 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={RedisError: redis_unavailable, api.QueryError: bad_query},
     )
     app.state.settings = settings
+    app.state.gate = Gate(settings.public_read, settings.device_rate, settings.device_burst,
+                          settings.ws_max_per_address, settings.allowed_origins)
     app.state.catalog = catalog
     app.state.catalog_json = orjson.dumps(catalog.to_json())
     return app

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from server import devices
 from server.config import Settings
 
 
@@ -55,7 +57,12 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.demo import run_demo
 
     url = args.url or f"http://{settings.host}:{settings.port}"
-    return run_demo(url, args.speed or settings.demo_speed, args.days)
+    token = args.token or os.environ.get("PASARWATCH_DEMO_TOKEN")
+    if not token:
+        print("the demo feed needs a device token: --token, or PASARWATCH_DEMO_TOKEN "
+              "(pasarwatch device add demo-feed)", file=sys.stderr)
+        return 2
+    return run_demo(url, args.speed or settings.demo_speed, token, args.days)
 
 
 def _rules_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -90,12 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--url", help="server base URL (default http://HOST:PORT)")
     demo.add_argument("--speed", type=float, help="days per second (default PASARWATCH_DEMO_SPEED)")
     demo.add_argument("--days", type=int, help="stop after this many days")
+    demo.add_argument("--token", help="device token (default PASARWATCH_DEMO_TOKEN)")
     demo.set_defaults(run=_demo)
     rules = commands.add_parser("rules", help="rule file tools")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True)
     check = rule_commands.add_parser("check", help="validate rule files; errors as file:line: reason")
     check.add_argument("path", nargs="?", help="a rule file or directory (default the rules directory)")
     check.set_defaults(run=_rules_check)
+    devices.add_commands(commands)
     return parser
 
 

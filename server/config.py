@@ -31,6 +31,11 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_WS_SEND_TIMEOUT": ("10", "seconds a /ws/prices send may take before the client is dropped"),
     "PASARWATCH_WS_PING": ("20", "seconds between WebSocket heartbeats (pings)"),
     "PASARWATCH_DEMO_SPEED": ("5", "demo feed: simulated days per second"),
+    "PASARWATCH_PUBLIC_READ": ("true", "read APIs and /ws/prices open without a token (write APIs always need one)"),
+    "PASARWATCH_ALLOWED_ORIGINS": ("", "comma-separated browser origins allowed on WebSockets besides the server's own ('*' = any)"),
+    "PASARWATCH_DEVICE_RATE": ("2000", "ticks per second one device (token) may push, sustained"),
+    "PASARWATCH_DEVICE_BURST": ("20000", "ticks one device may push at once before its rate applies"),
+    "PASARWATCH_WS_MAX_PER_ADDRESS": ("256", "open WebSocket connections allowed per client address"),
     "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
     "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
     "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),
@@ -61,6 +66,11 @@ class Settings:
     ws_send_timeout: float
     ws_ping: float
     demo_speed: float
+    public_read: bool
+    allowed_origins: tuple[str, ...]
+    device_rate: float
+    device_burst: float
+    ws_max_per_address: int
 
     @property
     def catalog_dir(self) -> Path:
@@ -89,6 +99,11 @@ class Settings:
             ws_send_timeout=float(_env("PASARWATCH_WS_SEND_TIMEOUT")),
             ws_ping=float(_env("PASARWATCH_WS_PING")),
             demo_speed=float(_env("PASARWATCH_DEMO_SPEED")),
+            public_read=_env("PASARWATCH_PUBLIC_READ").lower() in ("1", "true", "yes"),
+            allowed_origins=tuple(o.strip() for o in _env("PASARWATCH_ALLOWED_ORIGINS").split(",") if o.strip()),
+            device_rate=float(_env("PASARWATCH_DEVICE_RATE")),
+            device_burst=float(_env("PASARWATCH_DEVICE_BURST")),
+            ws_max_per_address=int(_env("PASARWATCH_WS_MAX_PER_ADDRESS")),
         )
 
 

@@ -55,8 +55,11 @@ def timeline(days: list[tuple[datetime, list[dict]]], after: float) -> Iterator[
         loop += 1
 
 
-def _request(url: str, body: bytes | None = None) -> dict:
-    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+def _request(url: str, body: bytes | None = None, token: str | None = None) -> dict:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -66,7 +69,7 @@ def newest_ts(base_url: str) -> float:
     return max((s["ts"] for s in series), default=0.0)
 
 
-def run_demo(base_url: str, days_per_second: float, max_days: int | None = None) -> int:
+def run_demo(base_url: str, days_per_second: float, token: str, max_days: int | None = None) -> int:
     days = load_days()
     sent_days = 0
     seq = int(time.time() * 1000)  # unique per run; the server drops a repeated (source, seq)
@@ -79,7 +82,7 @@ def run_demo(base_url: str, days_per_second: float, max_days: int | None = None)
             ticks.append({**row, "ts": ts, "source": "demo-feed", "seq": seq})
         while True:
             try:
-                _request(f"{base_url}/api/v1/ticks", json.dumps(ticks).encode())
+                _request(f"{base_url}/api/v1/ticks", json.dumps(ticks).encode(), token)
                 break
             except urllib.error.HTTPError as exc:
                 if exc.code != 503:

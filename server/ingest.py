@@ -13,6 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from rules.catalog import Catalog
+from server.auth import Credential
 from server import keys
 from server.ticks import validate_ticks
 
@@ -75,13 +76,23 @@ class Ingestor:
         self.max_batch = max_batch
         self.max_future_skew = max_future_skew
 
-    async def ingest(self, items: list, all_or_nothing: bool = False) -> tuple[int, dict]:
-        """Returns (HTTP status, body): 202 when all were accepted, 422 when any was refused."""
+    async def ingest(self, items: list, credential: Credential, all_or_nothing: bool = False) -> tuple[int, dict]:
+        """Returns (HTTP status, body): 202 when all were accepted, 422 when any was refused,
+        403 when every tick was for a market the credential may not report for."""
         if len(items) > self.max_batch:
             return 413, {"errors": [{"index": None, "field": "body", "reason": "batch_too_large",
                                      "detail": f"at most {self.max_batch} ticks per request"}]}
         validated = validate_ticks(items, self.catalog, time.time(), self.max_future_skew)
-        accepted: list[tuple[int, dict]] = validated.ticks
+        accepted: list[tuple[int, dict]] = []
+        for index, tick in validated.ticks:
+            if credential.may_report(tick["market"]):
+                accepted.append((index, {**tick, "device": credential.name}))
+            else:
+                validated.errors.append({"index": index, "field": "market", "reason": "market_not_allowed",
+                                         "detail": f"{credential.name} may not report for {tick['market']}"})
+        if validated.errors and not accepted and all(
+                e["reason"] == "market_not_allowed" for e in validated.errors):
+            return 403, {"accepted": 0, "ids": [], "duplicates": [], "errors": validated.errors}
         if validated.errors and all_or_nothing:
             accepted = []
         ids = await self.appender.append([tick for _, tick in accepted])

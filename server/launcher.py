@@ -79,6 +79,7 @@ def run_up(settings: Settings, demo: bool) -> int:
         Part("worker", _command("worker")),
     ]
     if demo:
+        env["PASARWATCH_DEMO_TOKEN"] = _demo_device_token(env["REDIS_URL"])
         parts.append(Part("demo", _command("demo", "--url", f"http://{settings.host}:{settings.port}"),
                           one_shot=True))
     stopping = False
@@ -118,6 +119,19 @@ def run_up(settings: Settings, demo: bool) -> int:
             redis_process.stop()
         log.info("stopped")
     return 0
+
+
+def _demo_device_token(redis_url: str) -> str:
+    """The demo feed pushes like any device: with its own token, for any market."""
+    import redis
+
+    from server import auth
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return auth.issue(client, "device", "demo-feed", "device", ("*",))
+    finally:
+        client.close()
 
 
 def _restart(part: Part, code: int, env: dict) -> None:

@@ -8,7 +8,10 @@ import orjson
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from starlette.responses import Response
+
 from server import keys
+from server.access import REFUSED, authorize
 from server.api import read_alerts
 from server.hub import Filter
 from server.ticks import BodyError, parse_body
@@ -60,7 +63,56 @@ async def snapshot_messages(redis, wanted: Filter, since: str | None) -> list[st
     return texts
 
 
+async def admit(websocket: WebSocket, action: str):
+    """Check origin, token and the per-address connection limit before accepting.
+
+    Returns the credential (None for a public read) or False after refusing the handshake
+    (the client sees HTTP 403; the reason is counted in pw:stats:refused).
+    """
+    gate = websocket.app.state.gate
+    redis = websocket.app.state.redis
+    address = websocket.client.host if websocket.client else "?"
+    if not gate.origin_allowed(websocket):
+        await redis.hincrby(REFUSED, "origin_not_allowed", 1)
+        await websocket.close(code=CLOSE_POLICY)
+        return False
+    if gate.connections.get(address, 0) >= gate.ws_per_address:
+        await redis.hincrby(REFUSED, "too_many_connections", 1)
+        await websocket.close(code=CLOSE_TRY_AGAIN)
+        return False
+    credential = await authorize(websocket, action)
+    if isinstance(credential, Response):
+        await websocket.close(code=CLOSE_POLICY)
+        return False
+    return credential
+
+
+class _Counted:
+    """Counts a client address's open connections for as long as the block runs."""
+
+    def __init__(self, gate, websocket: WebSocket):
+        self.gate = gate
+        self.address = websocket.client.host if websocket.client else "?"
+
+    def __enter__(self):
+        self.gate.connections[self.address] = self.gate.connections.get(self.address, 0) + 1
+
+    def __exit__(self, *exc):
+        left = self.gate.connections.get(self.address, 1) - 1
+        if left:
+            self.gate.connections[self.address] = left
+        else:
+            self.gate.connections.pop(self.address, None)
+
+
 async def prices_endpoint(websocket: WebSocket) -> None:
+    if await admit(websocket, "read") is False:
+        return
+    with _Counted(websocket.app.state.gate, websocket):
+        await _serve_prices(websocket)
+
+
+async def _serve_prices(websocket: WebSocket) -> None:
     hub = websocket.app.state.hub
     await websocket.accept()
     client = hub.add(websocket.send_text)
@@ -113,7 +165,16 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
 
     A message may carry ``{"ref": ..., "ticks": [...]}`` so the device can match acks to sends.
     """
+    credential = await admit(websocket, "ingest")
+    if credential is False:
+        return
+    with _Counted(websocket.app.state.gate, websocket):
+        await _serve_ingest(websocket, credential)
+
+
+async def _serve_ingest(websocket: WebSocket, credential) -> None:
     ingestor = websocket.app.state.ingestor
+    bucket = websocket.app.state.gate.bucket(credential)
     await websocket.accept()
     try:
         while True:
@@ -124,7 +185,13 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
                 if len(items) == 1 and isinstance(items[0], dict) and "ticks" in items[0]:
                     ref = items[0].get("ref")
                     items = items[0]["ticks"] if isinstance(items[0]["ticks"], list) else [items[0]["ticks"]]
-                status, body = await ingestor.ingest(items)
+                wait = bucket.take(len(items))
+                if wait:
+                    await websocket.app.state.redis.hincrby(REFUSED, "rate_limited", 1)
+                    status, body = 429, {"errors": [{"index": None, "field": "body", "reason": "rate_limited",
+                                                     "detail": f"over the rate; retry in {wait:.1f}s"}]}
+                else:
+                    status, body = await ingestor.ingest(items, credential)
             except BodyError as exc:
                 status, body = 422, {"errors": [exc.as_error()]}
             except RedisError:

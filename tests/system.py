@@ -18,6 +18,7 @@ import httpx
 import orjson
 import redis
 
+from server import auth
 from server.config import PROJECT_ROOT
 from server.redis_process import RedisProcess, free_port, start_redis
 
@@ -56,7 +57,10 @@ class System:
             **(env or {}),
         }
         self.redis = redis.Redis.from_url(self.redis_process.url)
-        self.http = httpx.Client(base_url=self.url, timeout=10)
+        # Tests act as an admin (who may also push ticks for any market).
+        self.admin_token = auth.issue(self.redis, "person", "test-admin", "admin")
+        self.auth_headers = {"authorization": f"Bearer {self.admin_token}"}
+        self.http = httpx.Client(base_url=self.url, timeout=10, headers=self.auth_headers)
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 

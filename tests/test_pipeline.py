@@ -191,7 +191,7 @@ def test_a_reconnecting_client_gets_the_alerts_it_missed(system):
 
 
 def test_ws_ingest_acknowledges_each_message(system):
-    with connect(f"{system.ws_url}/ws/ingest") as ws:
+    with connect(f"{system.ws_url}/ws/ingest", additional_headers=system.auth_headers) as ws:
         ws.send(orjson.dumps({"ref": "batch-1", "ticks": day_ticks(0)}).decode())
         ack = orjson.loads(ws.recv(timeout=10))
         assert ack["type"] == "ack" and ack["ref"] == "batch-1" and ack["status"] == 202
