@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, devices, sockets
+from server import api, audit, devices, sockets
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate
 from server.hub import Hub
@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/series/{commodity}/{market}/history", api.get_history),
         Route("/api/v1/alerts", api.get_alerts),
         Route("/api/v1/rules", api.get_rules),
+        Route("/api/v1/audit/verify", audit.verify_endpoint),
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
         *devices.routes,

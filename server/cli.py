@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from server import devices
+from server import audit, devices
 from server.config import Settings
 
 
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="a rule file or directory (default the rules directory)")
     check.set_defaults(run=_rules_check)
     devices.add_commands(commands)
+    audit.add_commands(commands)
     return parser
 
 

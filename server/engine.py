@@ -37,6 +37,7 @@ class Batch:
 
     tick_ids: list[str] = field(default_factory=list)
     prices: list[dict] = field(default_factory=list)
+    newest: set[str] = field(default_factory=set)  # ids of prices that are their series' newest
     alerts: list[dict] = field(default_factory=list)
     health: list[dict] = field(default_factory=list)
     series: set[tuple[str, str]] = field(default_factory=set)
@@ -77,7 +78,9 @@ class Engine:
         self.last_alert = (0, 0)
         self.provinces: dict[tuple[str, str], str] = {}
         self.last_price: dict[tuple[str, str], float] = {}
+        self.latest_ts: dict[tuple[str, str], float] = {}
         self._stopping = False
+        self.last_committed: str | None = None
         self._dispatch = _notification_dispatcher()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -108,6 +111,7 @@ class Engine:
             self.last_alert = saved["last_alert"]
             self.provinces = saved["provinces"]
             self.last_price = saved.get("last_price", {})
+            self.latest_ts = saved.get("latest_ts", {})
         self.publish_rules_status()
         log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
 
@@ -130,6 +134,7 @@ class Engine:
             if wall >= next_sweep:
                 self.sweep(wall)
                 self.redis.set(keys.ENGINE_HEARTBEAT, wall, ex=max(30, int(self.settings.stale_sweep * 3)))
+                self.trim()
                 next_sweep = wall + self.settings.stale_sweep
             self._dispatch(self.redis, self.catalog)
 
@@ -170,7 +175,11 @@ class Engine:
         series = (tick["commodity"], tick["market"])
         self.clock.observe(tick["ts"], wall)
         self.provinces[series] = tick["province"]
-        self.last_price[series] = tick["price"]
+        if tick["ts"] >= self.latest_ts.get(series, float("-inf")):
+            # A late tick (older ts) joins the history but does not replace the latest price.
+            self.latest_ts[series] = tick["ts"]
+            self.last_price[series] = tick["price"]
+            batch.newest.add(tick["id"])
         batch.series.add(series)
         batch.panels.add(tick["commodity"])
         batch.prices.append({
@@ -230,8 +239,8 @@ class Engine:
         history_len = self.settings.history_len
         for message in batch.prices:
             encoded = orjson.dumps(message)  # encoded once: stored, kept in history and published as is
-            series = keys.series_key(message["commodity"], message["market"])
-            pipe.hset(keys.LATEST, series, encoded)
+            if message["id"] in batch.newest:
+                pipe.hset(keys.LATEST, keys.series_key(message["commodity"], message["market"]), encoded)
             pipe.xadd(keys.history_key(message["commodity"], message["market"]), {"m": encoded},
                       id=message["id"], maxlen=history_len, approximate=True)
             pipe.publish(keys.EVENTS, encoded)
@@ -250,7 +259,7 @@ class Engine:
             pipe.publish(keys.EVENTS, encoded)
         pipe.set(keys.STATE_ENGINE, pickle.dumps({
             "clock": self.clock, "last_alert": self.last_alert,
-            "provinces": self.provinces, "last_price": self.last_price,
+            "provinces": self.provinces, "last_price": self.last_price, "latest_ts": self.latest_ts,
         }))
         if batch.tick_ids:
             pipe.xack(keys.TICKS, keys.ENGINE_GROUP, *batch.tick_ids)
@@ -259,7 +268,7 @@ class Engine:
             pipe.incrby(keys.ALERTS_RAISED, len(batch.alerts))
         pipe.execute()
         if batch.tick_ids:
-            self._trim(batch.tick_ids[-1])
+            self.last_committed = batch.tick_ids[-1]
 
     def _next_alert_id(self) -> str:
         # Explicit ids let the alert message carry its own id in the same transaction.
@@ -268,12 +277,26 @@ class Engine:
         self.last_alert = (now_ms, 0) if now_ms > ms else (ms, seq + 1)
         return f"{self.last_alert[0]}-{self.last_alert[1]}"
 
-    def _trim(self, last_id: str) -> None:
-        """Drop processed ticks older than the retention period (never unprocessed ones)."""
-        last_ms = int(last_id.split("-", 1)[0])
+    def trim(self) -> None:
+        """Drop processed ticks older than the retention period (never unprocessed ones).
+
+        The audit chain's anchor moves to the newest trimmed tick, so the chain stays verifiable.
+        """
+        if not self.last_committed:
+            return
+        last_ms = int(self.last_committed.split("-", 1)[0])
         cutoff = last_ms - int(self.settings.ticks_retention_days * 86_400_000)
-        if cutoff > 0:
-            self.redis.xtrim(keys.TICKS, minid=cutoff, approximate=True)
+        if cutoff <= 0:
+            return
+        newest_old = self.redis.xrevrange(keys.TICKS, max=f"({cutoff}-0", count=1)
+        if not newest_old:
+            return
+        entry_id, fields = newest_old[0]
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.AUDIT_ANCHOR, entry_id + b" " + fields.get(b"h", b""))
+        pipe.xtrim(keys.TICKS, minid=entry_id.decode(), approximate=False)
+        pipe.xdel(keys.TICKS, entry_id)
+        pipe.execute()
 
 
 def _ceilings(catalog: Catalog) -> dict[str | tuple[str, str], float]:

@@ -1,7 +1,10 @@
 """Append validated ticks to the Redis Stream ``pw:ticks``: the only write path for prices.
 
 One Lua script per batch drops duplicates (same ``source`` and ``seq`` seen before) and XADDs
-the rest, so the duplicate check and the append are one atomic step and one round trip. A tick
+the rest, so the duplicate check and the append are one atomic step and one round trip. The
+same step extends the audit chain: each entry carries ``h = sha1(previous h + "\n" + tick)``
+(SHA-1 because it is the hash Redis scripts have), so an edited, removed or reordered tick
+breaks the chain (see server/audit.py). A tick
 counts as accepted only once the script has returned its stream id (Redis appends it to the
 AOF before replying, with ``appendfsync always`` on the embedded server).
 """
@@ -23,6 +26,8 @@ SEQ_MEMORY = 100_000
 
 APPEND_SCRIPT = """
 local stream = KEYS[1]
+local head_key = KEYS[2]
+local head = redis.call('GET', head_key) or ''
 local seq_prefix = ARGV[1]
 local seq_memory = tonumber(ARGV[2])
 local ids = {}
@@ -37,7 +42,8 @@ while i <= #ARGV do
     touched[key] = true
   end
   if fresh == 1 then
-    ids[#ids + 1] = redis.call('XADD', stream, '*', 't', payload)
+    head = redis.sha1hex(head .. '\\n' .. payload)
+    ids[#ids + 1] = redis.call('XADD', stream, '*', 't', payload, 'h', head)
   else
     ids[#ids + 1] = ''
   end
@@ -46,6 +52,7 @@ end
 for key, _ in pairs(touched) do
   redis.call('ZREMRANGEBYRANK', key, 0, -seq_memory - 1)
 end
+redis.call('SET', head_key, head)
 return ids
 """
 
@@ -63,7 +70,7 @@ class TickAppender:
         for tick in ticks:
             seq = tick.get("seq")
             args += [orjson.dumps(tick), tick.get("source") or "", "" if seq is None else seq]
-        ids = await self._script(keys=[keys.TICKS], args=args)
+        ids = await self._script(keys=[keys.TICKS, keys.AUDIT_HEAD], args=args)
         return [(i.decode() if isinstance(i, bytes) else i) or None for i in ids]
 
 

@@ -1,6 +1,8 @@
 """Names of every Redis key and channel the system uses (see docs/architecture.md)."""
 
 TICKS = "pw:ticks"
+AUDIT_HEAD = "pw:audit:head"  # chain hash of the newest accepted tick
+AUDIT_ANCHOR = "pw:audit:anchor"  # chain hash of the last tick trimmed away by retention
 ENGINE_GROUP = "engine"
 ENGINE_CONSUMER = "engine-1"
 SEQ_PREFIX = "pw:seq:"
