@@ -152,6 +152,14 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
 
 
 @requires("read")
+async def get_sources(request: Request) -> Response:
+    """Devices and sources whose reliability standing changed: suspect ones first."""
+    rows = [orjson.loads(raw) for raw in (await request.app.state.redis.hvals(keys.SOURCES))]
+    rows.sort(key=lambda r: (r["state"] != "suspect", r["source"]))
+    return ORJSONResponse({"sources": rows})
+
+
+@requires("read")
 async def get_rules(request: Request) -> Response:
     status = await request.app.state.redis.get(keys.RULES_STATUS)
     if status is None:

@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/series/{commodity}/{market}/history", api.get_history),
         Route("/api/v1/alerts", api.get_alerts),
         Route("/api/v1/rules", api.get_rules),
+        Route("/api/v1/sources", api.get_sources),
         Route("/api/v1/audit/verify", audit.verify_endpoint),
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),

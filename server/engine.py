@@ -24,6 +24,7 @@ from rules.catalog import Catalog
 from rules.engine import RuleEngine
 from server import keys
 from server.config import Settings
+from server.reliability import SourceReliability
 from rules.rulebook import Rulebook
 
 log = logging.getLogger("pasarwatch.engine")
@@ -40,11 +41,12 @@ class Batch:
     newest: set[str] = field(default_factory=set)  # ids of prices that are their series' newest
     alerts: list[dict] = field(default_factory=list)
     health: list[dict] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)  # reliability changes of devices/sources
     series: set[tuple[str, str]] = field(default_factory=set)
     panels: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.tick_ids or self.alerts or self.health)
+        return bool(self.tick_ids or self.alerts or self.health or self.sources)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Engine:
         self.provinces: dict[tuple[str, str], str] = {}
         self.last_price: dict[tuple[str, str], float] = {}
         self.latest_ts: dict[tuple[str, str], float] = {}
+        self.sources = SourceReliability()
         self._stopping = False
         self.last_committed: str | None = None
         self._dispatch = _notification_dispatcher()
@@ -112,6 +115,7 @@ class Engine:
             self.provinces = saved["provinces"]
             self.last_price = saved.get("last_price", {})
             self.latest_ts = saved.get("latest_ts", {})
+            self.sources = saved.get("sources", self.sources)
         self.publish_rules_status()
         log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
 
@@ -188,6 +192,13 @@ class Engine:
             "source": tick.get("source"), "verdict": verdict,
         })
         batch.alerts.extend(self.rules.on_tick(tick, verdict))
+        reporter = tick.get("device") or tick.get("source")
+        if reporter:
+            change = self.sources.learn_one(reporter, bool(verdict.get("quarantined")))
+            if change:
+                log.warning("source %s is now %s (%.0f%% of recent ticks quarantined)",
+                            reporter, change["state"], 100 * change["quarantine_rate"])
+                batch.sources.append({"type": "source", **change, "ts": tick["ts"]})
 
     def sweep(self, wall: float) -> None:
         """Stale-feed check over every series, at event time (see Clock)."""
@@ -248,6 +259,10 @@ class Engine:
             encoded = orjson.dumps(message)
             pipe.hset(keys.HEALTH, keys.series_key(message["commodity"], message["market"]), encoded)
             pipe.publish(keys.EVENTS, encoded)
+        for message in batch.sources:
+            encoded = orjson.dumps(message)
+            pipe.hset(keys.SOURCES, message["source"], encoded)
+            pipe.publish(keys.EVENTS, encoded)
         for event in batch.alerts:
             event["id"] = self._next_alert_id()
             encoded = orjson.dumps(event)
@@ -260,6 +275,7 @@ class Engine:
         pipe.set(keys.STATE_ENGINE, pickle.dumps({
             "clock": self.clock, "last_alert": self.last_alert,
             "provinces": self.provinces, "last_price": self.last_price, "latest_ts": self.latest_ts,
+            "sources": self.sources,
         }))
         if batch.tick_ids:
             pipe.xack(keys.TICKS, keys.ENGINE_GROUP, *batch.tick_ids)

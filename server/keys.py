@@ -17,6 +17,7 @@ STATE_RULES = "pw:state:rules"
 STATE_ENGINE = "pw:state:engine"
 RULES_STATUS = "pw:rules:status"
 HEALTH = "pw:health"
+SOURCES = "pw:sources"  # source -> its reliability standing (when it last changed)
 ENGINE_HEARTBEAT = "pw:engine:heartbeat"
 PROCESSED = "pw:stats:processed"  # ticks the engine has committed
 ALERTS_RAISED = "pw:stats:alerts"

@@ -203,3 +203,25 @@ def test_ws_ingest_acknowledges_each_message(system):
         ws.send("{not json")
         assert orjson.loads(ws.recv(timeout=10))["errors"][0]["reason"] == "invalid_json"
     system.wait_processed(len(MARKETS))
+
+
+def test_a_source_whose_ticks_are_often_quarantined_is_flagged(system):
+    from server import auth
+
+    feed(system, range(20))
+    rogue = auth.issue(system.redis, "device", "hp-rogue", "device", ("pasar-cisalak",))
+    sent = 20 * len(MARKETS)
+    for day in range(20, 46):
+        others = [t for t in day_ticks(day) if t["market"] != "pasar-cisalak"]
+        assert system.post(others).status_code == 202
+        mine = [t for t in day_ticks(day, {"pasar-cisalak": 445000 if day % 2 else 44500})
+                if t["market"] == "pasar-cisalak"]
+        response = system.http.post("/api/v1/ticks", content=orjson.dumps(mine),
+                                    headers={"authorization": f"Bearer {rogue}"})
+        assert response.status_code == 202
+        sent += len(MARKETS)
+    system.wait_processed(sent)
+    sources = {s["source"]: s for s in system.http.get("/api/v1/sources").json()["sources"]}
+    assert sources["hp-rogue"]["state"] == "suspect"
+    assert sources["hp-rogue"]["quarantine_rate"] >= 0.2
+    assert sources.get("test-admin", {"state": "ok"})["state"] == "ok"
