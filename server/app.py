@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, devices, sockets
+from server import api, audit, devices, metrics, sockets
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate
 from server.hub import Hub
@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", index),
         Route("/healthz", api.healthz),
         Route("/readyz", api.readyz),
+        Route("/metrics", metrics.metrics),
         Route("/api/v1/ticks", api.post_ticks, methods=["POST"]),
         Route("/api/v1/catalog", api.get_catalog),
         Route("/api/v1/series", api.get_series),

@@ -31,6 +31,7 @@ local head = redis.call('GET', head_key) or ''
 local seq_prefix = ARGV[1]
 local seq_memory = tonumber(ARGV[2])
 local ids = {}
+local accepted = 0
 local touched = {}
 local i = 3
 while i <= #ARGV do
@@ -43,6 +44,7 @@ while i <= #ARGV do
   end
   if fresh == 1 then
     head = redis.sha1hex(head .. '\\n' .. payload)
+    accepted = accepted + 1
     ids[#ids + 1] = redis.call('XADD', stream, '*', 't', payload, 'h', head)
   else
     ids[#ids + 1] = ''
@@ -53,6 +55,7 @@ for key, _ in pairs(touched) do
   redis.call('ZREMRANGEBYRANK', key, 0, -seq_memory - 1)
 end
 redis.call('SET', head_key, head)
+redis.call('INCRBY', KEYS[3], accepted)
 return ids
 """
 
@@ -70,7 +73,7 @@ class TickAppender:
         for tick in ticks:
             seq = tick.get("seq")
             args += [orjson.dumps(tick), tick.get("source") or "", "" if seq is None else seq]
-        ids = await self._script(keys=[keys.TICKS, keys.AUDIT_HEAD], args=args)
+        ids = await self._script(keys=[keys.TICKS, keys.AUDIT_HEAD, keys.ACCEPTED], args=args)
         return [(i.decode() if isinstance(i, bytes) else i) or None for i in ids]
 
 

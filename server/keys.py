@@ -19,6 +19,7 @@ RULES_STATUS = "pw:rules:status"
 HEALTH = "pw:health"
 SOURCES = "pw:sources"  # source -> its reliability standing (when it last changed)
 ENGINE_HEARTBEAT = "pw:engine:heartbeat"
+ACCEPTED = "pw:stats:accepted"  # ticks acknowledged with 202
 PROCESSED = "pw:stats:processed"  # ticks the engine has committed
 ALERTS_RAISED = "pw:stats:alerts"
 

@@ -119,3 +119,16 @@ def test_the_catalog_lists_38_provinces(web):
     catalog = web.http.get("/api/v1/catalog").json()
     assert len(catalog["provinces"]) == 38
     assert any(c["id"] == "cabai-rawit-merah" for c in catalog["commodities"])
+
+
+def test_metrics_count_accepted_and_refused_ticks(web):
+    before = web.http.get("/metrics").text
+    assert web.post([GOOD, GOOD]).status_code == 202
+    web.http.post("/api/v1/ticks", content=b"[]", headers={"authorization": "Bearer nope"})
+    text = web.http.get("/metrics").text
+
+    def value(body: str, line_start: str) -> int:
+        return int(next((line.split()[-1] for line in body.splitlines() if line.startswith(line_start)), 0))
+
+    assert value(text, "pasarwatch_ticks_accepted_total") == value(before, "pasarwatch_ticks_accepted_total") + 2
+    assert value(text, 'pasarwatch_refused_total{reason="invalid_token"}') >= 1
