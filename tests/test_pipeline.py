@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import orjson
-import pytest
 from websockets.sync.client import connect
 
 from tests.system import System, wait_for
@@ -60,13 +59,6 @@ class Messages:
             for message in frame:
                 if predicate(message):
                     return message
-
-
-@pytest.fixture
-def system(tmp_path):
-    running = System(tmp_path).start()
-    yield running
-    running.stop()
 
 
 def test_posted_ticks_reach_a_websocket_client_as_prices(system):

@@ -1,0 +1,31 @@
+// The HTTP read APIs the page uses (same origin as the page).
+
+const API = "/api/v1";
+
+async function getJSON(path) {
+  const response = await fetch(API + path, { headers: { accept: "application/json" } });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+const q = encodeURIComponent;
+
+/** {commodities, provinces, markets} */
+export function fetchCatalog() {
+  return getJSON("/catalog");
+}
+
+/** The latest price message of every series. */
+export async function fetchLatest() {
+  return (await getJSON("/series")).series;
+}
+
+/** A series' stored price messages, oldest first. */
+export async function fetchHistory(commodity, market, limit) {
+  return (await getJSON(`/series/${q(commodity)}/${q(market)}/history?limit=${limit}`)).points;
+}
+
+/** The newest alert events (firing and resolved) of one commodity. */
+export async function fetchAlerts(commodity, limit) {
+  return (await getJSON(`/alerts?commodity=${q(commodity)}&limit=${limit}`)).alerts;
+}

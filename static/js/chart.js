@@ -1,0 +1,251 @@
+// The live price chart of one series (uPlot): price, the detectors' usual level and expected
+// band, and markers on ticks that fired detectors, were quarantined or raised an alert. Hovering
+// a tick (or its marker) says which detectors fired and why.
+
+import { marketDeviation, median, paintDeviation } from "./deviation.js";
+import { fill, h, setText } from "./dom.js";
+import { formatAmount, formatPrice } from "./i18n.js";
+import { seriesKey } from "./store.js";
+
+const COLOURS = {
+  price: "#1f4e8c",
+  level: "#5b6b80",
+  band: "rgba(91, 140, 210, 0.16)",
+  bandEdge: "rgba(91, 107, 128, 0.45)",
+  grid: "#e9edf2",
+  axis: "#4a5668",
+};
+// Marker glyph precedence when a tick is several things at once.
+const KINDS = ["alert", "quarantined", "fired"];
+
+function plotOptions(chart, width, height) {
+  const uPlot = globalThis.uPlot;
+  const zone = chart.series.zone;
+  return {
+    width,
+    height,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone.timezone),
+    legend: { show: false },
+    cursor: { y: false, points: { size: 9 }, drag: { x: true, y: false } },
+    scales: { x: { time: true } },
+    series: [
+      {},
+      { label: "price", stroke: COLOURS.price, width: 2, points: { size: 4, fill: COLOURS.price } },
+      { label: "level", stroke: COLOURS.level, width: 1.5, dash: [6, 4], points: { show: false } },
+      { label: "lo", stroke: COLOURS.bandEdge, width: 1, points: { show: false } },
+      { label: "hi", stroke: COLOURS.bandEdge, width: 1, points: { show: false } },
+    ],
+    bands: [{ series: [4, 3], fill: COLOURS.band }],
+    axes: [
+      {
+        stroke: COLOURS.axis,
+        grid: { stroke: COLOURS.grid },
+        ticks: { stroke: COLOURS.grid },
+        values: (u, splits, axisIndex, space, increment) => chart.timeLabels(splits, increment),
+        size: 44,
+      },
+      {
+        stroke: COLOURS.axis,
+        grid: { stroke: COLOURS.grid },
+        ticks: { stroke: COLOURS.grid },
+        values: (u, splits) => splits.map((v) => formatAmount(v)),
+        size: 76,
+      },
+    ],
+    hooks: {
+      draw: [(u) => chart.placeMarkers(u)],
+      setCursor: [(u) => chart.followCursor(u)],
+    },
+  };
+}
+
+export class PriceChart {
+  /** container holds .chart-plot, .chart-message and the tooltip; it carries data-points. */
+  constructor(container, i18n) {
+    this.container = container;
+    this.plotEl = container.querySelector(".chart-plot");
+    this.messageEl = container.querySelector(".chart-message");
+    this.tip = container.querySelector(".chart-tip");
+    this.i18n = i18n;
+    this.series = null;
+    this.plot = null;
+    this.points = [];
+    this.alertTimes = new Set();
+    this.markers = new Map(); // point id -> element
+    this.pinned = null; // id of the point whose marker is hovered
+    new ResizeObserver(() => this.resize()).observe(this.plotEl);
+  }
+
+  setLanguage(i18n) {
+    this.i18n = i18n;
+    this.show(this.series);
+  }
+
+  /** series: {commodity, market, zone: {timezone, abbr}} or null for none selected. */
+  show(series) {
+    this.series = series;
+    if (this.plot) this.plot.destroy();
+    this.plot = null;
+    this.markers.clear();
+    this.points = [];
+    this.hideTip();
+    this.container.dataset.points = "0";
+    this.container.dataset.series = series ? `${series.commodity}/${series.market}` : "";
+    if (series) {
+      const { width, height } = this.size();
+      this.plot = new globalThis.uPlot(plotOptions(this, width, height), [[], [], [], [], []], this.plotEl);
+    }
+    this.showMessage();
+  }
+
+  /** Redraws from a SeriesBuffer; alertTimes: tick times that raised an alert. */
+  setData(buffer, alertTimes) {
+    if (!this.plot) return;
+    this.points = buffer.points;
+    this.alertTimes = alertTimes;
+    this.plot.setData(buffer.columns());
+    this.container.dataset.points = String(buffer.length);
+    this.showMessage();
+    if (this.pinned != null || this.plot.cursor.idx != null) this.followCursor(this.plot);
+  }
+
+  showMessage() {
+    const text = !this.series ? this.i18n.t("chart.choose") : this.points.length === 0 ? this.i18n.t("chart.empty") : "";
+    setText(this.messageEl, text);
+    this.messageEl.hidden = !text;
+  }
+
+  size() {
+    return { width: Math.max(200, this.plotEl.clientWidth), height: Math.max(160, this.plotEl.clientHeight) };
+  }
+
+  resize() {
+    if (this.plot) this.plot.setSize(this.size());
+  }
+
+  timeLabels(splits, increment) {
+    const zone = this.series.zone.timezone;
+    const toDate = (v) => new Date(v * 1000);
+    if (increment >= 28 * 86400) return splits.map((v) => this.i18n.dateFormat(zone, "month").format(toDate(v)));
+    const day = this.i18n.dateFormat(zone, "date");
+    if (increment >= 86400) return splits.map((v) => day.format(toDate(v)));
+    const time = this.i18n.dateFormat(zone, "time");
+    let previousDay = null;
+    return splits.map((v) => {
+      const d = day.format(toDate(v));
+      const label = d === previousDay ? time.format(toDate(v)) : time.format(toDate(v)) + "\n" + d;
+      previousDay = d;
+      return label;
+    });
+  }
+
+  kindsOf(point) {
+    const kinds = [];
+    const verdict = point.verdict || {};
+    if (this.alertTimes.has(point.ts)) kinds.push("alert");
+    if (verdict.quarantined) kinds.push("quarantined");
+    if (verdict.fired && verdict.fired.length) kinds.push("fired");
+    return kinds;
+  }
+
+  /** Markers are elements over the canvas so they can be hovered (and found by tests). */
+  placeMarkers(u) {
+    const keep = new Set();
+    const { min, max } = u.scales.x;
+    for (let i = 0; i < this.points.length; i++) {
+      const point = this.points[i];
+      if (point.ts < min || point.ts > max) continue;
+      const kinds = this.kindsOf(point);
+      if (kinds.length === 0) continue;
+      const id = point.id ?? String(point.ts);
+      let el = this.markers.get(id);
+      if (!el) {
+        el = h("span", { "data-testid": "chart-marker" });
+        el.addEventListener("mouseenter", () => { this.pinned = el.dataset.id; this.followCursor(u); });
+        el.addEventListener("mouseleave", () => { this.pinned = null; this.followCursor(u); });
+        u.over.append(el);
+        this.markers.set(id, el);
+      }
+      el.className = "marker marker-" + KINDS.find((k) => kinds.includes(k));
+      el.dataset.kinds = kinds.join(" ");
+      el.dataset.id = id;
+      el.style.left = u.valToPos(point.ts, "x") + "px";
+      el.style.top = u.valToPos(point.price, "y") + "px";
+      keep.add(id);
+    }
+    for (const [id, el] of this.markers) {
+      if (!keep.has(id)) { el.remove(); this.markers.delete(id); }
+    }
+    this.container.dataset.markers = String(keep.size);
+  }
+
+  followCursor(u) {
+    // Points shift as the buffer slides, so a hovered marker is remembered by id, not index.
+    const pinned = this.pinned == null ? -1 : this.points.findIndex((p) => (p.id ?? String(p.ts)) === this.pinned);
+    const index = pinned >= 0 ? pinned : u.cursor.idx;
+    if (index == null || !this.points[index]) this.hideTip();
+    else this.showTip(index);
+  }
+
+  showTip(index) {
+    const point = this.points[index];
+    if (!point || !this.plot) return;
+    const i18n = this.i18n;
+    const verdict = point.verdict || {};
+    const expected = verdict.expected;
+    const kinds = this.kindsOf(point);
+    const fired = verdict.fired || [];
+    const reasons = verdict.reasons || {};
+    fill(this.tip,
+      h("div", { class: "tip-time" }, i18n.time(point.ts, this.series.zone)),
+      h("div", { class: "tip-price" }, formatPrice(point.price)),
+      expected ? h("div", { class: "muted" }, i18n.t("tip.expected", {
+        level: formatPrice(expected.level), lo: formatPrice(expected.lo), hi: formatPrice(expected.hi),
+      })) : null,
+      kinds.includes("alert") ? h("div", { class: "tip-flag tip-alert" }, i18n.t("tip.alert")) : null,
+      verdict.quarantined ? h("div", { class: "tip-flag tip-quarantined" }, i18n.t("tip.quarantined")) : null,
+      fired.length
+        ? h("div", { class: "tip-fired" }, h("div", {}, i18n.t("tip.fired")),
+            h("ul", {}, fired.map((name) => h("li", { "data-detector": name },
+              h("b", {}, i18n.detector(name)), reasons[name] ? ": " + reasons[name] : ""))))
+        : point.verdict ? h("div", { class: "muted" }, i18n.t("tip.noFire")) : null,
+    );
+    this.tip.hidden = false;
+    const u = this.plot;
+    const over = u.over.getBoundingClientRect();
+    const box = this.container.getBoundingClientRect();
+    const x = over.left - box.left + u.valToPos(point.ts, "x");
+    const y = over.top - box.top + u.valToPos(point.price, "y");
+    const width = this.tip.offsetWidth, height = this.tip.offsetHeight;
+    const left = x + 16 + width > box.width ? x - 16 - width : x + 16;
+    this.tip.style.left = Math.max(0, left) + "px";
+    this.tip.style.top = Math.max(0, Math.min(y - height / 2, box.height - height)) + "px";
+  }
+
+  hideTip() {
+    this.tip.hidden = true;
+  }
+}
+
+/**
+ * The chart card's heading: series name, place, latest price and its difference from normal,
+ * a stale-feed badge and the point count. els: elements named chartTitle, chartSubtitle, ...
+ */
+export function renderSeriesHead(els, { store, catalog, i18n, selection, points }) {
+  const market = catalog.markets.get(selection.market);
+  const latest = market && store.latest.get(seriesKey(selection.commodity, market.id));
+  const stale = market && store.health.get(seriesKey(selection.commodity, market.id));
+  const deviation = latest ? marketDeviation(latest, median([...store.latest.values()].map((m) => m.price))) : null;
+  const commodity = catalog.commodities.get(selection.commodity);
+  const zone = market && catalog.zone(market.province);
+  setText(els.chartTitle, market ? `${catalog.commodityName(selection.commodity, i18n.lang)} — ${market.name}` : i18n.t("chart.title"));
+  setText(els.chartSubtitle, market
+    ? [market.city, catalog.provinceName(market.province), commodity && `Rp/${commodity.unit}`, zone.abbr].filter(Boolean).join(" · ")
+    : "");
+  setText(els.chartLatest, latest ? formatPrice(latest.price) : "");
+  els.chartDeviation.hidden = deviation == null;
+  paintDeviation(els.chartDeviation, deviation, i18n);
+  els.chartStale.hidden = !stale;
+  setText(els.chartStale, stale ? i18n.t("health.stale", { age: i18n.age(stale.age) }) : "");
+  setText(els.chartCount, market ? i18n.t("chart.points", { count: points }) : "");
+}

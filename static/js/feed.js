@@ -1,0 +1,62 @@
+// The alert feed: the subscribed commodity's alerts, one item per episode in its current state
+// (firing or resolved), newest first, with severity colours and acknowledgement. Alerts are rare
+// next to prices, so the list is rebuilt whole.
+
+import { h } from "./dom.js";
+import { formatPrice } from "./i18n.js";
+
+function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
+  const zone = catalog.zone(alert.province);
+  const ack = store.ackOf(alert);
+  const expected = alert.expected;
+  const market = catalog.markets.get(alert.market);
+  const place = [catalog.marketName(alert.market), market && market.city, catalog.provinceName(alert.province)]
+    .filter(Boolean).join(", ");
+  const detectors = (alert.detectors || []).map((d) => i18n.detector(d));
+  const reasons = Object.entries(alert.reasons || {}).map(([d, why]) => `${i18n.detector(d)}: ${why}`).join("\n");
+  const item = h("li", {
+    class: `alert sev-${alert.severity} state-${alert.state}` +
+      (selectedSeries === `${alert.commodity}/${alert.market}` ? " current" : ""),
+    tabindex: "0",
+    role: "button",
+    title: reasons || null,
+    "data-testid": "alert-item",
+    dataset: {
+      id: alert.id, key: alert.key, state: alert.state, severity: alert.severity,
+      commodity: alert.commodity, market: alert.market, province: alert.province, acked: String(Boolean(ack)),
+    },
+  },
+  h("div", { class: "alert-head" },
+    h("span", { class: "badge sev" }, i18n.t("severity." + alert.severity)),
+    h("span", { class: "badge state" }, i18n.t("feed." + alert.state)),
+    ack ? h("span", { class: "badge ack", "data-testid": "alert-ack" }, "✓ " + i18n.t("feed.acked", { by: ack.by })) : null,
+    h("time", { class: "alert-time" }, alert.state === "resolved" && alert.resolved_at
+      ? `${i18n.time(alert.started_at ?? alert.ts, zone)} → ${i18n.time(alert.resolved_at, zone)}`
+      : i18n.time(alert.started_at ?? alert.ts, zone)),
+  ),
+  h("div", { class: "alert-title" }, i18n.alertTitle(alert)),
+  h("div", { class: "alert-place" }, catalog.commodityName(alert.commodity, i18n.lang), " · ", place),
+  h("div", { class: "alert-price" },
+    h("b", {}, formatPrice(alert.price)),
+    expected && expected.level ? ` · ${i18n.t("feed.usual", { level: formatPrice(expected.level) })} (${i18n.percent(alert.price / expected.level - 1)})` : ""),
+  detectors.length ? h("div", { class: "alert-detectors muted" }, i18n.t("feed.detectors", { list: detectors.join(", ") })) : null,
+  );
+  const choose = () => onSelect(alert);
+  item.addEventListener("click", choose);
+  item.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); choose(); }
+  });
+  return item;
+}
+
+/** Redraws the feed list; onSelect(alert) jumps to the alert's series. */
+export function renderFeed(list, context) {
+  const { store, i18n } = context;
+  const episodes = store.episodes();
+  list.dataset.count = String(episodes.length);
+  if (episodes.length === 0) {
+    list.replaceChildren(h("li", { class: "empty muted" }, i18n.t("feed.empty")));
+    return;
+  }
+  list.replaceChildren(...episodes.map((alert) => alertItem(alert, context)));
+}

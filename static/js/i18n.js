@@ -1,0 +1,233 @@
+// Every string the page shows, in Bahasa Indonesia (default) and English, and the number and
+// time formats that go with them. Prices always use id-ID grouping ("Rp 52.000") because that is
+// how rupiah amounts are read, whichever language the labels are in.
+
+export const STRINGS = {
+  id: {
+    "page.title": "Pasarwatch — Pantauan Harga Pangan",
+    "brand.tagline": "Pantauan harga pangan",
+    "lang.toggle": "English",
+    "lang.toggle.title": "Switch to English",
+    "control.commodity": "Komoditas",
+    "control.province": "Provinsi",
+    "control.market": "Pasar",
+    "control.allProvinces": "Semua provinsi",
+    "control.noMarket": "— pilih pasar —",
+    "conn.connecting": "Menyambung…",
+    "conn.open": "Langsung",
+    "conn.closed": "Terputus",
+    "conn.retry": "Terputus — coba lagi {seconds} dtk",
+    "conn.rate": "{rate} pembaruan/dtk",
+    "map.title": "Peta harga",
+    "map.subtitle": "Selisih harga terakhir dari tingkat biasanya (atau median nasional)",
+    "map.noData": "tidak ada data",
+    "map.tooltip.markets": "{count} pasar",
+    "map.tooltip.alerts": "{count} peringatan aktif",
+    "map.credit": "Batas provinsi: Indonesia GeoJSON & TopoJSON Maps (38 Provinces), CC BY 4.0",
+    "chart.title": "Grafik harga",
+    "chart.choose": "Pilih pasar untuk melihat grafik harganya.",
+    "chart.empty": "Belum ada harga untuk seri ini.",
+    "chart.points": "{count} titik",
+    "chart.legend.price": "Harga",
+    "chart.legend.level": "Tingkat biasa",
+    "chart.legend.band": "Rentang wajar",
+    "chart.legend.fired": "Detektor menyala",
+    "chart.legend.quarantined": "Dikarantina",
+    "chart.legend.alert": "Memicu peringatan",
+    "tip.expected": "Biasa {level} (rentang {lo} – {hi})",
+    "tip.fired": "Detektor yang menyala:",
+    "tip.quarantined": "Dikarantina: tidak dipelajari model",
+    "tip.alert": "Memicu peringatan",
+    "tip.noFire": "Tidak ada detektor yang menyala",
+    "markets.title": "Pasar",
+    "markets.col.market": "Pasar",
+    "markets.col.price": "Harga",
+    "markets.col.deviation": "Selisih",
+    "markets.col.time": "Waktu",
+    "markets.empty": "Belum ada harga komoditas ini di wilayah ini.",
+    "markets.stale": "basi",
+    "feed.title": "Peringatan",
+    "feed.empty": "Belum ada peringatan untuk komoditas ini.",
+    "feed.firing": "Aktif",
+    "feed.resolved": "Selesai",
+    "feed.acked": "Ditangani {by}",
+    "feed.usual": "biasa {level}",
+    "feed.detectors": "Detektor: {list}",
+    "severity.info": "Info",
+    "severity.warning": "Waspada",
+    "severity.critical": "Kritis",
+    "health.stale": "Tidak ada data {age}",
+    "age.s": "{n} dtk",
+    "age.m": "{n} mnt",
+    "age.h": "{n} jam",
+    "age.d": "{n} hari",
+    "detector.zscore": "Skor-z",
+    "detector.iqr": "Pagar IQR",
+    "detector.forecast": "Prakiraan",
+    "detector.crossmarket": "Antarpasar",
+    "detector.ceiling": "Harga eceran tertinggi",
+    "detector.stale": "Data basi",
+  },
+  en: {
+    "page.title": "Pasarwatch — Food Price Watch",
+    "brand.tagline": "Food price watch",
+    "lang.toggle": "Bahasa Indonesia",
+    "lang.toggle.title": "Ganti ke Bahasa Indonesia",
+    "control.commodity": "Commodity",
+    "control.province": "Province",
+    "control.market": "Market",
+    "control.allProvinces": "All provinces",
+    "control.noMarket": "— choose a market —",
+    "conn.connecting": "Connecting…",
+    "conn.open": "Live",
+    "conn.closed": "Disconnected",
+    "conn.retry": "Disconnected — retry in {seconds} s",
+    "conn.rate": "{rate} updates/s",
+    "map.title": "Price map",
+    "map.subtitle": "Latest price against its usual level (or the national median)",
+    "map.noData": "no data",
+    "map.tooltip.markets": "{count} markets",
+    "map.tooltip.alerts": "{count} alerts firing",
+    "map.credit": "Province boundaries: Indonesia GeoJSON & TopoJSON Maps (38 Provinces), CC BY 4.0",
+    "chart.title": "Price chart",
+    "chart.choose": "Choose a market to see its prices.",
+    "chart.empty": "No prices for this series yet.",
+    "chart.points": "{count} points",
+    "chart.legend.price": "Price",
+    "chart.legend.level": "Usual level",
+    "chart.legend.band": "Expected range",
+    "chart.legend.fired": "Detector fired",
+    "chart.legend.quarantined": "Quarantined",
+    "chart.legend.alert": "Raised an alert",
+    "tip.expected": "Usual {level} (range {lo} – {hi})",
+    "tip.fired": "Detectors that fired:",
+    "tip.quarantined": "Quarantined: not learned from",
+    "tip.alert": "Raised an alert",
+    "tip.noFire": "No detector fired",
+    "markets.title": "Markets",
+    "markets.col.market": "Market",
+    "markets.col.price": "Price",
+    "markets.col.deviation": "Difference",
+    "markets.col.time": "Time",
+    "markets.empty": "No prices for this commodity here yet.",
+    "markets.stale": "stale",
+    // Titles of the shipped rules (rules/*.yaml); their `summary` is in Indonesian only.
+    "rule.harga-menyimpang": "One market's price is far from the others: check the entry or local manipulation",
+    "rule.pasar-lebih-mahal": "One market stays dearer than the others in its region",
+    "rule.kenaikan-tajam": "Sharp rise above the usual level",
+    "rule.di-atas-het": "Price above the government ceiling (HET/HAP)",
+    "rule.data-terhenti": "Market stopped sending prices",
+    "feed.title": "Alerts",
+    "feed.empty": "No alerts for this commodity yet.",
+    "feed.firing": "Firing",
+    "feed.resolved": "Resolved",
+    "feed.acked": "Acknowledged by {by}",
+    "feed.usual": "usual {level}",
+    "feed.detectors": "Detectors: {list}",
+    "severity.info": "Info",
+    "severity.warning": "Warning",
+    "severity.critical": "Critical",
+    "health.stale": "No data for {age}",
+    "age.s": "{n} s",
+    "age.m": "{n} min",
+    "age.h": "{n} h",
+    "age.d": "{n} days",
+    "detector.zscore": "Z-score",
+    "detector.iqr": "IQR fences",
+    "detector.forecast": "Forecast",
+    "detector.crossmarket": "Cross-market",
+    "detector.ceiling": "Price ceiling",
+    "detector.stale": "Stale feed",
+  },
+};
+
+export const LANGUAGES = ["id", "en"];
+const LOCALE = { id: "id-ID", en: "en-GB" };
+const GROUPING = new Intl.NumberFormat("id-ID", { maximumFractionDigits: 0 });
+
+/** "Rp 52.000"; a plain space, not the no-break space Intl's currency style would put there. */
+export function formatPrice(value) {
+  if (value == null || !Number.isFinite(value)) return "–";
+  return "Rp " + GROUPING.format(value);
+}
+
+/** Axis labels have no room for the currency. */
+export function formatAmount(value) {
+  return GROUPING.format(value);
+}
+
+export class I18n {
+  constructor(lang) {
+    this.lang = LANGUAGES.includes(lang) ? lang : "id";
+    this.dateFormats = new Map();
+    this.percentFormat = new Intl.NumberFormat(LOCALE[this.lang], {
+      style: "percent", maximumFractionDigits: 0, signDisplay: "exceptZero",
+    });
+  }
+
+  get locale() {
+    return LOCALE[this.lang];
+  }
+
+  t(key, vars) {
+    const text = STRINGS[this.lang][key] ?? STRINGS.id[key] ?? key;
+    if (!vars) return text;
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
+  }
+
+  /** Fills every element marked data-i18n (text) or data-i18n-title (tooltip) under root. */
+  apply(root) {
+    for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = this.t(el.dataset.i18n);
+    for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = this.t(el.dataset.i18nTitle);
+  }
+
+  percent(fraction) {
+    return fraction == null || !Number.isFinite(fraction) ? "–" : this.percentFormat.format(fraction);
+  }
+
+  /** Formatter for one time zone and style, cached: building Intl formatters is slow. */
+  dateFormat(timeZone, style) {
+    const key = timeZone + "|" + style;
+    let format = this.dateFormats.get(key);
+    if (!format) {
+      const options = { timeZone, hourCycle: "h23" };
+      if (style === "datetime") Object.assign(options, { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" });
+      if (style === "date") Object.assign(options, { day: "numeric", month: "short" });
+      if (style === "month") Object.assign(options, { month: "short", year: "numeric" });
+      if (style === "time") Object.assign(options, { hour: "2-digit", minute: "2-digit" });
+      format = new Intl.DateTimeFormat(this.locale, options);
+      this.dateFormats.set(key, format);
+    }
+    return format;
+  }
+
+  /** "14 Jul 2021 07.00 WIB": epoch seconds in a province's own time zone. */
+  time(ts, zone) {
+    if (ts == null) return "–";
+    return this.dateFormat(zone.timezone, "datetime").format(new Date(ts * 1000)) + " " + zone.abbr;
+  }
+
+  age(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 90) return this.t("age.s", { n: s });
+    if (s < 90 * 60) return this.t("age.m", { n: Math.round(s / 60) });
+    if (s < 36 * 3600) return this.t("age.h", { n: Math.round(s / 3600) });
+    return this.t("age.d", { n: Math.round(s / 86400) });
+  }
+
+  detector(name) {
+    return STRINGS[this.lang]["detector." + name] ?? name;
+  }
+
+  /**
+   * An alert's title. Rule summaries are written by operators, usually in Indonesian only; in
+   * English the shipped rules have their own titles here, and a summary written as
+   * "Indonesian / English" shows the half in the page's language.
+   */
+  alertTitle(alert) {
+    const parts = (alert.summary || "").split(" / ");
+    if (parts.length === 2) return parts[this.lang === "id" ? 0 : 1];
+    if (this.lang !== "id" && STRINGS[this.lang]["rule." + alert.rule]) return STRINGS[this.lang]["rule." + alert.rule];
+    return alert.summary || alert.rule;
+  }
+}

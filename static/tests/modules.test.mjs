@@ -1,0 +1,139 @@
+// Unit tests of the page's DOM-free modules: `node --test static/tests/` (Node 18+).
+// The page as a whole is tested in a real browser against a real server (tests/ at the root).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+const js = (name) => import(new URL(`../js/${name}`, import.meta.url));
+const { compareIds, laterId } = await js("ids.js");
+const { backoffDelay } = await js("connection.js");
+const { SeriesBuffer } = await js("series.js");
+const { median, marketDeviation, provinceDeviations, deviationClass } = await js("deviation.js");
+const { Store, Catalog, normaliseName, mostReported } = await js("store.js");
+const { I18n, STRINGS, formatPrice } = await js("i18n.js");
+const { readSelection } = await js("selection.js");
+
+test("stream ids compare as numbers", () => {
+  assert.ok(compareIds("9-0", "10-0") < 0);
+  assert.ok(compareIds("10-1", "10-0") > 0);
+  assert.equal(compareIds("10-1", "10-1"), 0);
+  assert.equal(laterId(null, "1-0"), "1-0");
+  assert.equal(laterId("12-0", "9-5"), "12-0");
+});
+
+test("backoff doubles to a cap and keeps at least half of it", () => {
+  assert.equal(backoffDelay(0, () => 0), 250);
+  assert.equal(backoffDelay(0, () => 1), 500);
+  assert.equal(backoffDelay(3, () => 1), 4000);
+  assert.equal(backoffDelay(20, () => 0), 15000);
+  assert.equal(backoffDelay(20, () => 1), 30000);
+  assert.equal(backoffDelay(5000, () => 0.5), 22500);
+});
+
+test("series buffer keeps time order, drops duplicates and stays bounded", () => {
+  const buffer = new SeriesBuffer(3);
+  for (const [id, ts] of [["1-0", 1], ["3-0", 3], ["2-0", 2], ["2-0", 2], ["4-0", 4]]) {
+    buffer.add({ id, ts, price: ts * 10, verdict: ts === 4 ? { expected: { level: 1, lo: 0, hi: 2 } } : {} });
+  }
+  assert.deepEqual(buffer.points.map((p) => p.ts), [2, 3, 4]);
+  assert.equal(buffer.add({ id: "0-0", ts: 0, price: 1 }), false, "older than everything kept");
+  assert.equal(buffer.add({ id: "3-0", ts: 3, price: 1 }), false, "already held");
+  assert.deepEqual(buffer.columns(), [[2, 3, 4], [20, 30, 40], [null, null, 1], [null, null, 0], [null, null, 2]]);
+});
+
+test("deviation from the usual level, else from the national median", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 2, 3]), 2.5);
+  assert.equal(median([]), null);
+  assert.equal(marketDeviation({ price: 110, verdict: { expected: { level: 100 } } }, 50).toFixed(2), "0.10");
+  assert.equal(marketDeviation({ price: 110, verdict: { expected: null } }, 100).toFixed(2), "0.10");
+  assert.equal(marketDeviation({ price: 110 }, null), null);
+  const byProvince = provinceDeviations([
+    { province: "32", price: 100, verdict: { expected: { level: 100 } } },
+    { province: "32", price: 300, verdict: { expected: { level: 100 } } },
+    { province: "31", price: 200 },
+  ]);
+  assert.deepEqual(byProvince.get("32"), { deviation: 1, price: 200, count: 2 });
+  assert.equal(byProvince.get("31").deviation, 0);
+  assert.equal(deviationClass(0), 3);
+  assert.equal(deviationClass(-0.5), 0);
+  assert.equal(deviationClass(0.15), 5);
+  assert.equal(deviationClass(0.5), 6);
+  assert.equal(deviationClass(null), -1);
+});
+
+test("store keeps the subscribed commodity's latest prices", () => {
+  const store = new Store();
+  store.reset("cabai");
+  assert.equal(store.apply({ type: "price", commodity: "beras", market: "m", ts: 1, price: 1 }), null);
+  assert.equal(store.apply({ type: "price", commodity: "cabai", market: "m", ts: 2, price: 1 }), "price");
+  assert.equal(store.apply({ type: "price", commodity: "cabai", market: "m", ts: 1, price: 9 }), null, "late tick");
+  assert.equal(store.latest.get("cabai/m").price, 1);
+  assert.equal(store.apply({ type: "health", commodity: "cabai", market: "m", state: "stale", age: 100 }), "health");
+  assert.ok(store.health.get("cabai/m"));
+  store.apply({ type: "price", commodity: "cabai", market: "m", ts: 20, price: 1 });
+  assert.equal(store.health.get("cabai/m"), undefined, "a price ends staleness");
+  store.apply({ type: "snapshot", prices: [{ commodity: "cabai", market: "n", ts: 1, price: 5 }], alerts: [] });
+  assert.deepEqual([...store.latest.keys()], ["cabai/n"]);
+});
+
+test("store follows alert episodes, acknowledgements and the last alert id", () => {
+  const store = new Store();
+  store.reset("cabai");
+  const fire = { type: "alert", id: "5-0", key: "r/cabai/m", rule: "r", state: "firing", commodity: "cabai",
+    market: "m", province: "32", ts: 2, started_at: 2 };
+  assert.equal(store.apply(fire), "alert");
+  assert.equal(store.apply(fire), null, "duplicate");
+  assert.equal(store.firing().length, 1);
+  store.apply({ type: "ack", key: "r/cabai/m", by: "budi", at: 100 });
+  assert.equal(store.ackOf(fire).by, "budi");
+  store.apply({ ...fire, id: "7-0", state: "resolved", resolved_at: 3 });
+  assert.equal(store.firing().length, 0);
+  assert.deepEqual(store.episodes().map((a) => a.state), ["resolved"]);
+  assert.ok(store.ackOf(store.episodes()[0]), "the ack covers the whole episode");
+  store.addAlert({ ...fire, id: "6-0" });
+  assert.equal(store.firing().length, 0, "an older event arriving late does not revive the key");
+  const again = { ...fire, id: "9-0", ts: 10, started_at: 10 };
+  store.apply(again);
+  assert.equal(store.ackOf(again), null, "a new episode is not acknowledged");
+  assert.equal(store.episodes().length, 2);
+  assert.deepEqual([...store.alertTimes("cabai", "m")].sort((a, b) => a - b), [2, 10]);
+  store.apply({ type: "alert", id: "12-0", commodity: "beras", key: "x", state: "firing" });
+  assert.equal(store.lastAlertId, "12-0", "since covers alerts of every commodity seen");
+  assert.equal(store.episodes().length, 2, "other commodities stay out of the feed");
+});
+
+test("catalog joins map features by name and gives local time zones", () => {
+  assert.equal(normaliseName("Daerah Istimewa Yogyakarta"), normaliseName("DI Yogyakarta"));
+  assert.equal(normaliseName("Kep. Riau"), normaliseName("Kepulauan Riau"));
+  const catalog = new Catalog({
+    commodities: [{ id: "a" }, { id: "b" }],
+    provinces: [{ code: "94", name: "Papua Tengah", timezone: "Asia/Jayapura", tz_abbr: "WIT" }],
+  });
+  assert.equal(catalog.provinceCodeFor("91", "Papua Tengah"), "94");
+  assert.equal(catalog.provinceCodeFor("32", "Jawa Barat"), "32");
+  assert.deepEqual(catalog.zone("94"), { timezone: "Asia/Jayapura", abbr: "WIT" });
+  assert.deepEqual(catalog.zone("00"), { timezone: "Asia/Jakarta", abbr: "WIB" });
+  assert.equal(mostReported([{ commodity: "a" }, { commodity: "b" }, { commodity: "b" }, { commodity: "z" }], catalog), "b");
+  assert.equal(mostReported([], catalog), null);
+});
+
+test("prices, times and strings in both languages", () => {
+  assert.equal(formatPrice(52000), "Rp 52.000");
+  assert.equal(formatPrice(1234567.4), "Rp 1.234.567");
+  const id = new I18n("id"), en = new I18n("en");
+  // 2024-07-01 02:13:20 UTC is 11.13 in Jayapura (WIT, UTC+9).
+  assert.equal(id.time(1719800000, { timezone: "Asia/Jayapura", abbr: "WIT" }), "1 Jul 2024, 11.13 WIT");
+  assert.match(en.time(1719800000, { timezone: "Asia/Makassar", abbr: "WITA" }), /10:13 WITA$/);
+  assert.equal(id.t("conn.retry", { seconds: 3 }), "Terputus — coba lagi 3 dtk");
+  assert.equal(en.t("conn.retry", { seconds: 3 }), "Disconnected — retry in 3 s");
+  assert.equal(en.alertTitle({ rule: "kenaikan-tajam", summary: "Kenaikan" }), "Sharp rise above the usual level");
+  assert.equal(id.alertTitle({ rule: "kenaikan-tajam", summary: "Kenaikan" }), "Kenaikan");
+  assert.equal(en.alertTitle({ rule: "x", summary: "Naik / Rise" }), "Rise");
+  assert.deepEqual(Object.keys(STRINGS.id).filter((k) => !(k in STRINGS.en)), [], "every string has English");
+});
+
+test("selection is read from the address", () => {
+  assert.deepEqual(readSelection("#commodity=cabai&market=pasar-agung"),
+    { commodity: "cabai", province: null, market: "pasar-agung" });
+  assert.deepEqual(readSelection(""), { commodity: null, province: null, market: null });
+});

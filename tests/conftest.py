@@ -1,0 +1,37 @@
+"""Fixtures shared by test modules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import APT_INSTALL_TIMEOUT, APT_UPDATE_TIMEOUT, ARTIFACTS, CHROMIUM, ChromiumUnavailable, ensure_chromium
+from tests.system import System
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Installing Chromium happens in the first browser test's setup, which pytest-timeout counts
+    # against that test: give the browser tests room for apt-get when it has to run.
+    if CHROMIUM.exists():
+        return
+    room = pytest.mark.timeout(APT_UPDATE_TIMEOUT + APT_INSTALL_TIMEOUT + 120)
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(room, append=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed on first use when missing (see tests/browser.py)."""
+    try:
+        return ensure_chromium(ARTIFACTS / "chromium-install.log")
+    except ChromiumUnavailable as exc:
+        pytest.fail(f"headless Chromium unavailable: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def system(tmp_path: Path):
+    """The whole system (Redis, engine, web) as real processes; a module may define its own."""
+    running = System(tmp_path).start()
+    yield running
+    running.stop()

@@ -1,0 +1,169 @@
+"""The dashboard end to end: headless Chromium on the page served by a real web process, with a
+real Redis and engine behind it, ticks pushed through the HTTP API.
+
+Every test leaves a screenshot of the page in artifacts/ (the path is printed in the log).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from server.config import PROJECT_ROOT
+from tests.browser import Dashboard, launch, save_screenshot
+from tests.system import System, wait_for
+from tests.test_pipeline import MARKETS, day_ticks, feed
+
+COMMODITY = "cabai-rawit-merah"
+WEST_JAVA = "32"
+SECONDS = 1000  # Playwright timeouts are in milliseconds
+
+
+def spike_key(market: str) -> str:
+    return f"harga-menyimpang/{COMMODITY}/{market}"
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    # Module scope: Playwright's sync API keeps an event loop of its own while it runs.
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture
+def dashboard(request, playwright, chromium, system, tmp_path, capsys):
+    context = launch(playwright, chromium, tmp_path / "chromium-profile")
+    page: Page = context.pages[0] if context.pages else context.new_page()
+    page.set_default_timeout(15 * SECONDS)
+    expect.set_options(timeout=15 * SECONDS)
+    board = Dashboard(page, system.url)
+    yield board
+    try:
+        path = save_screenshot(page, f"dashboard-{request.node.name}.png")
+        with capsys.disabled():
+            print(f"\nscreenshot of the page under test: {path}")
+    finally:
+        context.close()
+
+
+def test_the_chart_gains_points_as_ticks_arrive(system, dashboard):
+    dashboard.open(COMMODITY, WEST_JAVA, "pasar-cisalak")
+    expect(dashboard.connection).to_have_attribute("data-state", "open")
+    expect(dashboard.chart).to_have_attribute("data-points", "0")
+
+    # A day at a time, as the markets report: the hub conflates a series' prices that arrive
+    # faster than a client reads them, so only paced ticks are each sure to reach the page.
+    for day in range(8):
+        feed(system, range(day, day + 1))
+        expect(dashboard.chart).to_have_attribute("data-points", str(day + 1))
+    expect(dashboard.chart).to_have_attribute("data-series", f"{COMMODITY}/pasar-cisalak")
+    # Day 7 at pasar-cisalak: 44.500 + 500 (see tests/test_pipeline.day_ticks).
+    expect(dashboard.by_testid("chart-latest")).to_have_text("Rp 45.000")
+    expect(dashboard.page.locator("[data-testid=market-row]")).to_have_count(len(MARKETS))
+    # The map has the commodity's deviation for West Java only.
+    expect(dashboard.province(WEST_JAVA)).not_to_have_attribute("data-deviation", "")
+    expect(dashboard.province("31")).to_have_attribute("data-deviation", "")
+    assert dashboard.page.locator("[data-testid=map-province]").count() == 38
+    assert dashboard.errors == []
+
+
+def test_a_spike_shows_in_the_alert_feed_on_the_chart_and_on_the_map(system, dashboard, capsys):
+    system.wait_processed(feed(system, range(20)))
+    dashboard.open(COMMODITY, WEST_JAVA, "pasar-cisalak")
+    expect(dashboard.connection).to_have_attribute("data-state", "open")
+    expect(dashboard.chart).to_have_attribute("data-points", "20")
+    expect(dashboard.feed).to_have_attribute("data-count", "0")
+    expect(dashboard.province(WEST_JAVA)).to_have_attribute("data-alerts", "0")
+
+    # An entry error: ten times the usual price at one market.
+    response = system.post(day_ticks(20, {"pasar-cisalak": 445000}))
+    assert response.status_code == 202, response.text
+    spike_id = response.json()["ids"][MARKETS.index("pasar-cisalak")]
+
+    item = dashboard.alert_item(spike_key("pasar-cisalak"))
+    expect(item).to_have_attribute("data-state", "firing")
+    expect(item).to_have_attribute("data-severity", "warning")
+    expect(item).to_have_attribute("data-province", WEST_JAVA)
+    expect(dashboard.feed).to_have_attribute("data-count", "1")
+    expect(dashboard.by_testid("feed-firing")).to_be_visible()
+    west_java = dashboard.province(WEST_JAVA)
+    expect(west_java).to_have_attribute("data-alerts", "1")
+    expect(west_java).to_have_class(re.compile(r"\balerting\b"))
+    expect(dashboard.province("31")).to_have_attribute("data-alerts", "0")
+
+    # The spike is on the chart, marked as quarantined and as the tick that raised the alert.
+    expect(dashboard.chart).to_have_attribute("data-points", "21")
+    expect(dashboard.by_testid("chart-latest")).to_have_text("Rp 445.000")
+    marker = dashboard.page.locator(f'[data-testid=chart-marker][data-id="{spike_id}"]')
+    expect(marker).to_have_attribute("data-kinds", re.compile(r"\balert\b"))
+    expect(marker).to_have_attribute("data-kinds", re.compile(r"\bquarantined\b"))
+    marker.hover()
+    tooltip = dashboard.by_testid("chart-tooltip")
+    expect(tooltip).to_be_visible()
+    expect(tooltip.locator("li[data-detector=crossmarket]")).to_have_count(1)
+    expect(tooltip).to_contain_text("Rp 445.000")
+    dashboard.page.mouse.move(0, 0)
+    path = save_screenshot(dashboard.page, "dashboard.png")
+    with capsys.disabled():
+        print(f"\nscreenshot of the dashboard with a firing alert: {path}")
+
+    # Normal prices again: the episode resolves, the map's outline goes, the feed keeps it.
+    feed(system, range(21, 23))
+    expect(item).to_have_attribute("data-state", "resolved")
+    expect(west_java).to_have_attribute("data-alerts", "0")
+    expect(dashboard.feed).to_have_attribute("data-count", "1")
+    assert dashboard.errors == []
+
+
+def _alerts_in_stream(system: System) -> int:
+    return system.redis.xlen("pw:alerts")
+
+
+@pytest.mark.timeout(120)
+def test_after_the_server_drops_the_page_reconnects_and_shows_what_it_missed(system, dashboard):
+    system.wait_processed(feed(system, range(20)))
+    dashboard.open(COMMODITY, WEST_JAVA, "pasar-kanoman")
+    expect(dashboard.connection).to_have_attribute("data-state", "open")
+    expect(dashboard.chart).to_have_attribute("data-points", "20")
+    # An episode the page sees live, so it has an alert id to resume from.
+    feed(system, range(20, 22), {20: {"pasar-anyar": 455000}})
+    expect(dashboard.alert_item(spike_key("pasar-anyar"))).to_have_attribute("data-state", "resolved")
+    seen = _alerts_in_stream(system)
+
+    # Ticks accepted while the engine is down, so their alerts fire only once the page is away:
+    # kanoman spikes and recovers (an episode no snapshot carries), then kosambi spikes.
+    system.kill("engine")
+    feed(system, range(22, 24), {22: {"pasar-kanoman": 470000}, 23: {"pasar-kosambi": 450000}})
+    system.kill("web")
+    expect(dashboard.connection).to_have_attribute("data-state", "closed")
+    system.start_process("engine")
+    wait_for(lambda: _alerts_in_stream(system) >= seen + 3, 20, "the missed alerts to fire")
+    # Still away (closed, or between attempts): nothing of the new alerts has reached the page.
+    assert dashboard.connection.get_attribute("data-state") != "open"
+    assert dashboard.alert_item(spike_key("pasar-kosambi")).count() == 0
+
+    system.start_process("web")  # the same port
+    expect(dashboard.connection).to_have_attribute("data-state", "open", timeout=60 * SECONDS)
+    resolved = dashboard.alert_item(spike_key("pasar-kanoman"))
+    expect(resolved).to_have_attribute("data-state", "resolved")
+    firing = dashboard.alert_item(spike_key("pasar-kosambi"))
+    expect(firing).to_have_attribute("data-state", "firing")
+    expect(dashboard.feed).to_have_attribute("data-count", "3")
+    expect(dashboard.province(WEST_JAVA)).to_have_attribute("data-alerts", "1")
+    # The chart has no gap: the ticks of the time away came with the history after the snapshot.
+    expect(dashboard.chart).to_have_attribute("data-points", "24")
+    expect(dashboard.page.locator("[data-testid=chart-marker][data-kinds~=alert]")).to_have_count(1)
+    assert dashboard.errors == []
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_dashboard_modules_pass_their_node_unit_tests():
+    files = sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "static" / "tests").glob("*.test.*js"))
+    assert files, "no unit tests under static/tests/"
+    result = subprocess.run(["node", "--test", "--test-reporter=tap", *files], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=50)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert re.search(r"^# pass [1-9]", result.stdout, re.M), result.stdout[-2000:]
