@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, devices, metrics, sockets
+from server import api, audit, devices, metrics, sockets, telegram_bot
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate
 from server.hub import Hub
@@ -36,15 +36,6 @@ async def redis_unavailable(request: Request, exc: Exception) -> Response:
 
 async def bad_query(request: Request, exc: api.QueryError) -> Response:
     return error(422, exc.field, "bad_query", str(exc))
-
-
-def _optional_routes() -> list:
-    """Routes of features that live in their own modules (Telegram webhook, notifications)."""
-    try:
-        from server.telegram_bot import routes as telegram_routes
-    except ImportError:
-        return []
-    return list(telegram_routes)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -81,7 +72,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
         *devices.routes,
-        *_optional_routes(),
+        *telegram_bot.routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]
     app = Starlette(

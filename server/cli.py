@@ -47,6 +47,18 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return worker_main(settings.redis_url)
 
 
+def _bot(settings: Settings, args: argparse.Namespace) -> int:
+    from server.telegram_bot import run_polling, set_webhook
+
+    if args.action == "set-webhook":
+        return 0 if set_webhook(args.url) else 1
+    if not args.poll:
+        print("pasarwatch bot: give --poll, or set-webhook URL", file=sys.stderr)
+        return 2
+    run_polling()
+    return 0
+
+
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from server.launcher import run_up
 
@@ -104,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = rule_commands.add_parser("check", help="validate rule files; errors as file:line: reason")
     check.add_argument("path", nargs="?", help="a rule file or directory (default the rules directory)")
     check.set_defaults(run=_rules_check)
+    bot = commands.add_parser("bot", help="the Telegram bot: long polling, or registering the webhook")
+    bot.add_argument("--poll", action="store_true", help="receive updates by long polling (no public URL needed)")
+    bot_actions = bot.add_subparsers(dest="action")
+    webhook = bot_actions.add_parser("set-webhook", help="register URL (https://HOST/telegram/webhook) with Telegram")
+    webhook.add_argument("url")
+    bot.set_defaults(run=_bot)
     devices.add_commands(commands)
     audit.add_commands(commands)
     return parser

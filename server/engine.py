@@ -25,6 +25,7 @@ from rules.engine import RuleEngine
 from server import keys
 from server.config import Settings
 from server.reliability import SourceReliability
+from workers.dispatch import dispatch_alerts
 from rules.rulebook import Rulebook
 
 log = logging.getLogger("pasarwatch.engine")
@@ -84,7 +85,6 @@ class Engine:
         self.sources = SourceReliability()
         self._stopping = False
         self.last_committed: str | None = None
-        self._dispatch = _notification_dispatcher()
 
     # -- start-up ---------------------------------------------------------------------------
     def restore(self) -> None:
@@ -140,7 +140,7 @@ class Engine:
                 self.redis.set(keys.ENGINE_HEARTBEAT, wall, ex=max(30, int(self.settings.stale_sweep * 3)))
                 self.trim()
                 next_sweep = wall + self.settings.stale_sweep
-            self._dispatch(self.redis, self.catalog)
+            dispatch_alerts(self.redis, self.catalog)  # hand new alerts to the notification workers
 
     def stop(self) -> None:
         self._stopping = True
@@ -332,15 +332,6 @@ def _unpickle(blob: bytes, key: bytes):
     except Exception:  # noqa: BLE001 - a checkpoint from an older version must not stop the engine
         log.exception("cannot restore state of %s; starting it fresh", key.decode(errors="replace"))
         return None
-
-
-def _notification_dispatcher():
-    """Hand alerts to the notification workers (RQ); see workers/dispatch.py."""
-    try:
-        from workers.dispatch import dispatch_alerts
-    except ImportError:  # transitional: notifications land with workers/dispatch.py
-        return lambda client, catalog: 0
-    return dispatch_alerts
 
 
 def run_engine(settings: Settings, catalog: Catalog) -> None:

@@ -1,0 +1,165 @@
+"""From pw:alerts to RQ jobs (workers/dispatch.py), against a real Redis; no worker runs here."""
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+
+from rules.catalog import load_catalog
+from tests.redis_server import start_redis
+from workers import notifications as store
+from workers import subscriptions as subs
+from workers.dispatch import ALERTS, CONSUMER, GROUP, QUEUE, dispatch_alerts, recipients, recover_stalled
+from workers.lease import Lease
+from workers.settings import NotifySettings
+
+CATALOG = load_catalog()
+SETTINGS = NotifySettings.from_env({"PASARWATCH_NOTIFY_GROUP_WINDOW": "30", "PASARWATCH_NOTIFY_LEASE": "5"})
+
+
+@pytest.fixture
+def client(tmp_path):
+    server = start_redis(tmp_path)
+    connection = redis.Redis.from_url(server.url)
+    yield connection
+    connection.close()
+    server.stop()
+
+
+def subscribe(client, chat, commodity, province=subs.ALL):
+    with client.pipeline() as pipe:
+        subs.subscribe(pipe, chat, commodity, province)
+        pipe.execute()
+
+
+def add_alert(client, n, **overrides) -> dict:
+    event = {"type": "alert", "id": f"{1719800000000 + n}-0",
+             "key": f"price-spike/cabai-rawit-merah/pasar-agung-{n}", "rule": "price-spike",
+             "state": "firing", "severity": "warning", "commodity": "cabai-rawit-merah",
+             "market": "pasar-agung", "province": "32", "price": 90000.0, "ts": 1719800000.0 + n,
+             "routes": {"telegram": [], "topics": True}}
+    event.update(overrides)
+    client.xadd(ALERTS, {"a": orjson.dumps(event)}, id=event["id"])
+    return event
+
+
+def scheduled_jobs(client) -> list[str]:
+    return sorted(ScheduledJobRegistry(queue=Queue(QUEUE, connection=client)).get_job_ids())
+
+
+def test_recipients_are_topic_subscribers_and_the_rules_fixed_chats(client):
+    subscribe(client, 1, "cabai-rawit-merah", "32")
+    subscribe(client, 2, "cabai-rawit-merah")          # every province
+    subscribe(client, 3, subs.ALL, "32")                # everything in West Java
+    subscribe(client, 4, subs.ALL)                      # everything
+    subscribe(client, 5, "cabai-rawit-merah", "33")     # another province
+    subscribe(client, 6, "bawang-merah", "32")          # another commodity
+    alert = {"commodity": "cabai-rawit-merah", "market": "pasar-agung", "province": "32",
+             "routes": {"telegram": [-1001, 4], "topics": True}}
+    assert recipients(client, alert, CATALOG) == [-1001, 1, 2, 3, 4]
+    alert["routes"]["topics"] = False
+    assert recipients(client, alert, CATALOG) == [-1001, 4]
+    # An alert without a province is placed by its market's province.
+    assert recipients(client, {"commodity": "cabai-rawit-merah", "market": "pasar-agung"}, CATALOG) == [1, 2, 3, 4]
+
+
+def test_one_scheduled_job_per_alert_and_chat_named_after_both(client):
+    subscribe(client, 1, "cabai-rawit-merah")
+    alert = add_alert(client, 1, routes={"telegram": [-1001], "topics": True})
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 2
+    pairs = {chat: store.pair_id(alert, chat) for chat in (1, -1001)}
+    assert scheduled_jobs(client) == sorted(store.job_id(p) for p in pairs.values())
+    for chat, pair in pairs.items():
+        record = store.load(client, pair)
+        assert (record.chat, record.state, record.count) == (chat, "pending", 1)
+        assert orjson.loads(client.lindex(store.items_key(pair), 0))["key"] == alert["key"]
+    # Acknowledged in the consumer group: nothing pending.
+    assert client.xpending(ALERTS, GROUP)["pending"] == 0
+
+
+def test_a_replayed_alert_is_never_queued_twice(client):
+    subscribe(client, 1, "cabai-rawit-merah")
+    alert = add_alert(client, 1)
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 1
+    job = Job.fetch(store.job_id(store.pair_id(alert, 1)), connection=client)
+    created = job.created_at
+    # The engine restarts from an old checkpoint and dispatches the whole stream again.
+    client.xgroup_setid(ALERTS, GROUP, "0")
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 0
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 0
+    assert scheduled_jobs(client) == [job.id]
+    assert Job.fetch(job.id, connection=client).created_at == created
+    assert store.load(client, store.pair_id(alert, 1)).count == 1
+
+
+def test_entries_read_before_a_crash_are_dispatched(client):
+    subscribe(client, 1, "cabai-rawit-merah")
+    dispatch_alerts(client, CATALOG, SETTINGS)  # creates the group
+    alert = add_alert(client, 1)
+    # A dispatcher read the entry and died before it was acknowledged.
+    client.xreadgroup(GROUP, CONSUMER, {ALERTS: ">"}, count=10)
+    assert client.xpending(ALERTS, GROUP)["pending"] == 1
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 1
+    assert client.xpending(ALERTS, GROUP)["pending"] == 0
+    assert scheduled_jobs(client) == [store.job_id(store.pair_id(alert, 1))]
+
+
+def test_alerts_within_the_window_join_one_digest_until_it_is_sealed(client):
+    subscribe(client, 1, "cabai-rawit-merah")
+    first = add_alert(client, 1)
+    for n in range(2, 6):
+        add_alert(client, n)
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 5
+    digest = store.pair_id(first, 1)
+    assert scheduled_jobs(client) == [store.job_id(digest)]
+    assert store.load(client, digest).count == 5
+    assert [a["id"] for a in store.load_items(client, digest)] == [f"{1719800000000 + n}-0" for n in range(1, 6)]
+    # Once a worker has sealed it, a new alert starts a new notification.
+    client.hset(store.record_key(digest), "sealed", 1)
+    later = add_alert(client, 6)
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 1
+    assert scheduled_jobs(client) == sorted([store.job_id(digest), store.job_id(store.pair_id(later, 1))])
+    assert store.load(client, digest).count == 5
+
+
+def test_an_unreadable_entry_is_skipped_and_acknowledged(client):
+    subscribe(client, 1, "cabai-rawit-merah")
+    dispatch_alerts(client, CATALOG, SETTINGS)
+    client.xadd(ALERTS, {"a": b"{not json"}, id="1-0")
+    client.xadd(ALERTS, {"other": b"1"}, id="2-0")
+    good = add_alert(client, 1)
+    assert dispatch_alerts(client, CATALOG, SETTINGS) == 1
+    assert client.xpending(ALERTS, GROUP)["pending"] == 0
+    assert scheduled_jobs(client) == [store.job_id(store.pair_id(good, 1))]
+
+
+def test_a_stalled_notification_gets_a_fresh_job_unless_a_worker_holds_it(client):
+    subscribe(client, 1, "cabai-rawit-merah")
+    subscribe(client, 2, "cabai-rawit-merah")
+    alert = add_alert(client, 1)
+    dispatch_alerts(client, CATALOG, SETTINGS)
+    stalled, held = store.pair_id(alert, 1), store.pair_id(alert, 2)
+    before_deadline = time.time()
+    assert recover_stalled(client, SETTINGS, now=before_deadline) == 0
+    lease = Lease(client, held, 60)
+    assert lease.acquire()
+    later = time.time() + SETTINGS.group_window + SETTINGS.lease + 10
+    assert recover_stalled(client, SETTINGS, now=later) == 1
+    queued = Queue(QUEUE, connection=client).get_job_ids()
+    assert queued == [store.job_id(stalled, "x1")]
+    # Claimed: the same sweep again does nothing until the new deadline passes too, and not
+    # even then while the fresh job waits in the queue (a backlog, not a crash).
+    assert recover_stalled(client, SETTINGS, now=later) == 0
+    assert recover_stalled(client, SETTINGS, now=later + 600) == 0
+    assert store.load(client, stalled).state == "pending"
+    assert client.hget(store.record_key(stalled), "job") == store.job_id(stalled, "x1").encode()
+    # A finished notification leaves the deadline set for good.
+    store.finalize(client, stalled, "sent", "1 message(s)", later)
+    assert recover_stalled(client, SETTINGS, now=later + 3600) == 0
+    assert client.zscore(store.DUE, stalled) is None
+    lease.release()

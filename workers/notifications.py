@@ -1,0 +1,204 @@
+"""Notification records in Redis: what was (or will be) sent to which chat, and how it went.
+
+A notification is one chat's message about one alert, or a digest of several alerts that
+arrived for that chat within the group window. Its id is derived from the first alert's key,
+state and stream id and the chat, and the RQ job that delivers it is named after it.
+
+| key | type | what |
+|---|---|---|
+| pw:notif:{id} | hash | the record: chat, state, reason, times, parts, progress |
+| pw:notif:{id}:items | list | the alert events (orjson) it is about, in arrival order |
+| pw:notif:index | zset | id by creation time, capped at ``INDEX_CAP``: what the API lists |
+| pw:notif:open:{chat} | string, TTL | the chat's digest still gathering alerts (its id) |
+| pw:notif:seen:{pair} | string, TTL | marker: this alert (key, state, id) was queued for this chat |
+| pw:notif:due | zset | pending id by the time after which a worker must have finished it |
+| pw:notif:lease:{id} | string, TTL | the worker delivering it (a random token), renewed while alive |
+
+States: ``pending`` (gathering, queued, waiting for a send slot or a retry), then ``sent``,
+``failed`` (with the reason; RQ's failed registry also holds the job when retries ran out) or
+``not_sent`` (never attempted, with the reason: no bot token, muted).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from workers.messages import OutMessage
+
+INDEX = "pw:notif:index"
+DUE = "pw:notif:due"
+STATES = ("pending", "sent", "failed", "not_sent")
+FINAL = frozenset({"sent", "failed", "not_sent"})
+INDEX_CAP = 5000
+RETENTION = 7 * 86400  # seconds records and dedup markers are kept
+# Added to a deadline: the RQ scheduler looks for due jobs once a second.
+SCHEDULER_SLACK = 2.0
+
+
+def record_key(nid: str) -> str:
+    return f"pw:notif:{nid}"
+
+
+def items_key(nid: str) -> str:
+    return f"pw:notif:{nid}:items"
+
+
+def lease_key(nid: str) -> str:
+    return f"pw:notif:lease:{nid}"
+
+
+def open_key(chat: int | str) -> str:
+    return f"pw:notif:open:{chat}"
+
+
+def seen_key(pair: str) -> str:
+    return f"pw:notif:seen:{pair}"
+
+
+def pair_id(alert: dict, chat: int) -> str:
+    """Identity of "this alert event for this chat": alert key, state, stream id and chat.
+
+    >>> firing = {"key": "r/c/m", "state": "firing", "id": "1-0"}
+    >>> pair_id(firing, 42)
+    '702f452544c5156916f855f1'
+    >>> pair_id(firing, 42) == pair_id(dict(firing), 42), pair_id(firing, 42) == pair_id(firing, 43)
+    (True, False)
+    """
+    text = f"{alert.get('key')}|{alert.get('state')}|{alert.get('id')}|{chat}"
+    return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+
+def job_id(nid: str, attempt: str = "") -> str:
+    """RQ job id for a notification (``attempt`` names a reschedule or a recovery)."""
+    return f"notif-{nid}-{attempt}" if attempt else f"notif-{nid}"
+
+
+@dataclass
+class Record:
+    id: str
+    chat: int
+    state: str
+    reason: str = ""
+    created: float = 0.0
+    updated: float = 0.0
+    due: float = 0.0
+    count: int = 0
+    sealed: bool = False
+    parts: list[OutMessage] | None = None
+    sent_parts: int = 0
+    message_ids: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    attempts: int = 0
+    slot: float | None = None
+
+    @classmethod
+    def from_hash(cls, data: dict[bytes, bytes]) -> Record:
+        text = {k.decode(): v.decode() for k, v in data.items()}
+        parts = orjson.loads(text["parts"]) if text.get("parts") else None
+        return cls(
+            id=text["id"], chat=int(text["chat"]), state=text.get("state", "pending"),
+            reason=text.get("reason", ""), created=float(text.get("created") or 0),
+            updated=float(text.get("updated") or 0), due=float(text.get("due") or 0),
+            count=int(text.get("count") or 0), sealed=text.get("sealed") == "1",
+            parts=[OutMessage.from_json(p) for p in parts] if parts is not None else None,
+            sent_parts=int(text.get("sent_parts") or 0),
+            message_ids=orjson.loads(text["message_ids"]) if text.get("message_ids") else [],
+            keys=orjson.loads(text["keys"]) if text.get("keys") else [],
+            attempts=int(text.get("attempts") or 0),
+            slot=float(text["slot"]) if text.get("slot") else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """What GET /api/v1/notifications shows of a record."""
+        return {
+            "id": self.id, "chat": self.chat, "state": self.state, "reason": self.reason,
+            "created": self.created, "updated": self.updated, "due": self.due,
+            "alerts": self.count, "keys": self.keys, "attempts": self.attempts,
+            "parts": len(self.parts) if self.parts is not None else None,
+            "sent_parts": self.sent_parts, "message_ids": self.message_ids,
+        }
+
+
+# --- creating (dispatcher) ------------------------------------------------------------------
+
+def queue_create(pipe: Any, nid: str, chat: int, alert_blob: bytes, now: float, window: float,
+                 lease: float) -> None:
+    """A new notification for ``chat`` that gathers alerts for ``window`` seconds."""
+    due = now + window
+    pipe.hset(record_key(nid), mapping={
+        "id": nid, "chat": chat, "state": "pending", "reason": "gathering alerts",
+        "created": now, "updated": now, "due": due, "count": 1, "sealed": 0,
+        "sent_parts": 0, "attempts": 0,
+    })
+    pipe.rpush(items_key(nid), alert_blob)
+    pipe.zadd(INDEX, {nid: now})
+    pipe.zremrangebyrank(INDEX, 0, -INDEX_CAP - 1)
+    pipe.zadd(DUE, {nid: due + lease + SCHEDULER_SLACK})
+    pipe.set(open_key(chat), nid, px=max(1, int(window * 1000)))
+
+
+def queue_append(pipe: Any, nid: str, alert_blob: bytes) -> None:
+    pipe.rpush(items_key(nid), alert_blob)
+    pipe.hincrby(record_key(nid), "count", 1)
+
+
+# --- progress (worker) ----------------------------------------------------------------------
+
+def load(client: Any, nid: str) -> Record | None:
+    data = client.hgetall(record_key(nid))
+    return Record.from_hash(data) if data else None
+
+
+def load_items(client: Any, nid: str) -> list[dict]:
+    return [orjson.loads(blob) for blob in client.lrange(items_key(nid), 0, -1)]
+
+
+def save_parts(client: Any, nid: str, parts: list[OutMessage], keys: list[str], count: int,
+               now: float) -> None:
+    client.hset(record_key(nid), mapping={
+        "parts": orjson.dumps([p.to_json() for p in parts]), "keys": orjson.dumps(keys),
+        "count": count, "updated": now, "reason": "sending",
+    })
+
+
+def part_sent(client: Any, record: Record, index: int, message_id: int, now: float) -> None:
+    record.sent_parts = index + 1
+    record.message_ids.append(message_id)
+    client.hset(record_key(record.id), mapping={
+        "sent_parts": record.sent_parts, "message_ids": orjson.dumps(record.message_ids),
+        "updated": now, "slot": "",
+    })
+
+
+def set_pending(client: Any, nid: str, reason: str, now: float, deadline: float,
+                slot: float | None = None) -> None:
+    """Still pending (waiting for a slot or a retry); a worker must finish it by ``deadline``."""
+    with client.pipeline() as pipe:
+        pipe.hset(record_key(nid), mapping={"reason": reason, "updated": now, "slot": slot or ""})
+        pipe.zadd(DUE, {nid: deadline})
+        pipe.execute()
+
+
+def count_attempt(client: Any, nid: str) -> int:
+    return int(client.hincrby(record_key(nid), "attempts", 1))
+
+
+def finalize(client: Any, nid: str, state: str, reason: str, now: float) -> None:
+    if state not in FINAL:
+        raise ValueError(f"not a final state: {state}")
+    with client.pipeline() as pipe:
+        pipe.hset(record_key(nid), mapping={"state": state, "reason": reason, "updated": now, "slot": ""})
+        pipe.zrem(DUE, nid)
+        pipe.expire(record_key(nid), RETENTION)
+        pipe.expire(items_key(nid), RETENTION)
+        pipe.execute()
+
+
+# --- listing (API) --------------------------------------------------------------------------
+
+def listing(hashes: list[dict[bytes, bytes]]) -> list[dict]:
+    """Records as the API shows them, skipping hashes that have expired (empty)."""
+    return [Record.from_hash(data).to_json() for data in hashes if data]

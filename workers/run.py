@@ -1,0 +1,73 @@
+"""The notification worker process: an RQ worker on queue ``notifications``, with RQ's scheduler
+(429 reschedules, retry backoff and digest windows are scheduled jobs) and the recovery sweep
+for notifications whose worker died.
+
+    python -m workers.run            # what `pasarwatch worker` runs; REDIS_URL as for the rest
+
+Plain ``rq worker notifications --with-scheduler --url $REDIS_URL`` also delivers; then only
+the engine's dispatcher runs the recovery sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import threading
+
+import redis
+from rq import Queue, Worker
+
+from workers.delivery import worker_catalog
+from workers.dispatch import QUEUE, maybe_recover
+from workers.settings import NotifySettings, get_settings
+from workers.telegram import warm_up
+
+log = logging.getLogger("pasarwatch.worker")
+
+
+def sweep_forever(settings: NotifySettings, stop: threading.Event) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    while not stop.wait(settings.sweep_interval):
+        try:
+            maybe_recover(client, settings)
+        except redis.RedisError as exc:  # Redis restarting: the next sweep tries again
+            log.warning("recovery sweep failed: %s", exc)
+
+
+def main(redis_url: str | None = None, burst: bool = False, name: str | None = None) -> int:
+    """Run the worker until stopped (SIGINT/SIGTERM: RQ's warm shutdown); ``redis_url``
+    overrides REDIS_URL."""
+    logging.basicConfig(level=os.environ.get("PASARWATCH_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    if redis_url:
+        settings = dataclasses.replace(settings, redis_url=redis_url)
+    # Made before RQ forks a work horse per job, so each job finds them ready.
+    worker_catalog(settings.catalog_dir)
+    warm_up()
+    if not settings.has_token:
+        log.warning("TELEGRAM_BOT_TOKEN is not set: notifications are recorded as not sent")
+    connection = redis.Redis.from_url(settings.redis_url)
+    stop = threading.Event()
+    sweeper = threading.Thread(target=sweep_forever, args=(settings, stop), name="recovery", daemon=True)
+    sweeper.start()
+    try:
+        worker = Worker([Queue(QUEUE, connection=connection)], connection=connection, name=name)
+        worker.work(with_scheduler=True, burst=burst)
+    finally:
+        stop.set()
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=None, help="Redis URL (default REDIS_URL)")
+    parser.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    parser.add_argument("--name", default=None, help="worker name (default: random)")
+    args = parser.parse_args(argv)
+    return main(args.url, burst=args.burst, name=args.name)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
