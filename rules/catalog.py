@@ -25,9 +25,12 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
+
+from rules import yaml_lines
+from rules.yaml_lines import LineDict, LineList
 
 __all__ = [
     "Catalog", "CatalogError", "Commodity", "DEFAULT_DIR", "Market", "Province",
@@ -206,57 +209,7 @@ def _suggest(text: str, names: dict[str, list[str]], limit: int) -> list[str]:
     return [key for _, key in ranked[:limit]]
 
 
-# --- YAML with line numbers -------------------------------------------------------------------
-
-class _Mapping(dict):
-    """A YAML mapping that remembers its line and the line of each key."""
-    line: int = 0
-    key_lines: dict[Any, int]
-
-
-class _Sequence(list):
-    """A YAML sequence that remembers its line and the line of each item."""
-    line: int = 0
-    item_lines: list[int]
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Mapping]:
-    mapping = _Mapping()
-    mapping.line, mapping.key_lines = node.start_mark.line + 1, {}
-    yield mapping  # yielded first, like PyYAML's own constructors, so recursion works
-    loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in mapping
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a plain value", key_node.start_mark) from None
-        if duplicate:
-            # PyYAML would silently keep the last one; an operator means only one of them.
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.key_lines[key] = key_node.start_mark.line + 1
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> Iterator[_Sequence]:
-    sequence = _Sequence()
-    sequence.line = node.start_mark.line + 1
-    sequence.item_lines = [item.start_mark.line + 1 for item in node.value]
-    yield sequence
-    sequence.extend(loader.construct_object(item, deep=True) for item in node.value)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
-
-
-def _read(path: Path, key: str) -> tuple[str, list[_Mapping], int]:
+def _read(path: Path, key: str) -> tuple[str, list[LineDict], int]:
     """The file name, the entries under its top-level ``key`` and that list's line."""
     file = str(path)
     try:
@@ -264,18 +217,14 @@ def _read(path: Path, key: str) -> tuple[str, list[_Mapping], int]:
     except OSError as exc:
         raise CatalogError(file, None, f"cannot read: {exc.strerror or exc}") from None
     try:
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        reason = ": ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise CatalogError(file, mark.line + 1 if mark else None, reason) from None
+        document = yaml_lines.load(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(file, None, str(exc)) from None
-    if not isinstance(document, _Mapping) or not isinstance(document.get(key), _Sequence):
+        raise CatalogError(file, yaml_lines.error_line(exc), yaml_lines.error_reason(exc)) from None
+    if not isinstance(document, LineDict) or not isinstance(document.get(key), LineList):
         raise CatalogError(file, 1, f"expected a top-level '{key}:' list")
     entries = document[key]
     for item, line in zip(entries, entries.item_lines):
-        if not isinstance(item, _Mapping):
+        if not isinstance(item, LineDict):
             raise CatalogError(file, line, f"each entry of '{key}' must be a mapping of fields")
     return file, list(entries), entries.line
 
@@ -283,7 +232,7 @@ def _read(path: Path, key: str) -> tuple[str, list[_Mapping], int]:
 class _Fields:
     """Typed reads of one entry's fields; each failure names the file and the field's line."""
 
-    def __init__(self, file: str, entry: _Mapping, allowed: tuple[str, ...]) -> None:
+    def __init__(self, file: str, entry: LineDict, allowed: tuple[str, ...]) -> None:
         self.file, self.entry = file, entry
         for key in entry:
             if key not in allowed:
@@ -363,7 +312,7 @@ def _claim_names(fields: _Fields, owner: str, names: list[tuple[str, str]],
 
 # --- the three files --------------------------------------------------------------------------
 
-def _load_provinces(file: str, entries: list[_Mapping],
+def _load_provinces(file: str, entries: list[LineDict],
                     list_line: int) -> dict[str, Province]:
     provinces: dict[str, Province] = {}
     seen: dict[str, int] = {}
@@ -402,7 +351,7 @@ def _load_provinces(file: str, entries: list[_Mapping],
     return provinces
 
 
-def _load_commodities(file: str, entries: list[_Mapping], list_line: int,
+def _load_commodities(file: str, entries: list[LineDict], list_line: int,
                       provinces: dict[str, Province]) -> dict[str, Commodity]:
     commodities: dict[str, Commodity] = {}
     seen: dict[str, int] = {}
@@ -449,7 +398,7 @@ def _load_commodities(file: str, entries: list[_Mapping], list_line: int,
     return commodities
 
 
-def _load_markets(file: str, entries: list[_Mapping],
+def _load_markets(file: str, entries: list[LineDict],
                   provinces: dict[str, Province]) -> dict[str, Market]:
     markets: dict[str, Market] = {}
     seen: dict[str, int] = {}

@@ -1,8 +1,16 @@
 """Turn verdicts into alert events: the alert lifecycle, per rule and series, without I/O.
 
-An alert's identity is ``rule/commodity/market`` (never the value). It fires once its
-condition has held for ``for`` (ticks, or a duration), is not repeated while it keeps firing,
-and resolves once the condition has been false for ``keep_firing_for``.
+An alert's identity is ``rule/commodity/market`` (never the value). Each rung of a rule's
+ladder (a rule without ``levels`` has one) is entered once its condition has held for ``for``
+(ticks, or a duration) and left once it has been false for ``keep_firing_for``; a rung is
+entered at its ``enter`` level and left below its ``exit`` level. The alert fires when its
+first rung is entered, changes severity (``escalated`` / ``deescalated``, still firing, same
+key) when its highest entered rung changes, and resolves when no rung is left.
+
+Every event is then checked against inhibition rules and silences and routed (see
+``rules.routing``); a muted event carries ``notify: false`` and no routes. An alert that
+nobody was told of resolves without notification, and is notified (``unmuted``) on a later
+tick if it is still firing once the mute has lifted.
 
 >>> from rules.catalog import load_catalog
 >>> from rules.loader import parse_rule_text
@@ -17,154 +25,304 @@ and resolves once the condition has been false for ``keep_firing_for``.
 >>> tick = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 90000.0}
 >>> spike = {"scores": {"zscore": 6.0}, "fired": ["zscore"], "reasons": {}, "expected": None}
 >>> calm = {"scores": {"zscore": 0.5}, "fired": [], "reasons": {}, "expected": None}
->>> [e["state"] for t in range(1, 7)
+>>> [e["transition"] for t in range(1, 7)
 ...  for e in engine.on_tick({**tick, "ts": float(t)}, spike if t in (1, 2, 3) else calm)]
-['firing', 'resolved']
+['fired', 'resolved']
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rules.loader import Rule, RuleSet
+from rules.events import build_event
+from rules.inhibition import inhibitors
+from rules.model import Routes, Rule, RuleSet
+from rules.routing import DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, Receiver, routes_json
+from rules.silences import is_silenced
+
+HEALTH_FLAGS = {"stale": "stale", "no_data": "no_data", "error": "detector_error"}
+
+
+@dataclass
+class RungState:
+    true_ticks: int = 0
+    true_since: float | None = None
+    false_ticks: int = 0
+    false_since: float | None = None
+    active: bool = False
 
 
 @dataclass
 class AlertState:
     """Where one rule stands on one series; pickled into the engine's checkpoint."""
 
-    true_ticks: int = 0
-    true_since: float | None = None
-    false_ticks: int = 0
-    false_since: float | None = None
-    firing: bool = False
+    rungs: list[RungState] = field(default_factory=list)
+    top: int = -1  # highest entered rung, -1 when not firing
     started_at: float | None = None
-    first_price: float | None = None
-    event: dict | None = None  # the firing event, so a resolution can refer to it
+    fired_price: float | None = None
+    fired_value: float | None = None
+    peak_price: float | None = None
+    peak_value: float | None = None
+    event: dict | None = None  # the latest firing event (what pw:firing holds)
+    notified: bool = False  # someone was told this alert fired
+    last_notified: float | None = None
+
+    @property
+    def firing(self) -> bool:
+        return self.top >= 0
+
+    def __setstate__(self, saved: dict) -> None:
+        if "rungs" not in saved:  # a checkpoint from before ladders: one rung
+            rung = RungState(saved.get("true_ticks", 0), saved.get("true_since"), saved.get("false_ticks", 0),
+                             saved.get("false_since"), bool(saved.get("firing")))
+            saved = {"rungs": [rung], "top": 0 if rung.active else -1, "started_at": saved.get("started_at"),
+                     "fired_price": saved.get("first_price"), "event": saved.get("event"),
+                     "notified": bool(saved.get("firing"))}
+        self.__dict__.update(AlertState().__dict__)
+        self.__dict__.update(saved)
+
+
+@dataclass
+class _Step:
+    rule: Rule
+    key: str
+    state: AlertState
+    tick: dict
+    verdict: dict
+    value: float | None
+    event: dict | None
 
 
 class RuleEngine:
     def __init__(self, ruleset: RuleSet):
-        self.ruleset = ruleset
         self.states: dict[str, AlertState] = {}
         self.dirty: set[str] = set()
+        self.silences: list[dict] = []
+        self._use(ruleset)
+
+    def _use(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self._by_name = ruleset.by_name()
+        self._repeats = ruleset.router.has_repeat()
+
+    def set_silences(self, silences: list[dict]) -> None:
+        """The silences in force (``server.silences.active_silences``); call once per batch."""
+        self.silences = list(silences)
 
     def swap(self, ruleset: RuleSet, now: float) -> list[dict]:
         """Put a new rule set in force; alerts of rules that no longer exist are resolved."""
+        old = self._by_name
         kept = {rule.name for rule in ruleset.rules}
-        events = []
+        steps = []
         for key, state in list(self.states.items()):
-            if key.split("/", 1)[0] in kept:
+            name = key.split("/", 1)[0]
+            if name in kept:
                 continue
-            if state.firing and state.event is not None:
-                events.append({**state.event, "state": "resolved", "resolved_at": now,
-                               "resolved_reason": "rule removed"})
+            if state.firing and state.event is not None and name in old:
+                tick = {**state.event, "ts": now}
+                state.top = -1
+                event = build_event(old[name], key, "resolved", tick, {}, state, state.event.get("value"),
+                                    self.ruleset.names)
+                event["resolved_reason"] = "rule removed"
+                steps.append(_Step(old[name], key, state, tick, {}, None, event))
             del self.states[key]
             self.dirty.add(key)
-        self.ruleset = ruleset
+        events = self._finish(steps)  # routed as the rules that raised them were
+        self._use(ruleset)
         return events
 
     def on_tick(self, tick: dict, verdict: dict) -> list[dict]:
-        expected = verdict.get("expected") or {}
-        level = expected.get("level")
-        context = {
-            "price": tick["price"],
-            "quarantined": bool(verdict.get("quarantined")),
-            "fired_count": len(verdict.get("fired") or ()),
-            "change": tick["price"] / level - 1.0 if level else 0.0,
-            "stale": False,
-            "age": 0.0,
-        }
-        return self._evaluate("tick", tick, verdict, context)
+        return self._finish(self._evaluate("tick", tick, verdict, _tick_context(tick, verdict)))
+
+    def on_batch(self, ticks: list[dict], verdicts: list[dict]) -> list[dict]:
+        """Like ``on_tick`` for each pair, but inhibition sees every alert of the batch: a crisis
+        raised by a later tick of the same batch still mutes a warning raised by an earlier one."""
+        steps: list[_Step] = []
+        for tick, verdict in zip(ticks, verdicts):
+            steps.extend(self._evaluate("tick", tick, verdict, _tick_context(tick, verdict)))
+        return self._finish(steps)
 
     def on_health(self, health: dict) -> list[dict]:
-        """Feed-health signal for a series: {commodity, market, province, state, age, ts, price}."""
+        """Feed-health signal for a series: {commodity, market, province, state, age, ts, price};
+        ``state`` is ok, stale, no_data or error (a detector failed)."""
         context = {
-            "price": health.get("price") or 0.0,
-            "quarantined": False,
-            "fired_count": 0,
-            "change": 0.0,
-            "stale": health["state"] == "stale",
+            "price": health.get("price") or 0.0, "quarantined": False, "fired_count": 0, "change": 0.0,
+            "expected_level": 0.0, "expected_lo": 0.0, "expected_hi": 0.0,
             "age": health.get("age") or 0.0,
+            **{name: health.get("state") == state for state, name in HEALTH_FLAGS.items()},
         }
         verdict = {"scores": {}, "fired": [], "reasons": {}, "expected": None}
-        return self._evaluate("health", health, verdict, context)
+        return self._finish(self._evaluate("health", health, verdict, context))
 
     def firing(self) -> list[dict]:
         return [state.event for state in self.states.values() if state.firing and state.event]
 
-    def _evaluate(self, kind: str, tick: dict, verdict: dict, context: dict) -> list[dict]:
-        events = []
+    def route(self, event: dict, now: float) -> list[Receiver]:
+        """Who ``event`` goes to at ``now``: the routing tree, plus the rule's own ``routes``."""
+        rule = self._by_name.get(event.get("rule"))
+        return _receivers(self.ruleset, rule, event, now)
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _evaluate(self, kind: str, tick: dict, verdict: dict, context: dict) -> list[_Step]:
+        steps = []
         commodity, market, province = tick["commodity"], tick["market"], tick.get("province", "")
         for rule in self.ruleset.rules:
             if rule.kind != kind or not rule.scope.matches(commodity, province, market):
                 continue
             key = f"{rule.name}/{commodity}/{market}"
             state = self.states.get(key)
-            holds = rule.when.evaluate(verdict, context)
+            gate = rule.when.evaluate(verdict, context) if rule.when is not None else True
+            value = rule.value.number(verdict, context) if rule.value is not None else None
             if state is None:
-                if not holds:
+                if not gate or (value is not None and value < rule.rungs[0].enter):
                     continue  # nothing to remember for a series that never met the rule
                 state = self.states[key] = AlertState()
             self.dirty.add(key)
-            event = _step(rule, key, state, holds, tick, verdict)
-            if event is not None:
-                events.append(event)
-            if not state.firing and state.true_ticks == 0:
-                del self.states[key]
+            transition = _step(rule, state, gate, value, tick)
+            event = None
+            if transition is not None:
+                event = build_event(rule, key, transition, tick, verdict, state, value, self.ruleset.names)
+            steps.append(_Step(rule, key, state, tick, verdict, value, event))
+            if not state.firing:
+                state.event = None
+                if not any(r.true_ticks or r.active for r in state.rungs):
+                    del self.states[key]
+            elif event is not None:
+                state.event = event
+        return steps
+
+    def _finish(self, steps: list[_Step]) -> list[dict]:
+        """Inhibition, silences and routing for what the steps raised, at the end of a batch."""
+        firing = self.firing()
+        events = []
+        for step in steps:
+            event, state = step.event, step.state
+            now = step.tick["ts"]
+            if event is None:
+                event = self._reminder(step, firing, now)
+                if event is None:
+                    continue
+            elif event["state"] == "resolved":
+                silence = is_silenced(event, self.silences, now)
+                receivers = self.route(event, now) if state.notified and silence is None else []
+                _mark(event, receivers, [], silence)
+                state.notified, state.last_notified = False, None
+            else:
+                receivers, inhibited, silence = self._deliveries(event, firing, now)
+                if _mark(event, receivers, inhibited, silence):
+                    state.notified, state.last_notified = True, now
+            events.append(event)
         return events
 
+    def _deliveries(self, event: dict, firing: list[dict], now: float) -> tuple[list[Receiver], list[str], dict | None]:
+        inhibited = inhibitors(event, firing, self.ruleset.inhibit)
+        silence = is_silenced(event, self.silences, now)
+        receivers = [] if inhibited or silence else self.route(event, now)
+        return receivers, inhibited, silence
 
-def _step(rule: Rule, key: str, state: AlertState, holds: bool, tick: dict, verdict: dict) -> dict | None:
-    ts = tick["ts"]
-    if holds:
-        state.false_ticks, state.false_since = 0, None
-        if state.true_ticks == 0:
-            state.true_since = ts
-            state.first_price = tick.get("price")
-        state.true_ticks += 1
-        if state.firing:
+    def _reminder(self, step: _Step, firing: list[dict], now: float) -> dict | None:
+        """``unmuted`` for a firing alert nobody heard of, ``repeated`` after repeat_interval."""
+        state = step.state
+        if not state.firing or state.event is None or not state.rungs[state.top].true_ticks:
+            return None  # not firing, or only in its keep_firing_for grace: nothing new to tell
+        if state.notified and not self._repeats:
             return None
-        if state.true_ticks >= rule.for_ticks and ts - (state.true_since or ts) >= rule.for_seconds:
-            state.firing = True
-            state.started_at = state.true_since
-            state.event = _alert_event(rule, key, "firing", tick, verdict, state)
-            return state.event
-        return None
-    state.true_ticks, state.true_since = 0, None
-    if not state.firing:
-        return None
-    if state.false_ticks == 0:
-        state.false_since = ts
-    state.false_ticks += 1
-    if state.false_ticks >= rule.keep_ticks and ts - (state.false_since or ts) >= rule.keep_seconds:
-        event = _alert_event(rule, key, "resolved", tick, verdict, state)
-        state.firing, state.event, state.false_ticks, state.false_since = False, None, 0, None
-        return event
-    return None
+        candidate = build_event(step.rule, step.key, "unmuted" if not state.notified else "repeated",
+                                step.tick, step.verdict, state, step.value, self.ruleset.names)
+        receivers, inhibited, silence = self._deliveries(candidate, firing, now)
+        if state.notified:
+            elapsed = now - (state.last_notified or now)
+            receivers = [r for r in receivers if r.repeat_interval and elapsed >= r.repeat_interval]
+        if not _mark(candidate, receivers, inhibited, silence):
+            return None
+        state.notified, state.last_notified, state.event = True, now, candidate
+        self.dirty.add(step.key)
+        return candidate
 
 
-def _alert_event(rule: Rule, key: str, state_name: str, tick: dict, verdict: dict, state: AlertState) -> dict:
-    firing_event = state.event or {}
-    resolved = state_name == "resolved"
+def _tick_context(tick: dict, verdict: dict) -> dict:
+    expected = verdict.get("expected") or {}
+    level = expected.get("level")
     return {
-        "type": "alert",
-        "key": key,
-        "rule": rule.name,
-        "state": state_name,
-        "severity": rule.severity,
-        "summary": rule.summary,
-        "commodity": tick["commodity"],
-        "market": tick["market"],
-        "province": tick.get("province", ""),
-        "price": tick.get("price"),
-        "fired_price": firing_event.get("price", tick.get("price")) if resolved else tick.get("price"),
-        "ts": tick["ts"],
-        "started_at": state.started_at,
-        "resolved_at": tick["ts"] if resolved else None,
-        "duration": tick["ts"] - state.started_at if resolved and state.started_at is not None else None,
-        "expected": verdict.get("expected") or firing_event.get("expected"),
-        "detectors": list(firing_event.get("detectors", [])) if resolved else list(verdict.get("fired") or []),
-        "reasons": dict(firing_event.get("reasons", {})) if resolved else dict(verdict.get("reasons") or {}),
+        "price": tick["price"],
         "quarantined": bool(verdict.get("quarantined")),
-        "routes": rule.routes.as_json(),
+        "fired_count": len(verdict.get("fired") or ()),
+        "change": tick["price"] / level - 1.0 if level else 0.0,
+        "expected_level": level or 0.0,
+        "expected_lo": expected.get("lo") or 0.0,
+        "expected_hi": expected.get("hi") or 0.0,
+        "stale": False, "no_data": False, "detector_error": bool(verdict.get("error")),
+        "age": 0.0,
     }
+
+
+def _step(rule: Rule, state: AlertState, gate: bool, value: float | None, tick: dict) -> str | None:
+    """Advance every rung of ``rule`` by one observation; the transition it makes, if any."""
+    ts = tick["ts"]
+    if len(state.rungs) != len(rule.rungs):  # the rule's ladder changed on reload
+        state.rungs = (state.rungs + [RungState() for _ in rule.rungs])[:len(rule.rungs)]
+    for rung, rs in zip(rule.rungs, state.rungs):
+        if rung.enter is None or value is None:
+            holds = gate
+        else:
+            holds = gate and value >= (rung.exit if rs.active else rung.enter)
+        if holds:
+            rs.false_ticks, rs.false_since = 0, None
+            if rs.true_ticks == 0:
+                rs.true_since = ts
+            rs.true_ticks += 1
+            if not rs.active and rs.true_ticks >= rung.for_ticks and ts - rs.true_since >= rung.for_seconds:
+                rs.active = True
+        else:
+            rs.true_ticks, rs.true_since = 0, None
+            if rs.active:
+                if rs.false_ticks == 0:
+                    rs.false_since = ts
+                rs.false_ticks += 1
+                if rs.false_ticks >= rung.keep_ticks and ts - rs.false_since >= rung.keep_seconds:
+                    rs.active, rs.false_ticks, rs.false_since = False, 0, None
+    old, new = state.top, max((i for i, rs in enumerate(state.rungs) if rs.active), default=-1)
+    state.top = new
+    price = tick.get("price")
+    if new >= 0:
+        if old < 0:
+            starts = [rs.true_since for rs in state.rungs if rs.active and rs.true_since is not None]
+            state.started_at = min(starts) if starts else ts
+            state.fired_price, state.fired_value = price, value
+            state.peak_price = state.peak_value = None
+        state.peak_price = _max(state.peak_price, price)
+        state.peak_value = _max(state.peak_value, value)
+    if old == new:
+        return None
+    if old < 0:
+        return "fired"
+    if new < 0:
+        return "resolved"
+    return "escalated" if new > old else "deescalated"
+
+
+def _max(current: float | None, value: float | None) -> float | None:
+    if not isinstance(value, (int, float)):
+        return current
+    return value if current is None else max(current, value)
+
+
+def _receivers(ruleset: RuleSet, rule: Rule | None, event: dict, now: float) -> list[Receiver]:
+    receivers = ruleset.router.route(event, now)
+    own = rule.routes if rule is not None else None
+    if own is None and ruleset.router.root is None:
+        own = Routes()  # no routing tree anywhere: the rule's subscribers, as before trees existed
+    if own is not None:
+        config = own.receiver(event["rule"])
+        receivers.append(Receiver(config.name, "rule", config.telegram, config.topics,
+                                  f"rule:{event['key']}", (), DEFAULT_GROUP_WAIT, DEFAULT_GROUP_INTERVAL, None))
+    return receivers
+
+
+def _mark(event: dict, receivers: list[Receiver], inhibited: list[str], silence: dict | None) -> bool:
+    """Put the routing outcome into the event; True when it reaches someone."""
+    event["routes"] = routes_json(receivers)
+    event["inhibited_by"] = inhibited
+    event["silenced_by"] = silence["id"] if silence else None
+    event["notify"] = any(r.telegram or r.topics for r in receivers)
+    return event["notify"]

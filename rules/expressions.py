@@ -33,11 +33,18 @@ CONTEXT_NAMES = {
     "quarantined": "whether the stack quarantined the tick",
     "fired_count": "how many detectors fired",
     "change": "price relative to the usual level, e.g. 0.3 = 30% above",
+    "expected_level": "the series' usual level (0 until the detectors are warm)",
+    "expected_lo": "lower bound of the series' expected interval (0 until warm)",
+    "expected_hi": "upper bound of the series' expected interval (0 until warm)",
     "stale": "the series' feed is stale (feed-health rules)",
+    "no_data": "the series has never reported (feed-health rules)",
+    "detector_error": "a detector failed on the series (feed-health rules)",
     "age": "seconds since the series' last tick (feed-health rules)",
 }
 DETECTOR_FIELDS = {"score", "fired"}
 FUNCTIONS: dict[str, Callable[..., Any]] = {"abs": abs, "min": min, "max": max}
+MAX_SOURCE = 2000
+MAX_DEPTH = 64
 
 _COMPARE = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
@@ -70,16 +77,30 @@ class Condition:
 
     def evaluate(self, verdict: dict, context: dict) -> bool:
         """True when the condition holds for this verdict; missing scores count as 0."""
+        try:
+            return bool(self._evaluate(self._scope(verdict, context)))
+        except (ArithmeticError, TypeError, ValueError):
+            return False
+
+    def number(self, verdict: dict, context: dict) -> float:
+        """The expression's value as a number (a detector counts as its score, true as 1).
+
+        >>> compile_value("crossmarket.score * 2", {"crossmarket"}).number({"scores": {"crossmarket": 3.5}}, {})
+        7.0
+        """
+        try:
+            return float(_number(self._evaluate(self._scope(verdict, context))))
+        except (ArithmeticError, TypeError, ValueError):
+            return 0.0
+
+    def _scope(self, verdict: dict, context: dict) -> dict[str, Any]:
         scope: dict[str, Any] = dict(context)
         scores = verdict.get("scores") or {}
         fired = verdict.get("fired") or ()
         for name in self.names:
             if name not in scope:
                 scope[name] = DetectorValue(float(scores.get(name) or 0.0), name in fired)
-        try:
-            return bool(self._evaluate(scope))
-        except (ZeroDivisionError, TypeError):
-            return False
+        return scope
 
     def __reduce__(self):
         # Compiled closures do not pickle; a condition is rebuilt from its source.
@@ -92,13 +113,35 @@ def _recompile(source: str, names: tuple[str, ...]) -> Condition:
 
 def compile_condition(source: str, detectors: set[str]) -> Condition:
     """Compile ``source``; names must be detectors or context names (see CONTEXT_NAMES)."""
+    if len(source) > MAX_SOURCE:
+        raise ExpressionError(f"a condition is at most {MAX_SOURCE} characters")
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"cannot parse condition: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"nested more than {MAX_DEPTH} deep") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise ExpressionError(f"nested more than {MAX_DEPTH} deep")
     used: set[str] = set()
     evaluate = _compile(tree.body, detectors, used)
     return Condition(source, frozenset(used - set(CONTEXT_NAMES)), evaluate)
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth, counted without recursion (evaluation recurses once per level)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def compile_value(source: str, detectors: set[str]) -> Condition:
+    """Compile a numeric expression (a ladder's ``value``); same language as conditions."""
+    return compile_condition(source, detectors)
 
 
 def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:

@@ -1,7 +1,9 @@
 """Load and validate rule files (``rules/*.yaml``) into a ``RuleSet``, all or nothing.
 
 Every problem is reported as ``file:line: reason`` and the whole set is rejected, so the
-engine keeps the last good set in force (see ``server/engine.py``).
+engine keeps the last good set in force (see ``rules/rulebook.py``). A file may hold
+``defaults``, ``rules``, ``receivers``, ``time_windows``, ``route`` (one file of the set) and
+``inhibit``; the format is described in docs/rules.md.
 
 >>> from rules.catalog import load_catalog
 >>> text = '''
@@ -16,330 +18,230 @@ engine keeps the last good set in force (see ``server/engine.py``).
 >>> parse_rule_text("rules:\\n  - name: x\\n    when: nosuch > 1\\n", "bad.yaml", load_catalog(), set())
 Traceback (most recent call last):
 ...
-rules.loader.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; known: age, change, fired_count, price, quarantined, stale
+rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; known: age, change, detector_error, expected_hi, expected_level, expected_lo, fired_count, no_data, price, quarantined, stale
 """
 from __future__ import annotations
 
-import fnmatch
-import re
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rules import yaml_lines
 from rules.catalog import Catalog
-from rules.expressions import Condition, ExpressionError, compile_condition
+from rules.durations import parse_duration
+from rules.errors import Problems, RuleError, RuleSetError
+from rules.inhibition import InhibitError, InhibitRule, parse_inhibit_rule
+from rules.matchers import Matcher
+from rules.model import SEVERITIES, Names, Routes, Rule, RuleSet, Scope
+from rules.routing import ReceiverConfig, Route, Router, parse_receivers, parse_route, parse_windows
+from rules.ruleparse import INHERITED, parse_rule
+from rules.timewindows import Window
+from rules.yaml_lines import LineDict
 
-SEVERITIES = ("info", "warning", "critical")
-EVENT_KINDS = ("tick", "health")
-RULE_KEYS = {
-    "name", "summary", "description", "kind", "scope", "when", "severity",
-    "for", "keep_firing_for", "routes",
-}
-FILE_KEYS = {"defaults", "rules"}
-INHERITED = {"scope", "severity", "for", "keep_firing_for", "routes", "kind"}
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+__all__ = ["RuleError", "RuleSetError", "Rule", "RuleSet", "Routes", "Scope", "SEVERITIES", "load_rules",
+           "parse_rule_text", "rule_files", "parse_duration"]
 
-
-@dataclass(frozen=True)
-class RuleError:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+FILE_KEYS = {"defaults", "rules", "receivers", "time_windows", "route", "inhibit"}
 
 
-class RuleSetError(ValueError):
-    def __init__(self, errors: list[RuleError]):
-        super().__init__("\n".join(str(error) for error in errors))
-        self.errors = errors
+@dataclass
+class _File:
+    """What one file contributes before the set is assembled."""
 
-
-@dataclass(frozen=True)
-class Scope:
-    commodity: tuple[str, ...] = ("*",)
-    province: tuple[str, ...] = ("*",)
-    market: tuple[str, ...] = ("*",)
-
-    def matches(self, commodity: str, province: str, market: str) -> bool:
-        return (
-            _glob_any(commodity, self.commodity)
-            and _glob_any(province, self.province)
-            and _glob_any(market, self.market)
-        )
-
-
-@dataclass(frozen=True)
-class Routes:
-    telegram: tuple[int, ...] = ()
-    topics: bool = True
-
-    def as_json(self) -> dict:
-        return {"telegram": list(self.telegram), "topics": self.topics}
-
-
-@dataclass(frozen=True)
-class Rule:
     name: str
-    file: str
-    line: int
-    when: Condition
-    kind: str = "tick"  # "tick": evaluated per price tick; "health": per feed-health change
-    summary: str = ""
-    severity: str = "warning"
-    scope: Scope = field(default_factory=Scope)
-    for_ticks: int = 1
-    for_seconds: float = 0.0
-    keep_ticks: int = 1
-    keep_seconds: float = 0.0
-    routes: Routes = field(default_factory=Routes)
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    rules: tuple[Rule, ...]
-    files: tuple[str, ...]
-
-    def by_name(self) -> dict[str, Rule]:
-        return {rule.name: rule for rule in self.rules}
+    rules: list[Rule] = field(default_factory=list)
+    receivers: dict[str, ReceiverConfig] = field(default_factory=dict)
+    windows: dict[str, Window] = field(default_factory=dict)
+    route: tuple[Any, LineDict] | None = None
+    inhibit: list[tuple[InhibitRule, Any, int]] = field(default_factory=list)
 
 
 def rule_files(directory: str | Path) -> list[Path]:
-    """The rule files of a directory: every *.yaml / *.yml directly in it (not catalog/)."""
+    """The rule files of a directory: every *.yaml / *.yml directly in it (not catalog/, tests/)."""
     directory = Path(directory)
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
 def load_rules(paths: list[Path], catalog: Catalog, detectors: set[str]) -> RuleSet:
     """Load every file; raise RuleSetError listing every problem in every file."""
-    rules: list[Rule] = []
     errors: list[RuleError] = []
+    files = []
     for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc}"))
             continue
-        try:
-            rules.extend(parse_rule_text(text, str(path), catalog, detectors).rules)
-        except RuleSetError as exc:
-            errors.extend(exc.errors)
-    seen: dict[str, Rule] = {}
-    for rule in rules:
-        if rule.name in seen:
-            first = seen[rule.name]
-            errors.append(RuleError(rule.file, rule.line,
-                                    f"rule name {rule.name!r} already used at {first.file}:{first.line}"))
-        seen[rule.name] = rule
+        files.append(_parse_file(text, str(path), catalog, detectors, Problems(str(path), errors)))
+    ruleset = _assemble(files, catalog, errors)
     if errors:
         raise RuleSetError(errors)
-    return RuleSet(tuple(rules), tuple(str(p) for p in paths))
+    return RuleSet(ruleset.rules, tuple(str(p) for p in paths), ruleset.router, ruleset.inhibit, ruleset.names)
 
 
 def parse_rule_text(text: str, filename: str, catalog: Catalog, detectors: set[str]) -> RuleSet:
-    try:
-        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        raise RuleSetError([RuleError(filename, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    if document is None:
-        return RuleSet((), (filename,))
+    """One file on its own (its route may only name its own receivers and windows)."""
     errors: list[RuleError] = []
-    if not isinstance(document, _LineDict):
-        raise RuleSetError([RuleError(filename, 1, "a rule file is a mapping with 'rules:' (and optional 'defaults:')")])
-    for key in sorted(set(document) - FILE_KEYS):
-        errors.append(RuleError(filename, document.line_of(key), f"unknown top-level key {key!r}"))
-    defaults = document.get("defaults") or _LineDict()
-    if not isinstance(defaults, _LineDict):
-        errors.append(RuleError(filename, document.line_of("defaults"), "defaults must be a mapping"))
-        defaults = _LineDict()
-    for key in sorted(set(defaults) - INHERITED):
-        errors.append(RuleError(filename, defaults.line_of(key), f"defaults cannot set {key!r}"))
-    entries = document.get("rules")
-    if entries is None:
-        entries = []
-    if not isinstance(entries, list):
-        errors.append(RuleError(filename, document.line_of("rules"), "rules must be a list"))
-        entries = []
-    rules = []
-    for entry in entries:
-        if not isinstance(entry, _LineDict):
-            errors.append(RuleError(filename, document.line_of("rules"), "each rule must be a mapping"))
-            continue
-        merged = _LineDict({k: v for k, v in defaults.items() if k in INHERITED})
-        merged.lines = {k: defaults.line_of(k) for k in merged}
-        merged.update(entry)
-        merged.lines.update(entry.lines)
-        merged.line = entry.line
-        rule = _build_rule(merged, filename, catalog, detectors, errors)
-        if rule is not None:
-            rules.append(rule)
+    parts = _parse_file(text, filename, catalog, detectors, Problems(filename, errors))
+    ruleset = _assemble([parts], catalog, errors)
     if errors:
         raise RuleSetError(errors)
-    return RuleSet(tuple(rules), (filename,))
+    return ruleset
 
 
-def _build_rule(entry: "_LineDict", filename: str, catalog: Catalog, detectors: set[str],
-                errors: list[RuleError]) -> Rule | None:
-    count = len(errors)
-    name = entry.get("name")
-    label = f"rule {name!r}" if isinstance(name, str) else "rule"
-
-    def fail(key: str, reason: str) -> None:
-        errors.append(RuleError(filename, entry.line_of(key), f"{label}: {key}: {reason}"))
-
-    if not isinstance(name, str) or not RULE_NAME.match(name):
-        fail("name", "required: lowercase letters, digits, '-' or '_' (max 64)")
-    for key in sorted(set(entry) - RULE_KEYS):
-        fail(key, "unknown key (known: " + ", ".join(sorted(RULE_KEYS)) + ")")
-
-    kind = entry.get("kind", "tick")
-    if kind not in EVENT_KINDS:
-        fail("kind", f"must be one of {', '.join(EVENT_KINDS)}")
-    condition = None
-    when = entry.get("when")
-    if not isinstance(when, (str, bool)) or when == "":
-        fail("when", "required: a condition such as 'zscore.fired and crossmarket.fired'")
-    else:
+def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str], problems: Problems) -> _File:
+    parts = _File(filename)
+    try:
+        document = yaml_lines.load(text)
+    except yaml.YAMLError as exc:
+        problems.at(yaml_lines.error_line(exc) or 0, f"not valid YAML: {yaml_lines.error_reason(exc)}")
+        return parts
+    if document is None:
+        return parts
+    if not isinstance(document, LineDict):
+        problems.at(1, "a rule file is a mapping with 'rules:' (and optional 'defaults:', 'route:' ...)")
+        return parts
+    for key in sorted(set(document) - FILE_KEYS, key=str):
+        problems.add(document, key, f"unknown top-level key {key!r} (known: {', '.join(sorted(FILE_KEYS))})")
+    defaults = document.get("defaults")
+    if defaults is None:
+        defaults = LineDict()
+    elif not isinstance(defaults, LineDict):
+        problems.add(document, "defaults", "defaults must be a mapping")
+        defaults = LineDict()
+    for key in sorted(set(defaults) - INHERITED, key=str):
+        problems.add(defaults, key, f"defaults cannot set {key!r} (they can set: {', '.join(sorted(INHERITED))})")
+    entries = document.get("rules") or []
+    if not isinstance(entries, list):
+        problems.add(document, "rules", "rules must be a list")
+        entries = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, LineDict):
+            problems.add(entries, index, "each rule must be a mapping")
+            continue
+        rule = parse_rule(entry, defaults, filename, catalog, detectors, problems)
+        if rule is not None:
+            parts.rules.append(rule)
+    if "receivers" in document:
+        parts.receivers = parse_receivers(document["receivers"], problems, document)
+    if "time_windows" in document:
+        parts.windows = parse_windows(document["time_windows"], problems, document)
+    if "route" in document:
+        parts.route = (document["route"], document)
+    raw = document.get("inhibit", [])
+    if not isinstance(raw, list):
+        problems.add(document, "inhibit", "inhibit must be a list of {source, target, equal}")
+        raw = []
+    for index, item in enumerate(raw):
         try:
-            condition = compile_condition(str(when).lower() if isinstance(when, bool) else when, detectors)
-        except ExpressionError as exc:
-            fail("when", str(exc))
-    severity = entry.get("severity", "warning")
-    if severity not in SEVERITIES:
-        fail("severity", f"must be one of {', '.join(SEVERITIES)}")
-    for_ticks, for_seconds = _ticks_or_duration(entry.get("for", 1), "for", fail, minimum_ticks=1)
-    keep_ticks, keep_seconds = _ticks_or_duration(entry.get("keep_firing_for", 1), "keep_firing_for", fail,
-                                                  minimum_ticks=1)
-    scope = _scope(entry.get("scope"), catalog, fail)
-    routes = _routes(entry.get("routes"), fail)
-    summary = entry.get("summary", "")
-    if not isinstance(summary, str):
-        fail("summary", "must be text")
-    if len(errors) > count or condition is None:
-        return None
-    return Rule(
-        name=name, file=filename, line=entry.line, when=condition, kind=kind, summary=summary,
-        severity=severity, scope=scope, for_ticks=for_ticks, for_seconds=for_seconds,
-        keep_ticks=keep_ticks, keep_seconds=keep_seconds, routes=routes,
+            parts.inhibit.append((parse_inhibit_rule(item), item, raw.line_of(index)))
+        except InhibitError as exc:
+            problems.at(raw.line_of(index), f"inhibit rule {index + 1}: {exc}")
+    return parts
+
+
+def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> RuleSet:
+    rules: list[Rule] = []
+    seen: dict[str, Rule] = {}
+    receivers: dict[str, ReceiverConfig] = {}
+    windows: dict[str, Window] = {}
+    for parts in files:
+        for rule in parts.rules:
+            if rule.name in seen:
+                first = seen[rule.name]
+                errors.append(RuleError(rule.file, rule.line,
+                                        f"rule name {rule.name!r} already used at {first.file}:{first.line}"))
+            seen[rule.name] = rule
+            rules.append(rule)
+        for kind, own, merged in (("receiver", parts.receivers, receivers), ("time window", parts.windows, windows)):
+            for name in own:
+                if name in merged:
+                    errors.append(RuleError(parts.name, 0, f"{kind} {name!r} is defined in more than one file"))
+            merged.update(own)
+    root: Route | None = None
+    route_file = None
+    for parts in files:
+        if parts.route is None:
+            continue
+        value, node = parts.route
+        problems = Problems(parts.name, errors)
+        if route_file is not None:
+            problems.add(node, "route", f"the routing tree is already defined in {route_file}; one file holds it")
+            continue
+        route_file = parts.name
+        root = parse_route(value, problems, node, receivers, windows)
+        if root is not None:
+            _check_route_matchers(root, value, problems, _known_values(rules, catalog))
+    known = _known_values(rules, catalog)
+    inhibit: list[InhibitRule] = []
+    for parts in files:
+        for rule, item, line in parts.inhibit:
+            for side in ("source", "target"):
+                for matcher in getattr(rule, side):
+                    reason = check_matcher(matcher, known)
+                    if reason:
+                        errors.append(RuleError(parts.name, item.line_of(side), f"inhibit rule: {side}: {reason}"))
+            for name in rule.equal:
+                if name not in known:
+                    errors.append(RuleError(parts.name, item.line_of("equal"),
+                                            f"inhibit rule: equal: unknown label {name!r}{_suggest(name, known)}"))
+            inhibit.append(rule)
+    timezones = {p.code: p.timezone for p in catalog.provinces.values()}
+    names = Names(
+        commodities={c.id: (c.name_id, c.unit) for c in catalog.commodities.values()},
+        markets={m.id: m.name for m in catalog.markets.values()},
+        provinces={p.code: (p.name, p.timezone, p.tz_abbr) for p in catalog.provinces.values()},
     )
+    router = Router(root, receivers, windows, timezones)
+    return RuleSet(tuple(rules), tuple(p.name for p in files), router, tuple(inhibit), names)
 
 
-def parse_duration(text: str) -> float | None:
-    """'90s', '15m', '2h', '3d', '1w' -> seconds; None if not a duration.
-
-    >>> parse_duration("2d"), parse_duration("1.5h"), parse_duration("soon")
-    (172800.0, 5400.0, None)
-    """
-    match = DURATION.match(text)
-    if not match:
-        return None
-    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
-
-
-def _ticks_or_duration(value: Any, key: str, fail, minimum_ticks: int) -> tuple[int, float]:
-    """An integer counts ticks (price feeds can be daily); a duration string counts time."""
-    if isinstance(value, bool):
-        fail(key, "must be a number of ticks or a duration like '2d'")
-        return minimum_ticks, 0.0
-    if isinstance(value, int):
-        if value < minimum_ticks:
-            fail(key, f"must be at least {minimum_ticks} tick(s)")
-        return max(value, minimum_ticks), 0.0
-    if isinstance(value, str):
-        seconds = parse_duration(value)
-        if seconds is None:
-            fail(key, f"{value!r} is not a duration (use e.g. 90s, 15m, 2h, 3d, 1w) or a tick count")
-            return minimum_ticks, 0.0
-        return minimum_ticks, seconds
-    fail(key, "must be a number of ticks or a duration like '2d'")
-    return minimum_ticks, 0.0
+def _known_values(rules: list[Rule], catalog: Catalog) -> dict[str, set[str] | None]:
+    """Label name -> the values it can take (None: any value)."""
+    known: dict[str, set[str] | None] = {
+        "rule": {r.name for r in rules},
+        "severity": set(SEVERITIES),
+        "level": {rung.level for r in rules for rung in r.rungs},
+        "kind": {"tick", "health"},
+        "state": {"firing", "resolved"},
+        "commodity": set(catalog.commodities),
+        "province": set(catalog.provinces),
+        "market": None,  # devices may report markets not in the catalog yet
+    }
+    for rule in rules:
+        for name, value in rule.labels:
+            values = known.setdefault(name, set())
+            if values is not None:
+                values.add(value)
+    return known
 
 
-def _scope(value: Any, catalog: Catalog, fail) -> Scope:
-    if value is None:
-        return Scope()
-    if not isinstance(value, dict):
-        fail("scope", "must be a mapping with commodity, province and/or market")
-        return Scope()
-    unknown = set(value) - {"commodity", "province", "market"}
-    if unknown:
-        fail("scope", f"unknown key(s) {', '.join(sorted(unknown))}")
-    patterns: dict[str, tuple[str, ...]] = {}
-    for key in ("commodity", "province", "market"):
-        raw = value.get(key, "*")
-        items = raw if isinstance(raw, list) else [raw]
-        if not items or not all(isinstance(item, (str, int)) for item in items):
-            fail("scope", f"{key} must be a glob or a list of globs")
-            items = ["*"]
-        patterns[key] = tuple(str(item) for item in items)
-    for pattern in patterns["commodity"]:
-        if not any(fnmatch.fnmatchcase(c, pattern) for c in catalog.commodities):
-            fail("scope", f"commodity {pattern!r} matches no commodity in the catalog")
-    provinces: list[str] = ["*"]
-    if patterns["province"] != ("*",):
-        # Codes and names are resolved to codes once, so matching a tick compares codes.
-        provinces = []
-        for pattern in patterns["province"]:
-            codes = [p.code for p in catalog.provinces.values()
-                     if fnmatch.fnmatchcase(p.code, pattern) or fnmatch.fnmatchcase(p.name.lower(), pattern.lower())]
-            if not codes:
-                fail("scope", f"province {pattern!r} matches no province code or name in the catalog")
-            provinces.extend(codes)
-    return Scope(patterns["commodity"], tuple(dict.fromkeys(provinces)), patterns["market"])
+def check_matcher(matcher: Matcher, known: dict[str, set[str] | None]) -> str | None:
+    """Why a matcher can never be what the operator meant, or None when it is fine."""
+    if matcher.name not in known:
+        return f"{matcher}: unknown label {matcher.name!r}{_suggest(matcher.name, known)}"
+    values = known[matcher.name]
+    if values is not None and matcher.op in ("=", "!=") and matcher.value not in values:
+        hint = get_close_matches(matcher.value, sorted(values), n=1)
+        more = f"; did you mean {hint[0]!r}?" if hint else ""
+        return f"{matcher}: no alert has {matcher.name} {matcher.value!r}{more}"
+    return None
 
 
-def _routes(value: Any, fail) -> Routes:
-    if value is None:
-        return Routes()
-    if not isinstance(value, dict):
-        fail("routes", "must be a mapping with telegram (chat ids) and/or topics (true/false)")
-        return Routes()
-    unknown = set(value) - {"telegram", "topics"}
-    if unknown:
-        fail("routes", f"unknown key(s) {', '.join(sorted(unknown))}")
-    chats = value.get("telegram") or []
-    if not isinstance(chats, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in chats):
-        fail("routes", "telegram must be a list of numeric chat ids")
-        chats = []
-    topics = value.get("topics", True)
-    if not isinstance(topics, bool):
-        fail("routes", "topics must be true or false")
-        topics = True
-    return Routes(tuple(chats), topics)
+def _check_route_matchers(route: Route, node: Any, problems: Problems, known: dict) -> None:
+    for matcher in route.matchers:
+        reason = check_matcher(matcher, known)
+        if reason:
+            problems.add(node, "matchers", f"route {route.path}: {reason}")
+    children = node.get("routes", []) if isinstance(node, dict) else []
+    for child, child_node in zip(route.routes, [c for c in children if isinstance(c, dict)]):
+        _check_route_matchers(child, child_node, problems, known)
 
 
-def _glob_any(value: str, patterns: tuple[str, ...]) -> bool:
-    return any(pattern == "*" or fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+def _suggest(name: str, known: dict) -> str:
+    hint = get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else f" (labels: {', '.join(sorted(known))})"
 
-
-class _LineDict(dict):
-    """A mapping that remembers the line of each key, for file:line errors."""
-
-    line: int = 0
-    lines: dict
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.lines = {}
-
-    def line_of(self, key: str) -> int:
-        return self.lines.get(key, self.line)
-
-
-class _LineLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        mapping = _LineDict(super().construct_mapping(node, deep=True))
-        mapping.line = node.start_mark.line + 1
-        mapping.lines = {key_node.value: key_node.start_mark.line + 1 for key_node, _ in node.value
-                         if isinstance(key_node, yaml.ScalarNode)}
-        return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rules.catalog import Catalog
-from rules.loader import RuleError, RuleSet, RuleSetError, load_rules, rule_files
+from rules.loader import RuleError, RuleSetError, load_rules, rule_files
+from rules.model import Rule, RuleSet
+from rules.routing import describe
 
 log = logging.getLogger("pasarwatch.rules")
 
@@ -79,12 +81,26 @@ class Rulebook:
             "ok": not self.errors,
             "loaded_at": self.loaded_at,
             "files": list(self.current.files),
-            "rules": [
-                {"name": r.name, "file": r.file, "line": r.line, "kind": r.kind, "severity": r.severity,
-                 "when": r.when.source, "summary": r.summary}
-                for r in self.current.rules
-            ],
+            "rules": [rule_summary(r) for r in self.current.rules],
+            "routing": describe(self.current.router.root) if self.current.router.root else [],
+            "receivers": sorted(self.current.router.receivers),
+            "inhibit": [{"name": i.name, "source": [str(m) for m in i.source],
+                         "target": [str(m) for m in i.target], "equal": list(i.equal)}
+                        for i in self.current.inhibit],
             "errors": [{"file": e.file, "line": e.line, "reason": e.reason} for e in self.errors],
             "failed_at": self.failed_at,
             "reload_failures": self.failures,
         }
+
+
+def rule_summary(rule: Rule) -> dict:
+    """A rule as ``GET /api/v1/rules`` shows it."""
+    return {
+        "name": rule.name, "file": rule.file, "line": rule.line, "kind": rule.kind,
+        "severity": rule.severity, "summary": rule.summary,
+        "when": rule.when.source if rule.when is not None else None,
+        "value": rule.value.source if rule.value is not None else None,
+        "levels": [{"level": r.level, "severity": r.severity, "enter": r.enter, "exit": r.exit}
+                   for r in rule.rungs if r.enter is not None],
+        "labels": dict(rule.labels),
+    }

@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, devices, metrics, sockets, telegram_bot
+from server import api, audit, devices, metrics, silences, sockets, telegram_bot
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate
 from server.hub import Hub
@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
         *devices.routes,
         *telegram_bot.routes,
+        *silences.routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]
     app = Starlette(

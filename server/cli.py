@@ -5,8 +5,8 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
+from rules import cli as rules_cli
 from server import audit, devices
 from server.config import Settings
 
@@ -77,25 +77,6 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(url, args.speed or settings.demo_speed, token, args.days)
 
 
-def _rules_check(settings: Settings, args: argparse.Namespace) -> int:
-    from rules.catalog import load_catalog
-    from rules.loader import RuleSetError, load_rules, rule_files
-    from server.engine import DETECTOR_NAMES
-
-    target = Path(args.path) if args.path else settings.rules_dir
-    paths = rule_files(target) if target.is_dir() else [target]
-    try:
-        ruleset = load_rules(paths, load_catalog(settings.catalog_dir), set(DETECTOR_NAMES))
-    except RuleSetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return 1
-    for path in paths:
-        print(f"{path}: ok")
-    print(f"{len(ruleset.rules)} rules in {len(paths)} files")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pasarwatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     rules = commands.add_parser("rules", help="rule file tools")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True)
-    check = rule_commands.add_parser("check", help="validate rule files; errors as file:line: reason")
-    check.add_argument("path", nargs="?", help="a rule file or directory (default the rules directory)")
-    check.set_defaults(run=_rules_check)
+    rules_cli.add_commands(rule_commands)
     bot = commands.add_parser("bot", help="the Telegram bot: long polling, or registering the webhook")
     bot.add_argument("--poll", action="store_true", help="receive updates by long polling (no public URL needed)")
     bot_actions = bot.add_subparsers(dest="action")

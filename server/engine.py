@@ -25,6 +25,7 @@ from rules.engine import RuleEngine
 from server import keys
 from server.config import Settings
 from server.reliability import SourceReliability
+from server.silences import active_silences
 from workers.dispatch import dispatch_alerts
 from rules.rulebook import Rulebook
 
@@ -74,7 +75,7 @@ class Engine:
         self.settings = settings
         self.redis = client
         self.catalog = catalog
-        self.stack = DetectorStack(ceilings=_ceilings(catalog))
+        self.stack = DetectorStack(ceilings=ceilings_of(catalog))
         self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
         self.rules = RuleEngine(self.rulebook.current)
         self.clock = Clock()
@@ -168,9 +169,14 @@ class Engine:
             tick["id"] = tick_id
             ticks.append(tick)
         # Ticks read together are judged together: a day's reports see each other (see
-        # DetectorStack.process_batch). A replay after a crash re-reads the same batch.
-        for tick, verdict in zip(ticks, self.stack.process_batch(ticks)):
+        # DetectorStack.process_batch), and a crisis later in the batch mutes an earlier warning
+        # of the same series (RuleEngine.on_batch). A replay after a crash re-reads the same batch.
+        verdicts = self.stack.process_batch(ticks)
+        for tick, verdict in zip(ticks, verdicts):
             self.record(tick, verdict, batch, wall)
+        if ticks:
+            self.rules.set_silences(active_silences(self.redis, wall))
+            batch.alerts.extend(self.rules.on_batch(ticks, verdicts))
         if batch:
             self.commit(batch)
         return batch
@@ -191,7 +197,6 @@ class Engine:
             "province": tick["province"], "price": tick["price"], "ts": tick["ts"], "unit": tick["unit"],
             "source": tick.get("source"), "verdict": verdict,
         })
-        batch.alerts.extend(self.rules.on_tick(tick, verdict))
         reporter = tick.get("device") or tick.get("source")
         if reporter:
             change = self.sources.learn_one(reporter, bool(verdict.get("quarantined")))
@@ -204,6 +209,7 @@ class Engine:
         """Stale-feed check over every series, at event time (see Clock)."""
         batch = Batch()
         now = self.clock.now(wall)
+        self.rules.set_silences(active_silences(self.redis, wall))
         for change in self.stack.sweep(now):
             series = (change["commodity"], change["market"])
             health = {
@@ -315,7 +321,7 @@ class Engine:
         pipe.execute()
 
 
-def _ceilings(catalog: Catalog) -> dict[str | tuple[str, str], float]:
+def ceilings_of(catalog: Catalog) -> dict[str | tuple[str, str], float]:
     """National ceilings per commodity, and regional ones (HET zones) per (commodity, province)."""
     ceilings: dict[str | tuple[str, str], float] = {}
     for commodity in catalog.commodities.values():

@@ -360,3 +360,21 @@ def test_without_a_token_a_notification_is_recorded_as_not_sent(stack):
         listed = http.get("/api/v1/notifications?state=not_sent").json()
     assert [(n["chat"], n["reason"]) for n in listed["notifications"]] == [(71, "TELEGRAM_BOT_TOKEN is not set")]
     assert listed["counts"]["not_sent"] == 1
+
+
+def test_an_alert_held_by_quiet_hours_is_delivered_when_the_window_opens(stack):
+    chat = 9100
+    stack.start_worker()
+    opens_at = time.time() + 2
+    alert = stack.add_alert(routes={"telegram": [], "topics": False, "receivers": [
+        {"name": "operator", "route": "root/0", "telegram": [chat], "topics": False, "group_key": "g",
+         "group_by": [], "group_wait": 0, "group_interval": 0, "repeat_interval": None,
+         "deliver_at": opens_at}]})
+    assert stack.dispatch() == 0  # nothing for now: the route is in its quiet hours
+    assert stack.fake.messages(chat) == []
+    stack.dispatch()  # a second dispatch (e.g. after an engine restart) schedules nothing twice
+    stack.wait(lambda: stack.fake.messages(chat), 30, "the held alert after its window opened")
+    assert time.time() >= opens_at
+    stack.wait_settled()
+    assert len(stack.fake.messages(chat)) == 1
+    assert stack.record(alert, chat).state == "sent"

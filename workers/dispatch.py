@@ -20,6 +20,7 @@ deadline passed while no worker holds its lease gets a fresh job.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -182,6 +183,13 @@ def _dispatch_entry(client: redis.Redis, queue: Queue, catalog: Any, entry_id: b
         client.xack(ALERTS, GROUP, entry_id)
         return 0
     alert.setdefault("id", entry_id.decode())
+    _hold_for_later(queue, alert)
+    return stage_alert(client, queue, catalog, alert, settings, entry_id)
+
+
+def stage_alert(client: redis.Redis, queue: Queue, catalog: Any, alert: dict, settings: NotifySettings,
+                entry_id: bytes | None = None) -> int:
+    """Queue the alert for its recipients now (and ack its stream entry in the same step)."""
     chats = recipients(client, alert, catalog)
     blob = orjson.dumps(alert)
     pairs = [(chat, store.pair_id(alert, chat)) for chat in chats]
@@ -191,11 +199,43 @@ def _dispatch_entry(client: redis.Redis, queue: Queue, catalog: Any, entry_id: b
                 queued = _stage(pipe, queue, blob, pairs, settings) if pairs else 0
                 if not pairs:
                     pipe.multi()
-                pipe.xack(ALERTS, GROUP, entry_id)
+                if entry_id is not None:
+                    pipe.xack(ALERTS, GROUP, entry_id)
                 pipe.execute()
                 return queued
             except WatchError:
                 continue
+
+
+def _hold_for_later(queue: Queue, alert: dict) -> None:
+    """Receivers held by a route's quiet hours get the alert when their window opens.
+
+    One scheduled job per (alert, receiver), with an id derived from both, so a re-dispatch
+    after a crash schedules nothing twice; the pair markers keep a chat from hearing it twice.
+    """
+    now = time.time()
+    for receiver in (alert.get("routes") or {}).get("receivers") or []:
+        deliver_at = receiver.get("deliver_at")
+        if not deliver_at or deliver_at <= now:
+            continue
+        held = {**alert, "routes": {"telegram": receiver.get("telegram") or [],
+                                     "topics": bool(receiver.get("topics"))}}
+        digest = hashlib.sha1(f"{alert['id']}|{receiver.get('name')}|{receiver.get('route')}".encode()).hexdigest()
+        queue.enqueue_at(datetime.fromtimestamp(math.ceil(deliver_at), tz=timezone.utc), release_held,
+                         orjson.dumps(held), job_id=f"held-{digest[:24]}", result_ttl=RESULT_TTL,
+                         description=f"held notification of {alert.get('key')} for {receiver.get('name')}")
+
+
+def release_held(blob: bytes) -> int:
+    """RQ job: a held alert's quiet hours are over; queue it for that receiver's chats now."""
+    from rq import get_current_job
+
+    from rules.catalog import load_catalog
+
+    settings = get_settings()
+    client = get_current_job().connection
+    return stage_alert(client, Queue(QUEUE, connection=client), load_catalog(settings.catalog_dir),
+                       orjson.loads(blob), settings)
 
 
 def _stage(pipe: Any, queue: Queue, blob: bytes, pairs: list[tuple[int, str]],

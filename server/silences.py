@@ -1,0 +1,178 @@
+"""Silences and acknowledgements over HTTP, stored in Redis. The logic is in rules/silences.py.
+
+``routes`` (mounted by server/app.py; handlers use ``request.app.state.redis``, redis.asyncio):
+
+- ``POST /api/v1/silences`` {matchers, starts_at, ends_at | duration, author, comment} -> 201
+  {"silence": {...}}; errors 422 ``{"errors": [{"field", "reason", "detail"}]}``
+- ``GET /api/v1/silences?state=active|pending|expired`` -> {"silences": [...]} (newest first)
+- ``GET /api/v1/silences/{id}``, ``DELETE /api/v1/silences/{id}`` (expires it; kept for audit)
+- ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
+  ``{"type": "ack", "key", "by", "at"}`` on ``pw:events``
+
+| key | type | what |
+|---|---|---|
+| pw:silences | hash | silence id -> JSON silence (expired ones kept for audit) |
+| pw:silences:ends | zset | silence id by ends_at: the engine reads only the live ones |
+| pw:acks | hash | alert key -> JSON {by, at, comment} |
+
+Every change to a silence is also published as ``{"type": "silence", "silence": {...}}`` on
+``pw:events``. ``active_silences(client, now)`` is the engine's (sync) read, once per batch.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
+
+__all__ = ["routes", "active_silences", "is_silenced", "save_silence", "acknowledge"]
+
+SILENCES = "pw:silences"
+SILENCE_ENDS = "pw:silences:ends"
+ACKS = "pw:acks"
+EVENTS = "pw:events"
+FIRING = "pw:firing"
+MAX_BODY = 64 * 1024
+STATES = ("active", "pending", "expired")
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def _errors(errors: list[dict], status: int = 422) -> Response:
+    return _json({"errors": errors}, status)
+
+
+def save_silence(pipe: Any, silence: dict) -> None:
+    """Queue storing and announcing ``silence`` on a (sync or asyncio) pipeline."""
+    encoded = orjson.dumps(silence)
+    pipe.hset(SILENCES, silence["id"], encoded)
+    pipe.zadd(SILENCE_ENDS, {silence["id"]: silence["ends_at"]})
+    pipe.publish(EVENTS, orjson.dumps({"type": "silence", "silence": silence}))
+
+
+def acknowledge(pipe: Any, alert_key: str, by: str, at: float, comment: str = "") -> dict:
+    """Queue recording an acknowledgement and telling every dashboard; returns it."""
+    ack = {"by": by, "at": at, "comment": comment}
+    pipe.hset(ACKS, alert_key, orjson.dumps(ack))
+    pipe.publish(EVENTS, orjson.dumps({"type": "ack", "key": alert_key, "by": by, "at": at}))
+    return ack
+
+
+def active_silences(client: Any, now: float) -> list[dict]:
+    """Silences not yet over at ``now`` (active or pending), from a sync redis client."""
+    ids = client.zrangebyscore(SILENCE_ENDS, f"({now}", "+inf")
+    if not ids:
+        return []
+    return [orjson.loads(raw) for raw in client.hmget(SILENCES, ids) if raw is not None]
+
+
+async def _body(request: Request) -> tuple[Any, Response | None]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return None, _errors([{"field": "body", "reason": "body_too_large", "detail": f"body above {MAX_BODY} bytes"}], 413)
+    if not raw.strip():
+        return {}, None
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, _errors([{"field": "body", "reason": "invalid_json", "detail": f"body is not JSON: {exc}"}])
+
+
+async def create_silence(request: Request) -> Response:
+    body, problem = await _body(request)
+    if problem is not None:
+        return problem
+    try:
+        silence = new_silence(body, time.time())
+    except SilenceError as exc:
+        return _errors(exc.errors)
+    async with request.app.state.redis.pipeline(transaction=True) as pipe:
+        save_silence(pipe, silence)
+        await pipe.execute()
+    return _json({"silence": {**silence, "state": silence_state(silence, time.time())}}, 201)
+
+
+async def list_silences(request: Request) -> Response:
+    wanted = request.query_params.get("state")
+    if wanted not in (None, "", *STATES):
+        return _errors([{"field": "state", "reason": "bad_query", "detail": "state must be active, pending or expired"}])
+    now = time.time()
+    rows = await request.app.state.redis.hvals(SILENCES)
+    silences = []
+    for raw in rows:
+        silence = orjson.loads(raw)
+        silence["state"] = silence_state(silence, now)
+        if not wanted or silence["state"] == wanted:
+            silences.append(silence)
+    silences.sort(key=lambda s: s["created_at"], reverse=True)
+    return _json({"silences": silences})
+
+
+async def get_silence(request: Request) -> Response:
+    silence = await _stored(request)
+    if silence is None:
+        return _not_found(request)
+    return _json({"silence": {**silence, "state": silence_state(silence, time.time())}})
+
+
+async def delete_silence(request: Request) -> Response:
+    silence = await _stored(request)
+    if silence is None:
+        return _not_found(request)
+    now = time.time()
+    ended = expire(silence, now, request.query_params.get("by"))
+    if ended is not silence:
+        async with request.app.state.redis.pipeline(transaction=True) as pipe:
+            save_silence(pipe, ended)
+            await pipe.execute()
+    return _json({"silence": {**ended, "state": silence_state(ended, now)}})
+
+
+async def ack_alert(request: Request) -> Response:
+    key = request.path_params["key"]
+    body, problem = await _body(request)
+    if problem is not None:
+        return problem
+    if not isinstance(body, dict):
+        return _errors([{"field": "body", "reason": "bad_type", "detail": "an acknowledgement is a JSON object"}])
+    by, comment = body.get("by"), body.get("comment", "")
+    errors = []
+    if not isinstance(by, str) or not by.strip() or len(by) > 200:
+        errors.append({"field": "by", "reason": "required", "detail": "by: who acknowledges (at most 200 characters)"})
+    if not isinstance(comment, str) or len(comment) > 1000:
+        errors.append({"field": "comment", "reason": "bad_type", "detail": "comment is text of at most 1000 characters"})
+    if errors:
+        return _errors(errors)
+    redis = request.app.state.redis
+    if not await redis.hexists(FIRING, key):
+        return _errors([{"field": "key", "reason": "not_firing", "detail": f"no firing alert has key {key!r}"}], 404)
+    async with redis.pipeline(transaction=True) as pipe:
+        ack = acknowledge(pipe, key, by.strip(), time.time(), comment.strip())
+        await pipe.execute()
+    return _json({"key": key, "ack": ack})
+
+
+async def _stored(request: Request) -> dict | None:
+    raw = await request.app.state.redis.hget(SILENCES, request.path_params["id"])
+    return orjson.loads(raw) if raw is not None else None
+
+
+def _not_found(request: Request) -> Response:
+    return _errors([{"field": "id", "reason": "not_found",
+                     "detail": f"no silence has id {request.path_params['id']!r}"}], 404)
+
+
+routes: list = [
+    Route("/api/v1/silences", create_silence, methods=["POST"]),
+    Route("/api/v1/silences", list_silences, methods=["GET"]),
+    Route("/api/v1/silences/{id}", get_silence, methods=["GET"]),
+    Route("/api/v1/silences/{id}", delete_silence, methods=["DELETE"]),
+    Route("/api/v1/alerts/{key:path}/ack", ack_alert, methods=["POST"]),
+]

@@ -1,0 +1,162 @@
+"""Silences and acknowledgements: validation, the HTTP API on a real Redis, and the engine."""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import orjson
+import pytest
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from rules.catalog import load_catalog
+from rules.engine import RuleEngine
+from rules.loader import parse_rule_text
+from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
+from server.silences import ACKS, FIRING, SILENCES, active_silences, routes
+from tests.redis_server import start_redis
+
+ALERT = {"rule": "kenaikan-tajam", "severity": "warning", "commodity": "cabai-rawit-merah",
+         "market": "pasar-agung", "province": "32", "labels": {"tier": "market"}}
+
+
+def silence(**body) -> dict:
+    defaults = {"matchers": ['commodity="cabai-rawit-merah"'], "author": "budi", "comment": "panen"}
+    if "ends_at" not in body:
+        defaults["duration"] = "2h"
+    return new_silence({**defaults, **body}, now=1000.0)
+
+
+def test_a_silence_mutes_only_matching_alerts_and_only_while_it_lasts():
+    s = silence(matchers=['commodity="cabai-rawit-merah"', 'tier="market"', 'severity!="critical"'])
+    assert is_silenced(ALERT, [s], 1000.0) == s
+    assert is_silenced({**ALERT, "market": "pasar-kosambi"}, [s], 1000.0 + 7199) == s
+    assert is_silenced({**ALERT, "severity": "critical"}, [s], 1000.0) is None
+    assert is_silenced({**ALERT, "commodity": "bawang-merah"}, [s], 1000.0) is None
+    assert is_silenced(ALERT, [s], 1000.0 + 7200) is None
+    later = silence(starts_at=5000.0, ends_at=9000.0)
+    assert silence_state(later, 1000.0) == "pending" and is_silenced(ALERT, [later], 1000.0) is None
+    assert is_silenced(ALERT, [later], 5000.0) == later
+
+
+def test_expiring_keeps_the_silence_with_its_end_moved_to_now():
+    s = silence()
+    ended = expire(s, 2000.0, by="ani")
+    assert ended["ends_at"] == 2000.0 and ended["expired_by"] == "ani" and ended["author"] == "budi"
+    assert silence_state(ended, 2000.0) == "expired"
+    assert expire(ended, 3000.0) is ended  # already over: unchanged, its audit trail intact
+
+
+@pytest.mark.parametrize("body, field, reason", [
+    ({"matchers": []}, "matchers", "required"),
+    ({"matchers": ["commodity == cabai"]}, "matchers", "bad_matcher"),
+    ({"matchers": ['market=~".*"']}, "matchers", "matches_everything"),
+    ({"duration": "soon"}, "duration", "bad_duration"),
+    ({"duration": None, "starts_at": 100.0, "ends_at": 500.0}, "ends_at", "in_past"),
+    ({"duration": None, "ends_at": 500.0}, "ends_at", "before_start"),
+    ({"starts_at": "2024-07-01T10:00:00"}, "starts_at", "no_timezone"),
+    ({"author": " "}, "author", "required"),
+    ({"colour": "red"}, "colour", "unknown_field"),
+])
+def test_bad_silences_are_refused_with_the_field_and_reason(body, field, reason):
+    full = {"matchers": ['commodity="cabai-rawit-merah"'], "duration": "2h", "author": "budi", "comment": "x", **body}
+    if full.get("duration") is None:
+        full.pop("duration")
+    with pytest.raises(SilenceError) as caught:
+        new_silence(full, now=1000.0)
+    assert (field, reason) in [(e["field"], e["reason"]) for e in caught.value.errors]
+
+
+RULES = """
+rules:
+  - name: lonjakan
+    when: zscore.fired
+    severity: warning
+"""
+
+
+def test_the_engine_mutes_silenced_alerts_and_tells_them_once_the_silence_ends():
+    engine = RuleEngine(parse_rule_text(RULES, "s.yaml", load_catalog(), {"zscore"}))
+    spike = {"scores": {"zscore": 6.0}, "fired": ["zscore"], "reasons": {}, "expected": None}
+    tick = {"commodity": "cabai-rawit-merah", "market": "pasar-agung", "province": "32", "price": 90000.0}
+    engine.set_silences([silence()])
+    [fired] = engine.on_tick({**tick, "ts": 1000.0}, spike)
+    assert fired["silenced_by"] == engine.silences[0]["id"] and fired["notify"] is False
+    assert fired["routes"] == {"telegram": [], "topics": False, "receivers": []}
+    assert engine.on_tick({**tick, "ts": 2000.0}, spike) == []
+    [told] = engine.on_tick({**tick, "ts": 1000.0 + 7200}, spike)
+    assert told["transition"] == "unmuted" and told["notify"] and told["routes"]["topics"] is True
+    assert engine.on_tick({**tick, "ts": 9000.0}, spike) == []  # told once, not on every tick
+
+
+@pytest.fixture
+def api(tmp_path):
+    server = start_redis(tmp_path)
+    client = redis.Redis.from_url(server.url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        app.state.redis = AsyncRedis.from_url(server.url)
+        yield
+        await app.state.redis.aclose()
+
+    with TestClient(Starlette(routes=routes, lifespan=lifespan)) as http:
+        yield http, client
+    client.close()
+    server.stop()
+
+
+def test_silences_are_created_listed_expired_and_kept_for_audit(api):
+    http, client = api
+    now = time.time()
+    created = http.post("/api/v1/silences", json={
+        "matchers": ['commodity="cabai-rawit-merah"', {"name": "market", "value": "pasar-.*", "isRegex": True}],
+        "starts_at": now - 1, "duration": "1h", "author": "budi", "comment": "operasi pasar"})
+    assert created.status_code == 201, created.text
+    s = created.json()["silence"]
+    assert s["state"] == "active" and s["matchers"][1] == {"name": "market", "op": "=~", "value": "pasar-.*"}
+    assert [x["id"] for x in active_silences(client, time.time())] == [s["id"]]
+    assert is_silenced(ALERT, active_silences(client, time.time()), time.time())["id"] == s["id"]
+    listed = http.get("/api/v1/silences", params={"state": "active"}).json()["silences"]
+    assert [x["id"] for x in listed] == [s["id"]]
+
+    deleted = http.delete(f"/api/v1/silences/{s['id']}", params={"by": "ani"})
+    assert deleted.status_code == 200 and deleted.json()["silence"]["state"] == "expired"
+    assert active_silences(client, time.time()) == []
+    kept = http.get(f"/api/v1/silences/{s['id']}").json()["silence"]
+    assert kept["state"] == "expired" and kept["author"] == "budi" and kept["expired_by"] == "ani"
+    assert [x["id"] for x in http.get("/api/v1/silences", params={"state": "expired"}).json()["silences"]] == [s["id"]]
+    assert client.hexists(SILENCES, s["id"])
+
+
+def test_a_bad_silence_gets_422_with_every_error_and_stores_nothing(api):
+    http, client = api
+    response = http.post("/api/v1/silences", json={"matchers": ["severity=critical", "bad matcher"],
+                                                    "ends_at": "tomorrow", "comment": "x"})
+    assert response.status_code == 422
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert fields == {"matchers", "ends_at", "author"}
+    assert http.post("/api/v1/silences", content=b"{not json").status_code == 422
+    assert http.get("/api/v1/silences", params={"state": "soon"}).status_code == 422
+    assert http.get("/api/v1/silences/nope").status_code == 404
+    assert client.hlen(SILENCES) == 0
+
+
+def test_acknowledging_a_firing_alert_records_it_and_tells_dashboards(api):
+    http, client = api
+    key = "kenaikan-tajam/cabai-rawit-merah/pasar-agung"
+    assert http.post(f"/api/v1/alerts/{key}/ack", json={"by": "budi"}).status_code == 404
+    client.hset(FIRING, key, orjson.dumps({**ALERT, "key": key}))
+    pubsub = client.pubsub()
+    pubsub.subscribe("pw:events")
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    response = http.post(f"/api/v1/alerts/{key}/ack", json={"by": "budi", "comment": "sudah dicek"})
+    assert response.status_code == 200, response.text
+    stored = orjson.loads(client.hget(ACKS, key))
+    assert stored["by"] == "budi" and stored["comment"] == "sudah dicek"
+    message = pubsub.get_message(timeout=5)
+    assert orjson.loads(message["data"]) == {"type": "ack", "key": key, "by": "budi", "at": stored["at"]}
+    pubsub.close()
+    assert http.post(f"/api/v1/alerts/{key}/ack", json={"comment": "?"}).status_code == 422
