@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from server.silences import acknowledge
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.messages import MUTE_LABEL, Names, ack_line, esc, local_time, rupiah
@@ -338,7 +339,7 @@ async def handle_callback(query: dict, redis: Any, now: float) -> list[Reply]:
     firing = [key for key in record.keys if await redis.hexists(FIRING, key)]
     async with redis.pipeline() as pipe:
         for key in firing:
-            subs.acknowledge(pipe, key, by, now)
+            acknowledge(pipe, key, by, now)  # the same record the dashboard's Ack makes
         await pipe.execute()
     replies = [Reply("answerCallbackQuery", {"callback_query_id": answer_id,
                                              "text": "👍 Diakui." if firing else "Peringatan ini sudah selesai."})]

@@ -95,12 +95,6 @@ def mute_alert(pipe: Any, chat: int, alert_key: str, seconds: int, now: float) -
     pipe.set(alert_mute_key(chat, alert_key), int(now + seconds), ex=int(seconds))
 
 
-def acknowledge(pipe: Any, alert_key: str, by: str, at: float) -> None:
-    """Record who acknowledged an alert and tell every dashboard (pub/sub ``pw:events``)."""
-    pipe.hset(ACKS, alert_key, orjson.dumps({"by": by, "at": at}))
-    pipe.publish(EVENTS, orjson.dumps({"type": "ack", "key": alert_key, "by": by, "at": at}))
-
-
 def muted_keys(client: Any, chat: int, alert_keys: list[str]) -> set[str]:
     """Which of ``alert_keys`` the chat has muted (all of them while the chat is muted). Sync."""
     if not alert_keys:
