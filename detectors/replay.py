@@ -101,7 +101,8 @@ class Replay:
 
     def _record(self, event: dict) -> None:
         self.alerts.append({
-            "rule": event["rule"], "state": event["state"], "severity": event["severity"],
+            "rule": event["rule"], "state": event["state"], "transition": event["transition"],
+            "severity": event["severity"],
             "commodity": event["commodity"], "market": event["market"], "ts": event["ts"],
             "price": event["price"], "started_at": event["started_at"],
             "detectors": event["detectors"],

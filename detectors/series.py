@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from detectors.alps import ALPS
+from detectors.anomaly import AnomalyScore
 from detectors.forecast import ForecastResidual
 from detectors.iqr import IQRFences
+from detectors.ipa import IPA
 from detectors.stale import StaleFeed
 from detectors.zscore import RollingZScore
 
@@ -20,6 +23,12 @@ class SeriesState:
     iqr: IQRFences
     forecast: ForecastResidual
     stale: StaleFeed
+    # General anomaly score (any value, NAB-tested); reported, never a reason to quarantine.
+    # The stack feeds it every tick itself (learn_one, or observe when quarantined).
+    anomaly: AnomalyScore = field(default_factory=AnomalyScore)
+    # Food-price indicators (WFP ALPS, FAO IPA): a class per tick, for rules and dashboards.
+    alps: ALPS = field(default_factory=ALPS)
+    ipa: IPA = field(default_factory=IPA)
     # Quarantined ticks in a row that agree with each other: a possible real level shift.
     held: list[dict] = field(default_factory=list)
     # Last feed health reported by the sweep ("ok" or "stale").
@@ -28,10 +37,21 @@ class SeriesState:
     def temporal(self) -> tuple[RollingZScore, IQRFences, ForecastResidual]:
         return self.zscore, self.iqr, self.forecast
 
+    def __setstate__(self, state: dict) -> None:
+        # Checkpoints written before a detector was added lack it: start that one fresh.
+        self.__dict__.update(state)
+        for name, factory in (("anomaly", AnomalyScore), ("alps", ALPS), ("ipa", IPA)):
+            if name not in state:
+                setattr(self, name, factory())
+
     def learn_one(self, x: dict) -> None:
-        self.zscore.learn_one(x)
+        if x["price"] > 0.0:
+            # The price detectors work on log-price; only non-price series (NAB) reach 0 or below.
+            self.zscore.learn_one(x)
+            self.forecast.learn_one(x)
+            self.alps.learn_one(x)
+            self.ipa.learn_one(x)
         self.iqr.learn_one(x)
-        self.forecast.learn_one(x)
 
     def expected(self) -> dict | None:
         """The band a next price is judged against: the forecast's, else the IQR fences'."""
@@ -51,4 +71,6 @@ class SeriesState:
 
     def agrees(self, x: dict, tolerance: float) -> bool:
         """Whether a tick is within ``tolerance`` in log-price of the last held tick."""
+        if x["price"] <= 0.0:
+            return False
         return abs(math.log(x["price"] / self.held[-1]["price"])) <= tolerance

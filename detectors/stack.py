@@ -24,6 +24,13 @@ Ticks that arrive together should go through ``process_batch``: the cross-market
 sees the whole batch, so a market-wide jump reported by all markets at once is not mistaken for
 local errors at the markets that happen to come first.
 
+Besides the price detectors every series has three reporting detectors that never decide a
+quarantine: ``anomaly`` (detectors/anomaly.py, a general score in [0, 1], the one the NAB
+benchmark measures), and the food-price indicators ``alps`` and ``ipa`` (WFP ALPS, FAO IPA),
+whose class (normal / stress / alert / crisis) the verdict carries in ``classes`` once they are
+warm. A value of 0 or below (never a validated price; NAB metrics have them) is judged by the
+detectors that take no logarithm only (``iqr``, ``anomaly``).
+
 Ceilings (``ceilings``) are keyed by commodity, or by ``(commodity, province)`` where the
 ceiling differs by region (rice HET zones); the regional one wins.
 
@@ -49,15 +56,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detectors.alps import ALPS
 from detectors.ceiling import CeilingPrice
 from detectors.crossmarket import DAY, CrossMarket
 from detectors.forecast import ForecastResidual
 from detectors.iqr import IQRFences
+from detectors.ipa import IPA
 from detectors.series import SeriesState
 from detectors.stale import StaleFeed
 from detectors.zscore import RollingZScore
 
 TEMPORAL = ("zscore", "iqr", "forecast")
+# Every detector name a verdict can carry: what rule conditions may name (server/engine.py).
+DETECTOR_NAMES = frozenset({"zscore", "iqr", "forecast", "crossmarket", "ceiling", "anomaly",
+                            "alps", "ipa"})
+# Detectors whose score also has a class name (normal / stress / alert / crisis).
+CLASSIFIERS = {"alps": ALPS.classify, "ipa": IPA.classify}
 
 
 @dataclass
@@ -162,7 +176,8 @@ class DetectorStack:
             horizon = tick["ts"] + window
             while seen < len(by_time) and ticks[by_time[seen]]["ts"] <= horizon:
                 early = ticks[by_time[seen]]
-                self._panel(early["commodity"]).observe(_features(early))
+                if early["price"] > 0.0:
+                    self._panel(early["commodity"]).observe(_features(early))
                 seen += 1
             verdicts.append(self.process(tick))
         return verdicts
@@ -176,7 +191,13 @@ class DetectorStack:
         panel = self._panel(commodity)
         x = _features(tick)
 
-        detectors = [series.zscore, series.iqr, series.forecast, panel]
+        positive = x["price"] > 0.0
+        if positive:
+            detectors = [series.zscore, series.iqr, series.forecast, panel, series.anomaly,
+                         series.alps, series.ipa]
+        else:
+            # Log-price detectors cannot judge a value <= 0 (never a validated price; NAB has them).
+            detectors = [series.iqr, series.anomaly]
         ceiling = self._ceilings.get((commodity, tick.get("province")))
         if ceiling is None:
             ceiling = self._ceilings.get(commodity)
@@ -197,11 +218,13 @@ class DetectorStack:
                 reasons[detector.name] = detector.explain(x, score)
         fired.sort()
         expected = series.expected()
+        classes = {name: CLASSIFIERS[name](scores[name]) for name in CLASSIFIERS if name in scores}
 
         series.stale.learn_one(x)
         quarantined = self._suspect(scores, thresholds, fired)
         if quarantined:
-            panel.observe(x)
+            if positive:
+                panel.observe(x)
             run = series.hold(x, self.config.shift_tolerance)
             if len(run) >= self.config.shift_after:
                 # A real level shift at this market: its usual premium is history.
@@ -214,14 +237,22 @@ class DetectorStack:
                 self._learn_held(series, panel)
             series.held.clear()
             series.learn_one(x)
-            panel.learn_one(x)
-        return {
+            if positive:
+                panel.learn_one(x)
+        if quarantined:
+            series.anomaly.observe(x)
+        else:
+            series.anomaly.learn_one(x)
+        verdict = {
             "scores": scores,
             "fired": fired,
             "reasons": reasons,
             "quarantined": quarantined,
             "expected": expected,
         }
+        if classes:
+            verdict["classes"] = classes
+        return verdict
 
     def _suspect(
         self, scores: dict[str, float], thresholds: dict[str, float], fired: list[str]

@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, devices, metrics, silences, sockets, telegram_bot
+from server import api, audit, devices, forecast_api, metrics, silences, sockets, telegram_bot
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate
 from server.hub import Hub
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/audit/verify", audit.verify_endpoint),
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
+        *forecast_api.routes,
         *devices.routes,
         *telegram_bot.routes,
         *silences.routes,

@@ -7,7 +7,7 @@ import os
 import sys
 
 from rules import cli as rules_cli
-from server import audit, devices
+from server import audit, backtest, devices
 from server.config import Settings
 
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     bot.set_defaults(run=_bot)
     devices.add_commands(commands)
     audit.add_commands(commands)
+    backtest.add_commands(commands)
     return parser
 
 

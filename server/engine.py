@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import orjson
 import redis
 
-from detectors.stack import DetectorStack
+from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.catalog import Catalog
 from rules.engine import RuleEngine
 from server import keys
@@ -31,7 +31,6 @@ from rules.rulebook import Rulebook
 
 log = logging.getLogger("pasarwatch.engine")
 
-DETECTOR_NAMES = frozenset({"zscore", "iqr", "forecast", "crossmarket", "ceiling"})
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""``GET /api/v1/forecast``: the online model's forecast of a series, with a prediction interval.
+
+The engine checkpoints each series' detector state in ``pw:state:series`` (field
+``commodity/market``, a pickle written by the engine itself); this handler reads it and asks the
+forecast detector (detectors/forecast.py: exponential smoothing on log-price) for the next
+``horizon`` ticks. The interval is the model's own: ``level ± 1.96`` residual scales, widened
+with the horizon as simple exponential smoothing's error variance grows. Each step's time is the
+last tick's plus the series' usual gap between ticks. How much to trust the model: run
+``pasarwatch backtest`` on recorded data, which reports its error next to the naive and
+seasonal-naive baselines.
+"""
+from __future__ import annotations
+
+import pickle
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server import keys
+from server.access import requires
+from server.responses import ORJSONResponse, error
+
+MAX_HORIZON = 90
+Z_95 = 1.96
+
+
+def parse_query(params) -> tuple[str, str, int] | tuple[str, str]:
+    """``(commodity, market, horizon)``, or ``(field, detail)`` of the first bad parameter.
+
+    >>> parse_query({"commodity": "cabai-rawit-merah", "market": "pasar-agung"})
+    ('cabai-rawit-merah', 'pasar-agung', 7)
+    >>> parse_query({"commodity": "cabai-rawit-merah", "market": "pasar-agung", "horizon": "0"})
+    ('horizon', 'horizon must be an integer between 1 and 90')
+    """
+    values = []
+    for name in ("commodity", "market"):
+        value = (params.get(name) or "").strip()
+        if not value or "/" in value:
+            return name, f"{name} is required (an id such as cabai-rawit-merah / pasar-agung)"
+        values.append(value)
+    raw = params.get("horizon") or "7"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_HORIZON:
+        return "horizon", f"horizon must be an integer between 1 and {MAX_HORIZON}"
+    return values[0], values[1], int(raw)
+
+
+def forecast_body(commodity: str, market: str, horizon: int, series) -> dict:
+    """The response body for a series' detector state (``SeriesState``)."""
+    steps = series.forecast.forecast(horizon, Z_95)
+    last = series.stale.last_seen
+    gap = series.stale.expected_gap()
+    for step in steps:
+        step["ts"] = last + step["step"] * gap if last is not None and gap is not None else None
+    return {
+        "commodity": commodity,
+        "market": market,
+        "horizon": horizon,
+        "interval": 0.95,
+        "model": "exponential smoothing of log-price (detectors/forecast.py)",
+        "last_ts": last,
+        "step_seconds": gap,
+        "warm": bool(steps),
+        "steps": steps,
+    }
+
+
+@requires("read")
+async def get_forecast(request: Request) -> Response:
+    parsed = parse_query(request.query_params)
+    if len(parsed) == 2:
+        field, detail = parsed
+        return error(422, field, "bad_query", detail)
+    commodity, market, horizon = parsed
+    key = keys.series_key(commodity, market)
+    blob = await request.app.state.redis.hget(keys.STATE_SERIES, key)
+    if blob is None:
+        return error(404, "market", "unknown_series",
+                     f"no detector state for series {key!r} (field {key} of {keys.STATE_SERIES})")
+    series = pickle.loads(blob)  # written by our own engine (server/engine.py)
+    return ORJSONResponse(forecast_body(commodity, market, horizon, series))
+
+
+routes = [Route("/api/v1/forecast", get_forecast)]
