@@ -7,10 +7,11 @@ import pytest
 
 from rules.catalog import load_catalog
 from rules.errors import RuleSetError
+from detectors.stack import DETECTOR_NAMES
 from rules.loader import load_rules, parse_rule_text, rule_files
 
 CATALOG = load_catalog()
-DETECTORS = {"zscore", "iqr", "forecast", "crossmarket", "ceiling"}
+DETECTORS = set(DETECTOR_NAMES)
 ROOT = Path(__file__).resolve().parent.parent
 
 
