@@ -12,6 +12,13 @@ Every event is then checked against inhibition rules and silences and routed (se
 nobody was told of resolves without notification, and is notified (``unmuted``) on a later
 tick if it is still firing once the mute has lifted.
 
+A rule with ``confirm: SEVERITY`` tells nobody of its rungs at or above that severity until a
+second, independent observation agrees: the same rule firing for the same commodity at
+another market of the province, or the condition held by ticks from a second source on the
+same series. Until then its events carry ``awaiting_confirmation`` and no routes (a forged or
+mistyped tick from one device cannot raise a province-wide alarm); when the confirmation
+comes, a ``confirmed`` event is routed. An alert that resolves unconfirmed was never told.
+
 >>> from rules.catalog import load_catalog
 >>> from rules.loader import parse_rule_text
 >>> rules = parse_rule_text('''
@@ -35,11 +42,12 @@ from dataclasses import dataclass, field
 
 from rules.events import build_event
 from rules.inhibition import inhibitors
-from rules.model import Routes, Rule, RuleSet
+from rules.model import SEVERITIES, Routes, Rule, RuleSet
 from rules.routing import DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, Receiver, routes_json
 from rules.silences import is_silenced
 
 HEALTH_FLAGS = {"stale": "stale", "no_data": "no_data", "error": "detector_error"}
+MAX_SOURCES = 4  # distinct sources remembered per alert: two confirm, a few more are history
 
 
 @dataclass
@@ -65,6 +73,8 @@ class AlertState:
     event: dict | None = None  # the latest firing event (what pw:firing holds)
     notified: bool = False  # someone was told this alert fired
     last_notified: float | None = None
+    awaiting: bool = False  # its current rung needs a confirmation nobody has given yet
+    sources: list[str] = field(default_factory=list)  # sources whose ticks met the condition
 
     @property
     def firing(self) -> bool:
@@ -179,6 +189,7 @@ class RuleEngine:
                 state = self.states[key] = AlertState()
             self.dirty.add(key)
             transition = _step(rule, state, gate, value, tick)
+            _note_source(state, tick, transition)
             event = None
             if transition is not None:
                 event = build_event(rule, key, transition, tick, verdict, state, value, self.ruleset.names)
@@ -206,11 +217,14 @@ class RuleEngine:
                 silence = is_silenced(event, self.silences, now)
                 receivers = self.route(event, now) if state.notified and silence is None else []
                 _mark(event, receivers, [], silence)
-                state.notified, state.last_notified = False, None
+                state.notified, state.last_notified, state.awaiting = False, None, False
+            elif _unconfirmed(step, firing):
+                _mark(event, [], [], None)
+                event["awaiting_confirmation"] = state.awaiting = True
             else:
                 receivers, inhibited, silence = self._deliveries(event, firing, now)
                 if _mark(event, receivers, inhibited, silence):
-                    state.notified, state.last_notified = True, now
+                    state.notified, state.last_notified, state.awaiting = True, now, False
             events.append(event)
         return events
 
@@ -221,23 +235,57 @@ class RuleEngine:
         return receivers, inhibited, silence
 
     def _reminder(self, step: _Step, firing: list[dict], now: float) -> dict | None:
-        """``unmuted`` for a firing alert nobody heard of, ``repeated`` after repeat_interval."""
+        """``confirmed`` once a held alert is confirmed, ``unmuted`` for a firing alert nobody
+        heard of, ``repeated`` after repeat_interval."""
         state = step.state
         if not state.firing or state.event is None or not state.rungs[state.top].true_ticks:
             return None  # not firing, or only in its keep_firing_for grace: nothing new to tell
-        if state.notified and not self._repeats:
+        if state.awaiting:
+            transition = "confirmed"
+        elif state.notified:
+            transition = "repeated"
+        else:
+            transition = "unmuted"
+        if (transition == "repeated" and not self._repeats) or _unconfirmed(step, firing):
             return None
-        candidate = build_event(step.rule, step.key, "unmuted" if not state.notified else "repeated",
-                                step.tick, step.verdict, state, step.value, self.ruleset.names)
+        candidate = build_event(step.rule, step.key, transition, step.tick, step.verdict, state,
+                                step.value, self.ruleset.names)
         receivers, inhibited, silence = self._deliveries(candidate, firing, now)
-        if state.notified:
+        if transition == "repeated":
             elapsed = now - (state.last_notified or now)
             receivers = [r for r in receivers if r.repeat_interval and elapsed >= r.repeat_interval]
         if not _mark(candidate, receivers, inhibited, silence):
             return None
-        state.notified, state.last_notified, state.event = True, now, candidate
+        state.notified, state.last_notified, state.event, state.awaiting = True, now, candidate, False
         self.dirty.add(step.key)
         return candidate
+
+
+def _note_source(state: AlertState, tick: dict, transition: str | None) -> None:
+    """Remember which sources' ticks met the rule while it is pending or firing."""
+    if transition == "resolved":
+        state.sources = []
+        return
+    source = tick.get("source")
+    holds = any(rs.true_ticks for rs in state.rungs)
+    if holds and source and source not in state.sources and len(state.sources) < MAX_SOURCES:
+        state.sources.append(source)
+
+
+def _unconfirmed(step: _Step, firing: list[dict]) -> bool:
+    """True while the alert's current rung needs a confirmation it does not have."""
+    rule, state, tick = step.rule, step.state, step.tick
+    if rule.confirm is None or state.top < 0:
+        return False
+    if SEVERITIES.index(rule.rungs[state.top].severity) < SEVERITIES.index(rule.confirm):
+        return False
+    if len(state.sources) >= 2:
+        return False
+    return not any(
+        other["rule"] == rule.name and other["commodity"] == tick["commodity"]
+        and other["market"] != tick["market"] and other.get("province") == tick.get("province")
+        for other in firing
+    )
 
 
 def _tick_context(tick: dict, verdict: dict) -> dict:
@@ -322,6 +370,7 @@ def _receivers(ruleset: RuleSet, rule: Rule | None, event: dict, now: float) -> 
 def _mark(event: dict, receivers: list[Receiver], inhibited: list[str], silence: dict | None) -> bool:
     """Put the routing outcome into the event; True when it reaches someone."""
     event["routes"] = routes_json(receivers)
+    event["awaiting_confirmation"] = False
     event["inhibited_by"] = inhibited
     event["silenced_by"] = silence["id"] if silence else None
     event["notify"] = any(r.telegram or r.topics for r in receivers)

@@ -11,6 +11,8 @@ deescalated    firing     it moved to a lower rung, still firing
 unmuted        firing     first notification of an alert that was muted (silenced, inhibited
                           or outside every route's window) when it fired
 repeated       firing     a reminder, after a route's ``repeat_interval``
+confirmed      firing     first notification of an alert held for confirmation (``confirm:``)
+                          once a second source or market agrees
 resolved       resolved   the alert ended
 =============  =========  ==================================================================
 """
@@ -21,7 +23,7 @@ from typing import Any
 from rules.model import Names, Rule
 from rules.templates import Template, compile_template, duration_text, local_time, percent, rupiah
 
-TRANSITIONS = ("fired", "escalated", "deescalated", "unmuted", "repeated", "resolved")
+TRANSITIONS = ("fired", "escalated", "deescalated", "unmuted", "repeated", "confirmed", "resolved")
 
 DEFAULT_FIRING = compile_template(
     "{summary}: {commodity_name} di {market_name}, {province_name}: {price_rp} ({change_pct} dari biasanya)")

@@ -76,6 +76,8 @@ class Rule:
     rungs: tuple[Rung, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     messages: tuple[tuple[str, Template], ...] = ()
+    # Severity from which a second source or market must confirm before anyone is told.
+    confirm: str | None = None
 
     def __post_init__(self) -> None:
         if not self.rungs:  # a rule without a ladder is a ladder of one rung

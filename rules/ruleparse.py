@@ -33,11 +33,11 @@ from rules.templates import TemplateError, compile_template
 EVENT_KINDS = ("tick", "health")
 RULE_KEYS = {
     "name", "summary", "description", "kind", "scope", "when", "severity", "for", "keep_firing_for",
-    "routes", "value", "levels", "labels", "message",
+    "routes", "value", "levels", "labels", "message", "confirm",
 }
-INHERITED = {"scope", "severity", "for", "keep_firing_for", "routes", "kind", "labels", "message"}
+INHERITED = {"scope", "severity", "for", "keep_firing_for", "routes", "kind", "labels", "message", "confirm"}
 RUNG_KEYS = {"severity", "level", "enter", "exit", "for", "keep_firing_for"}
-MESSAGE_KEYS = ("firing", "resolved", "escalated", "deescalated", "repeated", "unmuted")
+MESSAGE_KEYS = ("firing", "resolved", "escalated", "deescalated", "repeated", "unmuted", "confirmed")
 RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LABEL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 
@@ -98,6 +98,10 @@ def parse_rule(entry: Any, defaults: Any, filename: str, catalog: Catalog, detec
     labels = tuple(dict(labels).items())
     message_value, message_node = value_of("message")
     messages = _messages(message_value, lambda k, r: fail(k, r, message_node))
+    confirm, confirm_node = value_of("confirm")
+    if confirm is not None and confirm not in SEVERITIES:
+        fail("confirm", f"the severity from which a second source or market must confirm: one of "
+                        f"{', '.join(SEVERITIES)}", confirm_node)
     summary = entry.get("summary", "")
     if not isinstance(summary, str):
         fail("summary", "must be text")
@@ -107,7 +111,7 @@ def parse_rule(entry: Any, defaults: Any, filename: str, catalog: Catalog, detec
         name=name, file=filename, line=entry.line, when=when, kind=kind, summary=summary,
         severity=rungs[0].severity if rungs else severity, scope=scope, for_ticks=for_ticks,
         for_seconds=for_seconds, keep_ticks=keep_ticks, keep_seconds=keep_seconds, routes=routes,
-        value=value, rungs=rungs, labels=labels, messages=messages,
+        value=value, rungs=rungs, labels=labels, messages=messages, confirm=confirm,
     )
 
 

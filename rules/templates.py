@@ -33,7 +33,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "rule": ("text", "the rule's name"),
     "summary": ("text", "the rule's summary"),
     "state": ("text", "firing or resolved"),
-    "transition": ("text", "fired, escalated, deescalated, unmuted, repeated or resolved"),
+    "transition": ("text", "fired, escalated, deescalated, unmuted, repeated, confirmed or resolved"),
     "severity": ("text", "info, warning or critical"),
     "level": ("text", "the ladder rung's name (the severity for a rule without a ladder)"),
     "previous_level": ("text", "the rung before an escalation or de-escalation"),
