@@ -123,6 +123,8 @@ class AnomalyScore:
         buckets: int = 24,
         alpha: float = 0.05,
         learning: int = 288,
+        held: int = 32,
+        repeat_tolerance: float = 0.02,
     ):
         if warmup < 2 or window < warmup:
             raise ValueError("need 2 <= warmup <= window")
@@ -133,6 +135,9 @@ class AnomalyScore:
         self.rest_share = rest_share
         self._high = SlidingExtreme(1.0)
         self._low = SlidingExtreme(-1.0)
+        # Recent quarantined values: a value quarantined twice is part of the series.
+        self._held: deque[float] = deque(maxlen=held)
+        self.repeat_tolerance = repeat_tolerance
         self._profile = DailyProfile(buckets, alpha)
         self._likelihood = AnomalyLikelihood(learning=learning)
         self._n = 0  # ticks seen
@@ -176,9 +181,8 @@ class AnomalyScore:
         return score
 
     def learn_one(self, x: dict) -> None:
-        self.observe(x)
-        self._high.push(x["price"])
-        self._low.push(x["price"])
+        self._see(x)
+        self._widen(x["price"])
         self._profile.learn(x["price"], x["ts"])
         self._learned += 1
 
@@ -187,8 +191,26 @@ class AnomalyScore:
 
         A quarantined entry error must not widen the range and hide the next real break; but
         it was reported (and scored), so it starts a rest period like any detection and takes
-        its place in the surprise history.
+        its place in the surprise history. But a value beyond the range that one of the last
+        ``held`` quarantined ticks already took (within ``repeat_tolerance`` of the range) is
+        no entry error: it is a value the series takes (a metric that drops to its floor now
+        and then, a market's recurring low price), so it joins the range and is not reported
+        again after every rest.
         """
+        value = x["price"]
+        if self._held and self._learned:
+            low, high, _ = self._range()
+            tolerance = self.repeat_tolerance * (high - low)
+            if (value > high or value < low) and any(abs(value - v) <= tolerance for v in self._held):
+                self._widen(value)
+        self._held.append(value)
+        self._see(x)
+
+    def _widen(self, value: float) -> None:
+        self._high.push(value)
+        self._low.push(value)
+
+    def _see(self, x: dict) -> None:
         if self._resting:
             self._resting -= 1
         elif self._n >= self.warmup:

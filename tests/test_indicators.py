@@ -273,6 +273,17 @@ def test_a_quarantined_value_does_not_widen_the_range():
     assert det.score_one({"price": 40.0, "ts": 61.0}) >= det.threshold
 
 
+def test_a_value_quarantined_again_joins_the_range():
+    det = AnomalyScore(window=100, warmup=20, rest=0, rest_share=0.0, learning=30)
+    for i in range(60):
+        det.learn_one({"price": 10.0 + i % 3, "ts": float(i)})
+    det.observe({"price": 2.0, "ts": 60.0})  # a floor the metric drops to now and then
+    assert det.score_one({"price": 2.0, "ts": 61.0}) >= det.threshold
+    det.observe({"price": 2.0, "ts": 61.0})  # the second time: a value the series takes
+    assert det.score_one({"price": 2.0, "ts": 62.0}) < det.threshold
+    assert det.score_one({"price": 1.0, "ts": 62.0}) >= det.threshold  # lower still is news
+
+
 def test_likelihood_is_low_for_a_usual_raw_score_and_high_for_a_burst():
     lik = AnomalyLikelihood(learning=100)
     noise = random.Random(9)
