@@ -30,6 +30,10 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
     h("span", { class: "badge sev" }, i18n.t("severity." + alert.severity)),
     h("span", { class: "badge state" }, i18n.t("feed." + alert.state)),
     ack ? h("span", { class: "badge ack", "data-testid": "alert-ack" }, "✓ " + i18n.t("feed.acked", { by: ack.by })) : null,
+    alert.state === "firing" && alert.awaiting_confirmation
+      ? h("span", { class: "badge awaiting", "data-testid": "alert-awaiting", title: i18n.t("feed.awaitingWhy") },
+        i18n.t("feed.awaiting"))
+      : null,
     h("time", { class: "alert-time" }, alert.state === "resolved" && alert.resolved_at
       ? `${i18n.time(alert.started_at ?? alert.ts, zone)} → ${i18n.time(alert.resolved_at, zone)}`
       : i18n.time(alert.started_at ?? alert.ts, zone)),
