@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_commands(commands)
     audit.add_commands(commands)
     backtest.add_commands(commands)
+    bench = commands.add_parser("bench", prefix_chars="+", help="run the benchmarks (docs/benchmarks.md)")
+    bench.add_argument("bench_args", nargs="*", help="as python -m bench: --quick, --markdown, benchmark names")
+    bench.set_defaults(run=lambda _, args: os.execv(sys.executable, [sys.executable, "-m", "bench", *args.bench_args]))
     return parser
 
 
