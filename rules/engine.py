@@ -48,6 +48,7 @@ from rules.silences import is_silenced
 
 HEALTH_FLAGS = {"stale": "stale", "no_data": "no_data", "error": "detector_error"}
 MAX_SOURCES = 4  # distinct sources remembered per alert: two confirm, a few more are history
+MAX_SCOPED = 100_000  # series whose applicable rules are remembered (then the memo starts over)
 
 
 @dataclass
@@ -113,6 +114,20 @@ class RuleEngine:
         self.ruleset = ruleset
         self._by_name = ruleset.by_name()
         self._repeats = ruleset.router.has_repeat()
+        # Scopes are globs: matching them for every rule on every tick cost more than the
+        # conditions did, and a series' applicable rules only change with the rule set.
+        self._scoped: dict[tuple[str, str, str, str], tuple[Rule, ...]] = {}
+
+    def _rules_for(self, kind: str, commodity: str, province: str, market: str) -> tuple[Rule, ...]:
+        key = (kind, commodity, province, market)
+        rules = self._scoped.get(key)
+        if rules is None:
+            if len(self._scoped) >= MAX_SCOPED:
+                self._scoped.clear()
+            rules = self._scoped[key] = tuple(
+                rule for rule in self.ruleset.rules
+                if rule.kind == kind and rule.scope.matches(commodity, province, market))
+        return rules
 
     def set_silences(self, silences: list[dict]) -> None:
         """The silences in force (``server.silences.active_silences``); call once per batch."""
@@ -176,9 +191,7 @@ class RuleEngine:
     def _evaluate(self, kind: str, tick: dict, verdict: dict, context: dict) -> list[_Step]:
         steps = []
         commodity, market, province = tick["commodity"], tick["market"], tick.get("province", "")
-        for rule in self.ruleset.rules:
-            if rule.kind != kind or not rule.scope.matches(commodity, province, market):
-                continue
+        for rule in self._rules_for(kind, commodity, province, market):
             key = f"{rule.name}/{commodity}/{market}"
             state = self.states.get(key)
             gate = rule.when.evaluate(verdict, context) if rule.when is not None else True
