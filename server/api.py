@@ -7,7 +7,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import keys
+from server import keys, params
 from server.access import refuse, requires
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
@@ -45,8 +45,7 @@ def _stream_id_param(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     if not raw:
         return None
-    ms, _, seq = raw.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()):
+    if params.stream_id(raw) is None:
         raise QueryError(name, f"{name} must be a stream id such as 1719800001234-0")
     return raw
 
@@ -55,8 +54,8 @@ def _stream_id_param(request: Request, name: str) -> str | None:
 async def post_ticks(request: Request) -> Response:
     credential = request.state.credential
     settings = request.app.state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+    declared = params.whole_number(request.headers.get("content-length"))
+    if declared is not None and declared > settings.max_body_bytes:
         return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -67,6 +66,9 @@ async def post_ticks(request: Request) -> Response:
         items = parse_body(bytes(body), request.headers.get("content-type", ""))
     except BodyError as exc:
         return ORJSONResponse({"errors": [exc.as_error()]}, status_code=422)
+    refused = request.app.state.ingestor.oversized(items)
+    if refused:
+        return ORJSONResponse(refused[1], status_code=refused[0])
     wait = request.app.state.gate.bucket(credential).take(len(items))
     if wait:
         return await refuse(request, 429, "body", "rate_limited",

@@ -6,7 +6,9 @@ import logging
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -14,7 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, devices, forecast_api, metrics, silences, sockets, telegram_bot
+from server import api, audit, devices, forecast_api, metrics, openapi, silences, sockets, telegram_bot
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate
 from server.hub import Hub
@@ -38,14 +40,29 @@ async def bad_query(request: Request, exc: api.QueryError) -> Response:
     return error(422, exc.field, "bad_query", str(exc))
 
 
+def store_client(url: str, retry_once: bool) -> Redis:
+    """The async Redis client of the web process: a stalled Redis is a 503 within seconds.
+
+    ``retry_once``: a command that meets a broken connection is sent once more on a new one.
+    After Redis restarts, every pooled connection is broken, and without this the first request
+    to take each would get a 503 although Redis is back. A timeout is never retried (the
+    command may have run; the caller hears 503 and decides).
+    """
+    retry = Retry(NoBackoff(), 1 if retry_once else 0, supported_errors=(RedisConnectionError,))
+    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+                          retry_on_timeout=False, retry=retry)
+
+
 def create_app(settings: Settings) -> Starlette:
     catalog = load_catalog(settings.catalog_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                               health_check_interval=10, retry_on_timeout=False)
-        hub = Hub(redis, settings.ws_queue, settings.ws_send_timeout)
+        redis = store_client(settings.redis_url, retry_once=True)
+        # The hub's subscription has a client of its own that never retries behind its back:
+        # the hub must see every lost connection, to tell its clients to resync.
+        feed = store_client(settings.redis_url, retry_once=False)
+        hub = Hub(feed, settings.ws_queue, settings.ws_send_timeout)
         app.state.redis = redis
         app.state.hub = hub
         app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew)
@@ -54,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await hub.stop()
+            await feed.aclose()
             await redis.aclose()
 
     routes = [
@@ -72,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
         *forecast_api.routes,
+        *openapi.routes,
         *devices.routes,
         *telegram_bot.routes,
         *silences.routes,

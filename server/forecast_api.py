@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server import keys
+from server.params import whole_number
 from server.access import requires
 from server.responses import ORJSONResponse, error
 
@@ -39,10 +40,10 @@ def parse_query(params) -> tuple[str, str, int] | tuple[str, str]:
         if not value or "/" in value:
             return name, f"{name} is required (an id such as cabai-rawit-merah / pasar-agung)"
         values.append(value)
-    raw = params.get("horizon") or "7"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_HORIZON:
+    horizon = whole_number(params.get("horizon") or "7")
+    if horizon is None or not 1 <= horizon <= MAX_HORIZON:
         return "horizon", f"horizon must be an integer between 1 and {MAX_HORIZON}"
-    return values[0], values[1], int(raw)
+    return values[0], values[1], horizon
 
 
 def forecast_body(commodity: str, market: str, horizon: int, series) -> dict:

@@ -86,12 +86,23 @@ class Ingestor:
         self.max_batch = max_batch
         self.max_future_skew = max_future_skew
 
-    async def ingest(self, items: list, credential: Credential, all_or_nothing: bool = False) -> tuple[int, dict]:
-        """Returns (HTTP status, body): 202 when all were accepted, 422 when any was refused,
-        403 when every tick was for a market the credential may not report for."""
+    def oversized(self, items: list) -> tuple[int, dict] | None:
+        """(413, body) for a batch above the limit, else None.
+
+        Callers check this before the rate limit: a batch larger than the burst must hear "too
+        large", not "retry later", since retrying can never help it.
+        """
         if len(items) > self.max_batch:
             return 413, {"errors": [{"index": None, "field": "body", "reason": "batch_too_large",
                                      "detail": f"at most {self.max_batch} ticks per request"}]}
+        return None
+
+    async def ingest(self, items: list, credential: Credential, all_or_nothing: bool = False) -> tuple[int, dict]:
+        """Returns (HTTP status, body): 202 when all were accepted, 422 when any was refused,
+        403 when every tick was for a market the credential may not report for."""
+        refused = self.oversized(items)
+        if refused:
+            return refused
         validated = validate_ticks(items, self.catalog, time.time(), self.max_future_skew)
         accepted: list[tuple[int, dict]] = []
         for index, tick in validated.ticks:

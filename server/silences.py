@@ -1,6 +1,7 @@
 """Silences and acknowledgements over HTTP, stored in Redis. The logic is in rules/silences.py.
 
-``routes`` (mounted by server/app.py; handlers use ``request.app.state.redis``, redis.asyncio):
+``routes`` (mounted by server/app.py; handlers use ``request.app.state.redis``, redis.asyncio, and
+``request.app.state.gate``: changes need an operator's token, reads a reader's unless public):
 
 - ``POST /api/v1/silences`` {matchers, starts_at, ends_at | duration, author, comment} -> 201
   {"silence": {...}}; errors 422 ``{"errors": [{"field", "reason", "detail"}]}``
@@ -29,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
+from server.access import requires
 
 __all__ = ["routes", "active_silences", "is_silenced", "save_silence", "acknowledge"]
 
@@ -85,6 +87,7 @@ async def _body(request: Request) -> tuple[Any, Response | None]:
         return None, _errors([{"field": "body", "reason": "invalid_json", "detail": f"body is not JSON: {exc}"}])
 
 
+@requires("operate")
 async def create_silence(request: Request) -> Response:
     body, problem = await _body(request)
     if problem is not None:
@@ -99,6 +102,7 @@ async def create_silence(request: Request) -> Response:
     return _json({"silence": {**silence, "state": silence_state(silence, time.time())}}, 201)
 
 
+@requires("read")
 async def list_silences(request: Request) -> Response:
     wanted = request.query_params.get("state")
     if wanted not in (None, "", *STATES):
@@ -115,6 +119,7 @@ async def list_silences(request: Request) -> Response:
     return _json({"silences": silences})
 
 
+@requires("read")
 async def get_silence(request: Request) -> Response:
     silence = await _stored(request)
     if silence is None:
@@ -122,6 +127,7 @@ async def get_silence(request: Request) -> Response:
     return _json({"silence": {**silence, "state": silence_state(silence, time.time())}})
 
 
+@requires("operate")
 async def delete_silence(request: Request) -> Response:
     silence = await _stored(request)
     if silence is None:
@@ -135,6 +141,7 @@ async def delete_silence(request: Request) -> Response:
     return _json({"silence": {**ended, "state": silence_state(ended, now)}})
 
 
+@requires("operate")
 async def ack_alert(request: Request) -> Response:
     key = request.path_params["key"]
     body, problem = await _body(request)

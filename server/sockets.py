@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette.responses import Response
 
-from server import keys
+from server import keys, params
 from server.access import REFUSED, authorize
 from server.api import read_alerts
 from server.hub import Filter
@@ -22,6 +22,38 @@ MAX_CLIENT_MESSAGE = 64 * 1024
 MISSED_ALERTS_LIMIT = 5000
 CLOSE_TRY_AGAIN = 1013
 CLOSE_POLICY = 1008
+CLOSE_UNSUPPORTED = 1003
+
+
+class Refused(Exception):
+    """The client broke the protocol: close the socket with this code and reason."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def receive_text(websocket: WebSocket) -> str:
+    """The client's next text message.
+
+    Raises WebSocketDisconnect when the client left, and Refused(1003) on a binary frame:
+    both protocols are JSON text, and Starlette's own receive_text would hand back None.
+    """
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise Refused(CLOSE_UNSUPPORTED, "binary frames are not supported: send JSON text")
+    return text
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await websocket.close(code=code, reason=reason[:120])
+    except RuntimeError:  # already closed, or the client is gone
+        pass
 
 
 def error_message(reason: str) -> str:
@@ -40,10 +72,9 @@ def parse_subscribe(message: dict) -> tuple[Filter, str | None]:
         lists[name] = frozenset(value)
     since = message.get("since")
     if since is not None:
-        ms, _, seq = str(since).partition("-")
-        if not ms.isdigit() or (seq and not seq.isdigit()):
+        since = params.stream_id(str(since))
+        if since is None:
             raise ValueError("since must be an alert id such as 1719800001234-0")
-        since = str(since)
     return Filter(**lists), since
 
 
@@ -125,19 +156,19 @@ async def _serve_prices(websocket: WebSocket) -> None:
         hub.remove(client)
         for task in (writer, reader):
             task.cancel()
-        if client.close_reason not in ("", "closed", "client went away"):
+        refused = reader.exception() if reader.done() and not reader.cancelled() else None
+        if isinstance(refused, Refused):
+            await close_quietly(websocket, refused.code, refused.reason)
+        elif client.close_reason not in ("", "closed", "client went away"):
             log.info("dropping /ws/prices client: %s", client.close_reason)
-            try:
-                await websocket.close(code=CLOSE_TRY_AGAIN, reason=client.close_reason[:120])
-            except RuntimeError:
-                pass
+            await close_quietly(websocket, CLOSE_TRY_AGAIN, client.close_reason)
 
 
 async def _read_subscriptions(websocket: WebSocket, client) -> None:
     redis = websocket.app.state.redis
     try:
         while True:
-            raw = await websocket.receive_text()
+            raw = await receive_text(websocket)
             if len(raw) > MAX_CLIENT_MESSAGE:
                 client.offer(error_message("message too large"))
                 continue
@@ -178,15 +209,17 @@ async def _serve_ingest(websocket: WebSocket, credential) -> None:
     await websocket.accept()
     try:
         while True:
-            raw = await websocket.receive_text()
+            raw = await receive_text(websocket)
             ref = None
             try:
                 items = parse_body(raw.encode(), "")
                 if len(items) == 1 and isinstance(items[0], dict) and "ticks" in items[0]:
                     ref = items[0].get("ref")
                     items = items[0]["ticks"] if isinstance(items[0]["ticks"], list) else [items[0]["ticks"]]
-                wait = bucket.take(len(items))
-                if wait:
+                oversized = ingestor.oversized(items)
+                if oversized:
+                    status, body = oversized
+                elif wait := bucket.take(len(items)):
                     await websocket.app.state.redis.hincrby(REFUSED, "rate_limited", 1)
                     status, body = 429, {"errors": [{"index": None, "field": "body", "reason": "rate_limited",
                                                      "detail": f"over the rate; retry in {wait:.1f}s"}]}
@@ -198,5 +231,7 @@ async def _serve_ingest(websocket: WebSocket, credential) -> None:
                 status, body = 503, {"errors": [{"index": None, "field": "body", "reason": "unavailable",
                                                  "detail": "store unavailable: nothing was accepted, retry"}]}
             await websocket.send_text(orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode())
+    except Refused as refused:
+        await close_quietly(websocket, refused.code, refused.reason)
     except (WebSocketDisconnect, RuntimeError):
         return

@@ -31,6 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from telegram.error import NetworkError, RetryAfter, TelegramError
 
+from server import params
+from server.access import requires
 from server.api import ORJSONResponse, error
 from workers import notifications as store
 from workers.commands import Reply, handle_update
@@ -87,12 +89,13 @@ async def _perform_all(bot: Any, replies: list[Reply]) -> None:
             log.warning("bot reply %s to %s failed: %s", reply.method, reply.params.get("chat_id"), exc)
 
 
+@requires("read")
 async def list_notifications(request: Request) -> Response:
     state = request.query_params.get("state") or None
     if state is not None and state not in store.STATES:
         return error(422, "state", "bad_query", f"state must be one of {', '.join(store.STATES)}")
-    raw_limit = request.query_params.get("limit") or "100"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    limit = params.whole_number(request.query_params.get("limit") or "100")
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         return error(422, "limit", "bad_query", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     redis: Redis = request.app.state.redis
     ids = await redis.zrevrange(store.INDEX, 0, store.INDEX_CAP)
@@ -102,7 +105,7 @@ async def list_notifications(request: Request) -> Response:
         hashes = await pipe.execute() if ids else []
     every = store.listing(hashes)
     counts = {name: sum(1 for n in every if n["state"] == name) for name in store.STATES}
-    shown = [n for n in every if state is None or n["state"] == state][: int(raw_limit)]
+    shown = [n for n in every if state is None or n["state"] == state][:limit]
     return ORJSONResponse({"notifications": shown, "counts": counts})
 
 

@@ -24,10 +24,12 @@ import orjson
 
 from rules.catalog import Catalog
 
-MARKET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+# \Z, not $: '$' also matches before a trailing newline, which would let "pasar-x\n" in.
+MARKET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}\Z")
 # Epoch values above this are almost certainly milliseconds (year 5138 in seconds).
 MAX_EPOCH_SECONDS = 1e11
+MAX_SEQ = 2**63 - 1
 KNOWN_FIELDS = frozenset({"commodity", "market", "province", "price", "ts", "unit", "source", "seq"})
 
 
@@ -173,8 +175,9 @@ def validate_tick(
 
     seq = item.get("seq")
     if seq is not None:
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            fail("seq", "bad_seq", "seq must be a non-negative integer")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            # Bounded so the tick can be stored: orjson encodes 64-bit integers, no larger.
+            fail("seq", "bad_seq", f"seq must be an integer from 0 to {MAX_SEQ}")
         elif source is None:
             fail("seq", "seq_without_source", "seq is counted per source: give source too")
 
@@ -202,15 +205,23 @@ def _check_price(price: Any, fail) -> float | None:
         fail("price", "required", "price is required (IDR per unit)")
     elif isinstance(price, bool) or not isinstance(price, (int, float)):
         fail("price", "not_a_number", f"price must be a JSON number (got {type(price).__name__})")
-    elif not math.isfinite(price):
+    elif isinstance(price, float) and not math.isfinite(price):
         fail("price", "not_finite", "price must be finite")
     elif price <= 0:
-        fail("price", "not_positive", f"price must be > 0 (got {price})")
+        fail("price", "not_positive", f"price must be > 0 (got {_short(price)})")
     elif price >= 1e12:
+        # Compared before any float(): a Python int of any size compares exactly, converting
+        # one beyond float's range would raise OverflowError.
         fail("price", "too_large", "price above Rp 1 trillion per unit")
     else:
         return float(price)
     return None
+
+
+def _short(value: Any) -> str:
+    """A number for an error detail: a 5000-digit integer must not become a 5000-digit message."""
+    text = str(value) if not isinstance(value, int) or value.bit_length() < 200 else "a huge number"
+    return text[:40]
 
 
 def _check_ts(ts: Any, now: float, max_future_skew: float, fail) -> float | None:
@@ -220,10 +231,10 @@ def _check_ts(ts: Any, now: float, max_future_skew: float, fail) -> float | None
         fail("ts", "bad_timestamp", "ts must be RFC 3339 text or epoch seconds")
         return None
     if isinstance(ts, (int, float)):
-        if not math.isfinite(ts) or ts < 0:
+        if (isinstance(ts, float) and not math.isfinite(ts)) or ts < 0:
             fail("ts", "bad_timestamp", "ts must be finite, non-negative epoch seconds")
             return None
-        if ts > MAX_EPOCH_SECONDS:
+        if ts > MAX_EPOCH_SECONDS:  # before float(ts): a huge int would overflow it
             fail("ts", "bad_timestamp", "ts looks like milliseconds; send epoch seconds")
             return None
         value = float(ts)

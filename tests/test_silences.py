@@ -15,6 +15,8 @@ from rules.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
+from server import auth
+from server.access import Gate
 from server.silences import ACKS, FIRING, SILENCES, active_silences, routes
 from tests.redis_server import start_redis
 
@@ -91,6 +93,11 @@ def test_the_engine_mutes_silenced_alerts_and_tells_them_once_the_silence_ends()
     assert engine.on_tick({**tick, "ts": 9000.0}, spike) == []  # told once, not on every tick
 
 
+def open_reads() -> Gate:
+    """Reads public, as PASARWATCH_PUBLIC_READ's default; no rate or connection limit in play."""
+    return Gate(True, 1000.0, 1000.0, 10, ())
+
+
 @pytest.fixture
 def api(tmp_path):
     server = start_redis(tmp_path)
@@ -102,7 +109,10 @@ def api(tmp_path):
         yield
         await app.state.redis.aclose()
 
-    with TestClient(Starlette(routes=routes, lifespan=lifespan)) as http:
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gate = open_reads()
+    operator = auth.issue(client, "person", "budi", "operator")
+    with TestClient(app, headers={"authorization": f"Bearer {operator}"}) as http:
         yield http, client
     client.close()
     server.stop()
@@ -160,3 +170,17 @@ def test_acknowledging_a_firing_alert_records_it_and_tells_dashboards(api):
     assert orjson.loads(message["data"]) == {"type": "ack", "key": key, "by": "budi", "at": stored["at"]}
     pubsub.close()
     assert http.post(f"/api/v1/alerts/{key}/ack", json={"comment": "?"}).status_code == 422
+
+
+def test_changing_silences_and_acks_needs_an_operators_token(api):
+    http, client = api
+    viewer = auth.issue(client, "person", "sari", "viewer")
+    key = "kenaikan-tajam/cabai-rawit-merah/pasar-agung"
+    client.hset(FIRING, key, orjson.dumps({**ALERT, "key": key}))
+    body = {"matchers": ['commodity="cabai-rawit-merah"'], "duration": "2h", "author": "x", "comment": "y"}
+    for headers, status in (({"authorization": ""}, 401), ({"authorization": f"Bearer {viewer}"}, 403)):
+        assert http.post("/api/v1/silences", json=body, headers=headers).status_code == status
+        assert http.post(f"/api/v1/alerts/{key}/ack", json={"by": "x"}, headers=headers).status_code == status
+        assert http.delete("/api/v1/silences/any", headers=headers).status_code == status
+    assert client.hlen(SILENCES) == 0 and client.hlen(ACKS) == 0
+    assert http.get("/api/v1/silences", headers={"authorization": ""}).status_code == 200  # reads are public

@@ -19,6 +19,7 @@ from rules.catalog import load_catalog
 from server.telegram_bot import SECRET_HEADER, routes, run_polling, set_webhook
 from tests.fakebot import FakeTelegram, callback_update, message_update
 from tests.redis_server import start_redis
+from tests.test_silences import open_reads
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.commands import FIRING, LATEST
@@ -66,6 +67,7 @@ def make_app(redis_url: str, settings: NotifySettings) -> Starlette:
         await app.state.redis.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gate = open_reads()
     app.state.catalog = CATALOG
     app.state.notify_settings = settings
     return app

@@ -1,0 +1,417 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
+
+It is built from the catalog and settings the server runs with, so what it promises is what
+the server accepts: commodity ids and province codes are enums of the catalog, the batch limit
+is PASARWATCH_MAX_BATCH, and read operations need a token only when PASARWATCH_PUBLIC_READ is
+off. tests/test_openapi.py checks that every HTTP route is described and runs schemathesis
+against a live web process with it. The WebSockets (``/ws/prices``, ``/ws/ingest``) are not
+OpenAPI operations; docs/architecture.md describes their protocol.
+
+>>> from rules.catalog import load_catalog
+>>> from server.config import Settings
+>>> schema = describe(load_catalog(), Settings.from_env())
+>>> schema["openapi"], sorted(schema["paths"]["/api/v1/ticks"])
+('3.1.0', ['post'])
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rules.catalog import Catalog
+from server.config import Settings
+from server.forecast_api import MAX_HORIZON
+from server.ticks import MAX_EPOCH_SECONDS
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+# JSON Schema patterns are ECMA-262: '$' is the end of the text, never a trailing newline.
+MARKET_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
+SOURCE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+STREAM_ID_PATTERN = "^[0-9]+(-[0-9]+)?$"
+MAX_LIMIT = 5000
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def refusal(description: str) -> dict:
+    return json_body(ref("Errors"), description)
+
+
+def list_param(name: str, what: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "style": "form", "explode": True,
+            "description": f"{what}; repeat or separate with commas; absent = all",
+            "schema": {"type": "array", "items": {"type": "string"}}}
+
+
+def limit_param(default: int) -> dict:
+    return {"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": default}}
+
+
+def path_param(name: str, pattern: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
+
+
+def schemas(catalog: Catalog, settings: Settings) -> dict[str, Any]:
+    nullable_number = {"type": ["number", "null"]}
+    tick = {
+        "type": "object",
+        "description": "One price report. Unknown fields are refused (reason unknown_field).",
+        "required": ["commodity", "market", "province", "price"],
+        "additionalProperties": False,
+        "properties": {
+            "commodity": {"type": "string", "enum": sorted(catalog.commodities)},
+            "market": {"type": "string", "pattern": MARKET_PATTERN},
+            "province": {"type": "string", "enum": sorted(catalog.provinces),
+                         "description": "BPS province code; must be the market's if the catalog knows it"},
+            "price": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12,
+                      "description": "IDR per unit of the commodity"},
+            "ts": {"oneOf": [{"type": "number", "minimum": 0, "maximum": MAX_EPOCH_SECONDS},
+                             {"type": "string", "format": "date-time"}],
+                   "description": "epoch seconds or RFC 3339 with offset; default: when received; "
+                                  f"at most {settings.max_future_skew:.0f}s in the future"},
+            "unit": {"type": "string", "description": "must equal the commodity's unit when given"},
+            "source": {"type": ["string", "null"], "pattern": SOURCE_PATTERN},
+            "seq": {"type": ["integer", "null"], "minimum": 0,
+                    "description": "per-source sequence number: a repeated (source, seq) is a duplicate"},
+        },
+    }
+    verdict = {
+        "type": "object",
+        "required": ["scores", "fired", "quarantined"],
+        "properties": {
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+            "fired": {"type": "array", "items": {"type": "string"}},
+            "reasons": {"type": "object"},
+            "quarantined": {"type": "boolean"},
+            "expected": {"oneOf": [{"type": "null"}, {"type": "object"}]},
+        },
+    }
+    price = {
+        "type": "object",
+        "required": ["type", "id", "commodity", "market", "province", "price", "ts", "unit", "verdict"],
+        "properties": {
+            "type": {"const": "price"},
+            "id": {"type": "string", "pattern": STREAM_ID_PATTERN},
+            "commodity": {"type": "string"}, "market": {"type": "string"}, "province": {"type": "string"},
+            "price": {"type": "number"}, "ts": {"type": "number"}, "unit": {"type": "string"},
+            "source": {"type": ["string", "null"]},
+            "verdict": ref("Verdict"),
+        },
+    }
+    alert = {
+        "type": "object",
+        "required": ["type", "id", "key", "rule", "state", "severity"],
+        "properties": {
+            "type": {"const": "alert"},
+            "id": {"type": "string", "pattern": STREAM_ID_PATTERN},
+            "key": {"type": "string"}, "rule": {"type": "string"},
+            "state": {"enum": ["firing", "resolved"]},
+            "severity": {"type": "string"},
+            "commodity": {"type": "string"}, "market": {"type": "string"}, "province": {"type": "string"},
+            "price": nullable_number, "ts": {"type": "number"},
+            "started_at": nullable_number, "resolved_at": nullable_number,
+            "summary": {"type": "string"},
+        },
+    }
+    error = {
+        "type": "object",
+        "required": ["index", "field", "reason", "detail"],
+        "properties": {
+            "index": {"type": ["integer", "null"], "description": "the tick's position in the request, if any"},
+            "field": {"type": "string"},
+            "reason": {"type": "string", "description": "a stable name a client can act on"},
+            "detail": {"type": "string"},
+        },
+    }
+    ingest_result = {
+        "type": "object",
+        "required": ["accepted", "ids", "duplicates"],
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 0},
+            "ids": {"type": "array", "items": {"type": "string", "pattern": STREAM_ID_PATTERN}},
+            "duplicates": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                           "description": "indexes of ticks whose (source, seq) was seen before"},
+            "errors": {"type": "array", "items": ref("Error")},
+            "detail": {"type": "string"},
+        },
+    }
+    credential = {
+        "type": "object",
+        "required": ["kind", "name", "role", "markets"],
+        "properties": {
+            "kind": {"enum": ["device", "person"]}, "name": {"type": "string"}, "role": {"type": "string"},
+            "markets": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "number"}, "revoked_at": nullable_number,
+        },
+    }
+    return {
+        "Tick": tick,
+        "Verdict": verdict,
+        "Price": price,
+        "Alert": alert,
+        "Error": error,
+        "Errors": {"type": "object", "required": ["errors"],
+                   "properties": {"errors": {"type": "array", "minItems": 1, "items": ref("Error")}}},
+        "IngestResult": ingest_result,
+        "Refused": {"type": "object", "required": ["errors"], "description": "no tick was accepted",
+                    "properties": {**ingest_result["properties"],
+                                   "errors": {"type": "array", "minItems": 1, "items": ref("Error")}}},
+        "Credential": credential,
+        "Problems": {"type": "object", "required": ["errors"], "description": "errors without a tick index",
+                     "properties": {"errors": {"type": "array", "minItems": 1, "items": {
+                         "type": "object", "required": ["field", "reason", "detail"]}}}},
+        "Silence": {"type": "object", "required": ["id", "matchers", "starts_at", "ends_at", "state"],
+                    "properties": {"id": {"type": "string"}, "matchers": {"type": "array"},
+                                   "starts_at": {"type": "number"}, "ends_at": {"type": "number"},
+                                   "author": {"type": "string"}, "comment": {"type": "string"},
+                                   "state": {"enum": ["active", "pending", "expired"]}}},
+        "Audit": {"type": "object", "required": ["intact", "checked"],
+                  "properties": {"intact": {"type": "boolean"}, "checked": {"type": "integer", "minimum": 0},
+                                 "broken_at": {"type": ["string", "null"]}, "reason": {"type": "string"}}},
+    }
+
+
+def ingest_operation(settings: Settings) -> dict:
+    batch = {"oneOf": [ref("Tick"), {"type": "array", "minItems": 1, "maxItems": settings.max_batch,
+                                     "items": ref("Tick")}]}
+    return {
+        "summary": "Push price ticks (a device, or an admin)",
+        "description": "One tick, an array of ticks, or NDJSON (one tick per line). Each tick is "
+                       "validated on its own: good ones are accepted even when others are refused. "
+                       "A tick counts as accepted once it has a stream id (it is on disk).",
+        "parameters": [{"name": "all_or_nothing", "in": "query", "required": False,
+                        "description": "refuse the whole request if any tick is refused",
+                        "schema": {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]}}],
+        "requestBody": {"required": True, "content": {
+            JSON: {"schema": batch},
+            NDJSON: {"schema": {"type": "string", "description": "one tick object per line"}},
+        }},
+        "security": [{"bearer": []}, {"queryToken": []}],  # writes always need a token
+        "responses": {
+            "202": json_body(ref("IngestResult"), "every tick accepted (or a known duplicate)"),
+            "401": refusal("no token, or an unknown or revoked one"),
+            "403": json_body(ref("Refused"), "the token may not push, or not for these markets"),
+            "413": refusal(f"body above {settings.max_body_bytes} bytes or more than "
+                           f"{settings.max_batch} ticks"),
+            "422": json_body(ref("Refused"), "the body or some ticks were refused; accepted ones are listed"),
+            "429": {**refusal("over the device's rate; retry after Retry-After seconds"),
+                    "headers": {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}},
+            "503": refusal("the store is unavailable: nothing was accepted, retry"),
+        },
+    }
+
+
+def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document for a server running with this catalog and these settings."""
+    token = [{"bearer": []}, {"queryToken": []}]
+    read_security = [{}, *token] if settings.public_read else token
+
+    def guarded(summary: str, responses: dict, security: list, role: str, **operation: Any) -> dict:
+        return {"summary": summary, "security": security, **operation, "responses": {
+            **responses, "401": refusal("no token (where one is needed), or an unknown or revoked one"),
+            "403": refusal(f"only {role} may do this"), "503": refusal("the store is unavailable, retry")}}
+
+    def read(summary: str, ok: dict, parameters: list | None = None, **extra: dict) -> dict:
+        return guarded(summary, {"200": ok, **extra}, read_security, "a reader", parameters=parameters or [])
+
+    def admin(summary: str, responses: dict, **operation: Any) -> dict:
+        return guarded(summary, responses, token, "an admin", **operation)
+
+    def operate(summary: str, responses: dict, write: bool = True, **operation: Any) -> dict:
+        problems = {"422": json_body(ref("Problems"), "the request was refused: errors say why")}
+        return guarded(summary, {**responses, **problems}, token if write else read_security,
+                       "an operator or admin", **operation)
+
+    silence_reply = {"type": "object", "required": ["silence"], "properties": {"silence": ref("Silence")}}
+    bad_query = {"422": refusal("a query parameter is out of range or malformed")}
+    no_route = {"404": {"description": "no such route (a path parameter holding '/')",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    health = {"type": "object", "required": ["ready", "checks"], "properties": {
+        "ready": {"type": "boolean"},
+        "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}}
+    paths = {
+        "/": {"get": {"summary": "The dashboard", "responses": {
+            "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This description", "responses": {
+            "200": json_body({"type": "object"}, "the OpenAPI 3.1 document")}}},
+        "/healthz": {"get": {"summary": "Liveness: the web process answers", "responses": {
+            "200": json_body({"type": "object", "required": ["status"],
+                              "properties": {"status": {"const": "ok"}}}, "alive")}}},
+        "/readyz": {"get": {"summary": "Readiness: Redis answers and the engine has loaded its rules",
+                            "responses": {"200": json_body(health, "ready"),
+                                          "503": json_body(health, "not ready; checks tell what is missing")}}},
+        "/metrics": {"get": {"summary": "Counters and gauges in Prometheus' text format", "responses": {
+            "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "503": refusal("the store is unavailable")}}},
+        "/api/v1/ticks": {"post": ingest_operation(settings)},
+        "/api/v1/catalog": {"get": read("Commodities, provinces and markets", json_body(
+            {"type": "object", "required": ["commodities", "provinces", "markets"],
+             "properties": {name: {"type": "array", "items": {"type": "object"}}
+                            for name in ("commodities", "provinces", "markets")}}, "the catalog"))},
+        "/api/v1/series": {"get": read("Latest price of every series", json_body(
+            {"type": "object", "required": ["series"],
+             "properties": {"series": {"type": "array", "items": ref("Price")}}}, "latest prices"),
+            [list_param("commodity", "commodity ids"), list_param("province", "province codes"),
+             list_param("market", "market ids")])},
+        "/api/v1/series/{commodity}/{market}/history": {"get": read("Recent prices of one series", json_body(
+            {"type": "object", "required": ["commodity", "market", "points"],
+             "properties": {"commodity": {"type": "string"}, "market": {"type": "string"},
+                            "points": {"type": "array", "items": ref("Price")}}}, "oldest first"),
+            [path_param("commodity", "^[^/]+$"), path_param("market", "^[^/]+$"), limit_param(500)],
+            **bad_query, **no_route)},
+        "/api/v1/alerts": {"get": read("Alert events, oldest first", json_body(
+            {"type": "object", "required": ["alerts"],
+             "properties": {"alerts": {"type": "array", "items": ref("Alert")}}}, "alerts"),
+            [limit_param(200),
+             {"name": "since", "in": "query", "required": False,
+              "description": "only alerts after this alert id (default: the newest `limit`)",
+              "schema": {"type": "string", "pattern": STREAM_ID_PATTERN}},
+             {"name": "state", "in": "query", "required": False, "schema": {"enum": ["firing", "resolved"]}},
+             list_param("commodity", "commodity ids"), list_param("province", "province codes"),
+             list_param("market", "market ids"), list_param("severity", "severities")],
+            **bad_query)},
+        "/api/v1/forecast": {"get": read("The online model's forecast of one series, with a 95% interval",
+            json_body({"type": "object",
+                       "required": ["commodity", "market", "horizon", "interval", "warm", "steps"],
+                       "properties": {"commodity": {"type": "string"}, "market": {"type": "string"},
+                                      "horizon": {"type": "integer"}, "interval": {"type": "number"},
+                                      "model": {"type": "string"}, "last_ts": {"type": ["number", "null"]},
+                                      "step_seconds": {"type": ["number", "null"]}, "warm": {"type": "boolean"},
+                                      "steps": {"type": "array", "items": {"type": "object"}}}},
+                      "forecast steps (empty until the model is warm)"),
+            [{"name": name, "in": "query", "required": True, "schema": {"type": "string", "pattern": "^[^/]+$"}}
+             for name in ("commodity", "market")]
+            + [{"name": "horizon", "in": "query", "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": 7}}],
+            **{"404": refusal("the engine has no state for this series"),
+               "422": refusal("a missing or bad commodity, market or horizon")})},
+        "/api/v1/rules": {"get": read("Rules in force and the errors of the last reload", json_body(
+            {"type": "object", "required": ["ok", "files", "rules", "errors"],
+             "properties": {"ok": {"type": "boolean"}, "files": {"type": "array", "items": {"type": "string"}},
+                            "rules": {"type": "array", "items": {"type": "object"}},
+                            "errors": {"type": "array", "items": {
+                                "type": "object", "required": ["file", "line", "reason"]}}}},
+            "rule status"))},
+        "/api/v1/sources": {"get": read("Sources whose reliability standing changed, suspect ones first", json_body(
+            {"type": "object", "required": ["sources"], "properties": {"sources": {"type": "array", "items": {
+                "type": "object", "required": ["source", "state"],
+                "properties": {"source": {"type": "string"}, "state": {"enum": ["ok", "suspect"]}}}}}},
+            "sources"))},
+        "/api/v1/audit/verify": {"get": guarded("Check the hash chain over accepted ticks", {
+            "200": json_body(ref("Audit"), "the chain is intact"),
+            "409": json_body(ref("Audit"), "the chain breaks: broken_at and reason say where and why")},
+            token, "an operator or admin")},
+        "/api/v1/silences": {
+            "get": operate("Silences, newest first", {"200": json_body(
+                {"type": "object", "required": ["silences"],
+                 "properties": {"silences": {"type": "array", "items": ref("Silence")}}}, "silences")},
+                parameters=[{"name": "state", "in": "query", "required": False,
+                             "schema": {"enum": ["active", "pending", "expired"]}}], write=False),
+            "post": operate("Silence the alerts that match, for a while", {
+                "201": json_body(silence_reply, "created"),
+                "413": json_body(ref("Problems"), "body above 64 KiB")},
+                requestBody={"required": True, "content": {JSON: {"schema": {
+                    "type": "object", "required": ["matchers", "author", "comment"],
+                    "properties": {"matchers": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                                                "description": "e.g. commodity=\"cabai-rawit-merah\""},
+                                   "starts_at": {"type": ["number", "string"]},
+                                   "ends_at": {"type": ["number", "string"]},
+                                   "duration": {"type": "string", "description": "e.g. 2h, 3d"},
+                                   "author": {"type": "string"}, "comment": {"type": "string"}}}}}}),
+        },
+        "/api/v1/silences/{id}": {
+            "get": operate("One silence", {"200": json_body(silence_reply, "the silence"),
+                                           "404": json_body(ref("Problems"), "no such silence")},
+                           parameters=[path_param("id", "^[^/]+$")], write=False),
+            "delete": operate("End a silence now (kept for audit)", {
+                "200": json_body(silence_reply, "ended"), "404": json_body(ref("Problems"), "no such silence")},
+                parameters=[path_param("id", "^[^/]+$"),
+                            {"name": "by", "in": "query", "required": False, "schema": {"type": "string"}}]),
+        },
+        "/api/v1/alerts/{key}/ack": {"post": operate("Acknowledge a firing alert", {
+            "200": json_body({"type": "object", "required": ["key", "ack"]}, "acknowledged"),
+            "404": {"description": "no firing alert has this key (text: no route, e.g. a key with a newline)",
+                    "content": {JSON: {"schema": ref("Problems")}, "text/plain": {"schema": {"type": "string"}}}},
+            "413": json_body(ref("Problems"), "body above 64 KiB")},
+            parameters=[{**path_param("key", ".+"), "description": "rule/commodity/market"}],
+            requestBody={"required": True, "content": {JSON: {"schema": {
+                "type": "object", "required": ["by"],
+                "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 200},
+                               "comment": {"type": "string", "maxLength": 1000}}}}}})},
+        "/api/v1/notifications": {"get": read("Telegram notification records, newest first", json_body(
+            {"type": "object", "required": ["notifications", "counts"],
+             "properties": {"notifications": {"type": "array", "items": {"type": "object"}},
+                            "counts": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+            "records and the count per state"),
+            [{"name": "state", "in": "query", "required": False,
+              "schema": {"enum": ["pending", "sent", "failed", "not_sent"]}},
+             {"name": "limit", "in": "query", "required": False,
+              "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            **{"422": json_body({"type": "object", "required": ["errors"]}, "a bad state or limit")})},
+        "/api/v1/devices": {
+            "get": admin("List devices", {"200": json_body(
+                {"type": "object", "required": ["devices"],
+                 "properties": {"devices": {"type": "array", "items": ref("Credential")}}}, "devices")}),
+            "post": admin("Register a device; its token is shown once", {
+                "201": json_body({"type": "object", "required": ["id", "markets", "token", "onboarding"],
+                                  "properties": {"id": {"type": "string"}, "token": {"type": "string"},
+                                                 "markets": {"type": "array", "items": {"type": "string"}},
+                                                 "onboarding": {"type": "string",
+                                                                "description": "JSON for the QR code"}}},
+                                 "registered"),
+                "422": refusal("a bad id or market list")},
+                requestBody={"required": True, "content": {JSON: {"schema": {
+                    "type": "object", "required": ["id", "markets"],
+                    "properties": {"id": {"type": "string", "pattern": SOURCE_PATTERN},
+                                   "markets": {"type": "array", "minItems": 1, "items": {
+                                       "anyOf": [{"const": "*"}, {"type": "string", "pattern": MARKET_PATTERN}]}}}}}}}),
+        },
+        "/api/v1/devices/{device}": {"delete": admin("Revoke a device's token", {
+            "200": json_body({"type": "object", "required": ["id", "revoked"],
+                              "properties": {"id": {"type": "string"}, "revoked": {"const": True}}}, "revoked"),
+            "404": refusal("no such device")},
+            parameters=[path_param("device", "^[^/]+$")])},
+        "/telegram/webhook": {"post": {
+            "summary": "Updates from Telegram",
+            "security": [{"telegramSecret": []}],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
+            "responses": {name: json_body({"type": "object"}, description) for name, description in (
+                ("200", "handled"), ("400", "not a JSON object"), ("403", "wrong or missing secret token"))}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Pasarwatch", "version": "1",
+                 "description": "Real-time early warning for food prices in Indonesian markets. Errors are "
+                                "{\"errors\": [{\"index\", \"field\", \"reason\", \"detail\"}]}."},
+        "servers": [{"url": settings.public_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(catalog, settings),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a device or person token"},
+                "queryToken": {"type": "apiKey", "in": "query", "name": "token",
+                               "description": "the same token, for browsers' WebSockets"},
+                "telegramSecret": {"type": "apiKey", "in": "header", "name": "X-Telegram-Bot-Api-Secret-Token"},
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    document = describe(request.app.state.catalog, request.app.state.settings)
+    return Response(orjson.dumps(document), media_type=JSON)
+
+
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
