@@ -84,6 +84,7 @@ class Engine:
         self.latest_ts: dict[tuple[str, str], float] = {}
         self.sources = SourceReliability()
         self._stopping = False
+        self.restored = False  # set once the checkpoint is loaded: Redis was reachable
         self.last_committed: str | None = None
 
     # -- start-up ---------------------------------------------------------------------------
@@ -117,12 +118,12 @@ class Engine:
             self.latest_ts = saved.get("latest_ts", {})
             self.sources = saved.get("sources", self.sources)
         self.publish_rules_status()
+        self.restored = True
         log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> None:
         self.restore()
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
         next_sweep = next_rules_check = 0.0
         pending = True  # first drain what a previous run read but never committed
         while not self._stopping:
@@ -339,7 +340,46 @@ def _unpickle(blob: bytes, key: bytes):
         return None
 
 
-def run_engine(settings: Settings, catalog: Catalog) -> None:
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10)
-    Engine(settings, client, catalog).run()
+# Seconds between attempts to reach Redis again: quick at first, never more than MAX apart.
+FIRST_RETRY, MAX_RETRY = 0.1, 2.0
+# Above the 1 s XREADGROUP block; a Redis that stops answering (not closing) is an outage too.
+SOCKET_TIMEOUT = 15.0
 
+
+def run_engine(settings: Settings, catalog: Catalog) -> None:
+    """Run the engine until SIGTERM, outliving Redis outages.
+
+    When Redis goes away the engine waits for it (bounded back-off) and starts over from its
+    checkpoint, as a restarted process would: an Engine restored from Redis re-reads the ticks it
+    had read but not committed (they are still pending in the consumer group). Starting over is
+    what keeps every tick processed exactly once: the transaction of the batch in hand may or may
+    not have reached Redis before the connection broke, and the in-memory state that already
+    learned that batch is right in one case only, so it is thrown away and Redis decides.
+    """
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10,
+                                  socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2)
+    current: list[Engine] = []
+    stopping = False
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+        for engine in current:
+            engine.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    delay = FIRST_RETRY
+    while not stopping:
+        engine = Engine(settings, client, catalog)
+        current[:] = [engine]
+        try:
+            engine.run()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # also "LOADING" (BusyLoadingError)
+            if engine.restored:  # it was running: a new outage, so the back-off starts again
+                delay = FIRST_RETRY
+                log.warning("lost Redis (%s); starting over from the checkpoint when it is back", exc)
+            time.sleep(delay)  # back-off between attempts, not synchronisation
+            delay = min(delay * 2, MAX_RETRY)
+        finally:
+            client.connection_pool.disconnect()  # a half-read reply must not reach the next run

@@ -16,15 +16,26 @@ BASE = {"pasar-kosambi": 45000, "pasar-kiaracondong": 46000, "pasar-cisalak": 44
         "pasar-anyar": 45500, "pasar-kanoman": 47000}
 
 
-def day_ticks(day: int, prices: dict[str, float] | None = None, commodity: str = "cabai-rawit-merah") -> list[dict]:
-    """One report per market; prices wobble a little from day to day like the real feed."""
+# Other commodities at a fraction of the chilli prices, so every series has a level of its own.
+SCALE = {"cabai-rawit-merah": 1.0, "bawang-merah": 0.8, "telur-ayam-ras": 0.6, "cabai-merah-keriting": 0.9}
+
+
+def day_ticks(day: int, prices: dict[str, float] | None = None, commodity: str = "cabai-rawit-merah",
+              source: str | None = None, start: float = START) -> list[dict]:
+    """One report per market; prices wobble a little from day to day like the real feed.
+
+    With ``source``, each tick carries it and a sequence number, as a device's ticks do.
+    """
     prices = prices or {}
-    return [
-        {"commodity": commodity, "market": market, "province": "32",
-         "price": prices.get(market, BASE[market] + 500 * (day % 3) - 250 * (i % 2)),
-         "ts": START + day * DAY + i}
-        for i, market in enumerate(MARKETS)
-    ]
+    ticks = []
+    for i, market in enumerate(MARKETS):
+        usual = SCALE[commodity] * (BASE[market] + 500 * (day % 3) - 250 * (i % 2))
+        tick = {"commodity": commodity, "market": market, "province": "32",
+                "price": prices.get(market, usual), "ts": start + day * DAY + i}
+        if source:
+            tick.update(source=source, seq=day * len(MARKETS) + i)
+        ticks.append(tick)
+    return ticks
 
 
 def feed(system: System, days: range, overrides: dict[int, dict[str, float]] | None = None) -> int:
@@ -43,22 +54,24 @@ class Messages:
     def __init__(self, ws):
         self.ws = ws
         self.seen: list[dict] = []
+        self.last_alert: str | None = None  # what a reconnecting client sends as `since`
 
-    def until(self, predicate, timeout: float = 15.0) -> dict:
-        for message in self.seen:
-            if predicate(message):
-                return message
+    def until(self, predicate, timeout: float = 15.0, start: int = 0) -> dict:
+        """The first message from index ``start`` on that matches, reading more as needed."""
         deadline = time.monotonic() + timeout
+        checked = start
         while True:
+            for message in self.seen[checked:]:
+                if predicate(message):
+                    return message
+            checked = len(self.seen)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no matching message in {timeout}s; saw {[m.get('type') for m in self.seen][-20:]}")
             frame = orjson.loads(self.ws.recv(timeout=remaining))
             assert isinstance(frame, list)
             self.seen.extend(frame)
-            for message in frame:
-                if predicate(message):
-                    return message
+            self.last_alert = next((m["id"] for m in reversed(frame) if m["type"] == "alert"), self.last_alert)
 
 
 def test_posted_ticks_reach_a_websocket_client_as_prices(system):

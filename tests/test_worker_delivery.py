@@ -347,6 +347,29 @@ def test_a_worker_killed_mid_send_delivers_every_part_exactly_once(stack):
     assert sum(1 for text in delivered for line in text.split("\n") if line.startswith("⚠️")) == 150
 
 
+def test_after_telegram_answers_500s_429s_and_hangs_everything_queued_is_delivered_once(stack):
+    chats = [81, 82, 83, 84]
+    for chat in chats:
+        stack.subscribe(chat)
+    # A hung request is given up after 1 s; six attempts cover the worst case of one chat
+    # meeting every 500 and every hang below.
+    stack.env.update({"TELEGRAM_TIMEOUT": "1", "PASARWATCH_NOTIFY_RETRY_INTERVALS": "1,1,1,1,1"})
+    # The outage, in the order Telegram answers: three 500s, two 429s, two requests left hanging.
+    stack.fake.fail("5xx", times=3, status=500)
+    stack.fake.fail("429", times=2, retry_after=1)
+    stack.fake.fail("hang", times=2)
+    stack.start_worker()
+    alert = stack.add_alert()
+    assert stack.dispatch() == len(chats)
+    stack.wait(lambda: all(stack.fake.messages(chat) for chat in chats), 45, "every chat after the outage")
+    stack.wait_settled(timeout=45)
+    outcomes = [c.outcome for c in stack.fake.calls("sendMessage")]
+    assert (outcomes.count("5xx"), outcomes.count("429"), outcomes.count("hang")) == (3, 2, 2)
+    for chat in chats:
+        assert len(stack.fake.messages(chat)) == 1, chat
+        assert stack.record(alert, chat).state == "sent"
+
+
 def test_without_a_token_a_notification_is_recorded_as_not_sent(stack):
     stack.env["TELEGRAM_BOT_TOKEN"] = ""
     stack.subscribe(71)
