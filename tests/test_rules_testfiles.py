@@ -27,7 +27,7 @@ def test_default_rules_have_tests_for_every_shipped_rule():
     assert {p.name for p in SHIPPED} >= {"prices.test.yaml", "feeds.test.yaml", "routing.test.yaml"}
     text = "".join(p.read_text() for p in SHIPPED)
     for rule in ("harga-menyimpang", "pasar-lebih-mahal", "kenaikan-tajam", "kenaikan-nasional", "di-atas-het",
-                 "data-terhenti", "data-tidak-ada", "detektor-galat"):
+                 "di-atas-hap", "data-terhenti", "data-tidak-ada", "detektor-galat"):
         assert f"rule: {rule}" in text, f"no test names {rule}"
 
 
