@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rules.events import build_event
-from rules.inhibition import inhibitors
+from rules.inhibition import FiringIndex
 from rules.model import SEVERITIES, Routes, Rule, RuleSet
 from rules.routing import DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, Receiver, routes_json
 from rules.silences import is_silenced
@@ -218,12 +218,13 @@ class RuleEngine:
     def _finish(self, steps: list[_Step]) -> list[dict]:
         """Inhibition, silences and routing for what the steps raised, at the end of a batch."""
         firing = self.firing()
+        index = FiringIndex(firing, self.ruleset.inhibit)
         events = []
         for step in steps:
             event, state = step.event, step.state
             now = step.tick["ts"]
             if event is None:
-                event = self._reminder(step, firing, now)
+                event = self._reminder(step, firing, index, now)
                 if event is None:
                     continue
             elif event["state"] == "resolved":
@@ -235,19 +236,19 @@ class RuleEngine:
                 _mark(event, [], [], None)
                 event["awaiting_confirmation"] = state.awaiting = True
             else:
-                receivers, inhibited, silence = self._deliveries(event, firing, now)
+                receivers, inhibited, silence = self._deliveries(event, index, now)
                 if _mark(event, receivers, inhibited, silence):
                     state.notified, state.last_notified, state.awaiting = True, now, False
             events.append(event)
         return events
 
-    def _deliveries(self, event: dict, firing: list[dict], now: float) -> tuple[list[Receiver], list[str], dict | None]:
-        inhibited = inhibitors(event, firing, self.ruleset.inhibit)
+    def _deliveries(self, event: dict, index: FiringIndex, now: float) -> tuple[list[Receiver], list[str], dict | None]:
+        inhibited = index.inhibitors(event)
         silence = is_silenced(event, self.silences, now)
         receivers = [] if inhibited or silence else self.route(event, now)
         return receivers, inhibited, silence
 
-    def _reminder(self, step: _Step, firing: list[dict], now: float) -> dict | None:
+    def _reminder(self, step: _Step, firing: list[dict], index: FiringIndex, now: float) -> dict | None:
         """``confirmed`` once a held alert is confirmed, ``unmuted`` for a firing alert nobody
         heard of, ``repeated`` after repeat_interval."""
         state = step.state
@@ -263,7 +264,7 @@ class RuleEngine:
             return None
         candidate = build_event(step.rule, step.key, transition, step.tick, step.verdict, state,
                                 step.value, self.ruleset.names)
-        receivers, inhibited, silence = self._deliveries(candidate, firing, now)
+        receivers, inhibited, silence = self._deliveries(candidate, index, now)
         if transition == "repeated":
             elapsed = now - (state.last_notified or now)
             receivers = [r for r in receivers if r.repeat_interval and elapsed >= r.repeat_interval]

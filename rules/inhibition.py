@@ -65,16 +65,42 @@ def parse_inhibit_rule(item: Any) -> InhibitRule:
     return InhibitRule(sides["source"], sides["target"], tuple(equal), str(name))
 
 
+class FiringIndex:
+    """The firing alerts each inhibit rule could use as sources, by the values of its ``equal``
+    labels: the alerts that may mute one event are found by one lookup per rule, not by scanning
+    every firing alert for every event (with hundreds of series firing, that scan was a fifth of
+    the engine's time). Built once per batch, over the alerts firing then."""
+
+    def __init__(self, firing: list[dict], rules: tuple[InhibitRule, ...]):
+        self.rules = rules
+        labelled = [(other.get("key"), alert_labels(other)) for other in firing] if rules else []
+        self._sources: list[dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]] = []
+        for rule in rules:
+            by_equal: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}
+            for key, labels in labelled:
+                if match_all(rule.source, labels):
+                    by_equal.setdefault(_equal_values(rule, labels), []).append((key, labels))
+            self._sources.append(by_equal)
+
+    def inhibitors(self, event: dict) -> list[str]:
+        """Keys of the firing alerts that mute ``event`` (empty: not inhibited)."""
+        if not self.rules:
+            return []
+        labels = alert_labels(event)
+        found = set()
+        for rule, by_equal in zip(self.rules, self._sources):
+            if not match_all(rule.target, labels):
+                continue
+            for key, other_labels in by_equal.get(_equal_values(rule, labels), ()):
+                if key != event.get("key") and rule.mutes(labels, other_labels):
+                    found.add(key)
+        return sorted(found)
+
+
+def _equal_values(rule: InhibitRule, labels: dict[str, str]) -> tuple[str, ...]:
+    return tuple(labels.get(name, "") for name in rule.equal)
+
+
 def inhibitors(event: dict, firing: list[dict], rules: tuple[InhibitRule, ...]) -> list[str]:
     """Keys of the firing alerts that mute ``event`` (empty: not inhibited)."""
-    if not rules:
-        return []
-    labels = alert_labels(event)
-    found = []
-    for other in firing:
-        if other.get("key") == event.get("key"):
-            continue
-        other_labels = alert_labels(other)
-        if any(rule.mutes(labels, other_labels) for rule in rules):
-            found.append(other["key"])
-    return sorted(found)
+    return FiringIndex(firing, rules).inhibitors(event)
