@@ -254,13 +254,16 @@ class Engine:
                 pipe.hset(keys.STATE_RULES, key, pickle.dumps(state))
         self.rules.dirty.clear()
         history_len = self.settings.history_len
+        latest: dict[str, bytes] = {}
         for message in batch.prices:
             encoded = orjson.dumps(message)  # encoded once: stored, kept in history and published as is
             if message["id"] in batch.newest:
-                pipe.hset(keys.LATEST, keys.series_key(message["commodity"], message["market"]), encoded)
+                latest[keys.series_key(message["commodity"], message["market"])] = encoded
             pipe.xadd(keys.history_key(message["commodity"], message["market"]), {"m": encoded},
                       id=message["id"], maxlen=history_len, approximate=True)
             pipe.publish(keys.EVENTS, encoded)
+        if latest:  # one command for the batch's newest prices, not one per tick
+            pipe.hset(keys.LATEST, mapping=latest)
         for message in batch.health:
             encoded = orjson.dumps(message)
             pipe.hset(keys.HEALTH, keys.series_key(message["commodity"], message["market"]), encoded)

@@ -78,8 +78,14 @@ def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings |
             entries = _read(redis, start)
             if not entries:
                 break
+            told_nobody = []
             for entry_id, fields in entries:
-                queued += _dispatch_entry(redis, queue, catalog, entry_id, fields, settings)
+                if _tells_nobody(fields):
+                    told_nobody.append(entry_id)
+                else:
+                    queued += _dispatch_entry(redis, queue, catalog, entry_id, fields, settings)
+            if told_nobody:  # muted, inhibited or unrouted alerts: one XACK for all of them
+                redis.xack(ALERTS, GROUP, *told_nobody)
     maybe_recover(redis, settings)
     return queued
 
@@ -171,6 +177,17 @@ def recover_stalled(client: redis.Redis, settings: NotifySettings, now: float | 
 
 
 # --- one stream entry ---------------------------------------------------------------------------
+
+def _tells_nobody(fields: dict | None) -> bool:
+    """True for an alert event routed to no chat, no subscribers and no held receiver."""
+    try:
+        routes = orjson.loads(fields[b"a"]).get("routes")
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return False  # unreadable: _dispatch_entry logs it
+    if not isinstance(routes, dict):
+        return False
+    return not routes.get("telegram") and routes.get("topics") is False and not routes.get("receivers")
+
 
 def _dispatch_entry(client: redis.Redis, queue: Queue, catalog: Any, entry_id: bytes,
                     fields: dict | None, settings: NotifySettings) -> int:
