@@ -114,8 +114,7 @@ def _stack_and_rules(ceilings: dict, catalog) -> Callable[[list[dict]], None]:
     rules = RuleEngine(Rulebook(PROJECT_ROOT / "rules", catalog, set(DETECTOR_NAMES)).current)
 
     def step(batch: list[dict]) -> None:
-        for tick, verdict in zip(batch, stack.process_batch(batch)):
-            rules.on_tick(tick, verdict)
+        rules.on_batch(batch, stack.process_batch(batch))
 
     return step
 

@@ -73,19 +73,27 @@ class FiringIndex:
 
     def __init__(self, firing: list[dict], rules: tuple[InhibitRule, ...]):
         self.rules = rules
-        labelled = [(other.get("key"), alert_labels(other)) for other in firing] if rules else []
-        self._sources: list[dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]] = []
-        for rule in rules:
+        self._firing = firing
+        self._sources: list[dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]] | None = None
+
+    def _build(self) -> list[dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]]:
+        # On first use: a batch that raises nothing never pays for the index.
+        labelled = [(other.get("key"), alert_labels(other)) for other in self._firing]
+        sources = []
+        for rule in self.rules:
             by_equal: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}
             for key, labels in labelled:
                 if match_all(rule.source, labels):
                     by_equal.setdefault(_equal_values(rule, labels), []).append((key, labels))
-            self._sources.append(by_equal)
+            sources.append(by_equal)
+        return sources
 
     def inhibitors(self, event: dict) -> list[str]:
         """Keys of the firing alerts that mute ``event`` (empty: not inhibited)."""
         if not self.rules:
             return []
+        if self._sources is None:
+            self._sources = self._build()
         labels = alert_labels(event)
         found = set()
         for rule, by_equal in zip(self.rules, self._sources):
