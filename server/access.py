@@ -72,12 +72,17 @@ def presented_token(connection: HTTPConnection) -> str | None:
     return auth.bearer(connection.headers.get("authorization")) or connection.query_params.get("token")
 
 
-async def refuse(connection: HTTPConnection, status: int, field_name: str, reason: str, detail: str,
-                 headers: dict | None = None) -> Response:
+async def count_refusal(redis, reason: str) -> None:
+    """Count a refusal by reason (``GET /metrics``)."""
     try:
-        await connection.app.state.redis.hincrby(REFUSED, reason, 1)
+        await redis.hincrby(REFUSED, reason, 1)
     except Exception:  # noqa: BLE001 - counting a refusal must not turn it into a 500
         pass
+
+
+async def refuse(connection: HTTPConnection, status: int, field_name: str, reason: str, detail: str,
+                 headers: dict | None = None) -> Response:
+    await count_refusal(connection.app.state.redis, reason)
     response = error(status, field_name, reason, detail)
     if headers:
         response.headers.update(headers)

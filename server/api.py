@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import keys, params
-from server.access import refuse, requires
+from server.access import requires
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
 
@@ -66,16 +66,14 @@ async def post_ticks(request: Request) -> Response:
         items = parse_body(bytes(body), request.headers.get("content-type", ""))
     except BodyError as exc:
         return ORJSONResponse({"errors": [exc.as_error()]}, status_code=422)
-    refused = request.app.state.ingestor.oversized(items)
+    ingestor = request.app.state.ingestor
+    refused = await ingestor.admit(items, credential, request.app.state.gate.bucket(credential))
     if refused:
-        return ORJSONResponse(refused[1], status_code=refused[0])
-    wait = request.app.state.gate.bucket(credential).take(len(items))
-    if wait:
-        return await refuse(request, 429, "body", "rate_limited",
-                            f"{credential.name} is over its rate; retry in {wait:.1f}s",
-                            headers={"retry-after": str(max(1, round(wait)))})
+        status, body, wait = refused
+        headers = {"retry-after": str(max(1, round(wait)))} if wait else None
+        return ORJSONResponse(body, status_code=status, headers=headers)
     all_or_nothing = request.query_params.get("all_or_nothing", "").lower() in ("1", "true", "yes")
-    status, result = await request.app.state.ingestor.ingest(items, credential, all_or_nothing)
+    status, result = await ingestor.ingest(items, credential, all_or_nothing)
     return ORJSONResponse(result, status_code=status)
 
 

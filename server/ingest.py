@@ -16,6 +16,7 @@ import orjson
 from redis.asyncio import Redis
 
 from rules.catalog import Catalog
+from server.access import TokenBucket, count_refusal
 from server.auth import Credential
 from server import keys
 from server.ticks import validate_ticks
@@ -81,28 +82,30 @@ class Ingestor:
     """Validate raw tick items and append the good ones: shared by HTTP and /ws/ingest."""
 
     def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float):
+        self.redis = redis
         self.appender = TickAppender(redis)
         self.catalog = catalog
         self.max_batch = max_batch
         self.max_future_skew = max_future_skew
 
-    def oversized(self, items: list) -> tuple[int, dict] | None:
-        """(413, body) for a batch above the limit, else None.
+    async def admit(self, items: list, credential: Credential, bucket: TokenBucket) -> tuple[int, dict, float] | None:
+        """``(status, body, retry_after)`` when the batch is refused before validation, else None.
 
-        Callers check this before the rate limit: a batch larger than the burst must hear "too
-        large", not "retry later", since retrying can never help it.
+        Size first: a batch larger than the burst must hear "too large" (413), not "retry later"
+        (429), since retrying can never help it. Both transports (HTTP, /ws/ingest) ask here.
         """
         if len(items) > self.max_batch:
-            return 413, {"errors": [{"index": None, "field": "body", "reason": "batch_too_large",
-                                     "detail": f"at most {self.max_batch} ticks per request"}]}
-        return None
+            return 413, _refusal("batch_too_large", f"at most {self.max_batch} ticks per request"), 0.0
+        wait = bucket.take(len(items))
+        if not wait:
+            return None
+        await count_refusal(self.redis, "rate_limited")
+        return 429, _refusal("rate_limited", f"{credential.name} is over its rate; retry in {wait:.1f}s"), wait
 
     async def ingest(self, items: list, credential: Credential, all_or_nothing: bool = False) -> tuple[int, dict]:
         """Returns (HTTP status, body): 202 when all were accepted, 422 when any was refused,
-        403 when every tick was for a market the credential may not report for."""
-        refused = self.oversized(items)
-        if refused:
-            return refused
+        403 when every tick was for a market the credential may not report for. The caller has
+        admitted the batch first (``admit``)."""
         validated = validate_ticks(items, self.catalog, time.time(), self.max_future_skew)
         accepted: list[tuple[int, dict]] = []
         for index, tick in validated.ticks:
@@ -128,3 +131,7 @@ class Ingestor:
                 body["detail"] = "all_or_nothing: nothing was accepted"
             return 422, body
         return 202, body
+
+
+def _refusal(reason: str, detail: str) -> dict:
+    return {"errors": [{"index": None, "field": "body", "reason": reason, "detail": detail}]}

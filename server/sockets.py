@@ -216,13 +216,9 @@ async def _serve_ingest(websocket: WebSocket, credential) -> None:
                 if len(items) == 1 and isinstance(items[0], dict) and "ticks" in items[0]:
                     ref = items[0].get("ref")
                     items = items[0]["ticks"] if isinstance(items[0]["ticks"], list) else [items[0]["ticks"]]
-                oversized = ingestor.oversized(items)
-                if oversized:
-                    status, body = oversized
-                elif wait := bucket.take(len(items)):
-                    await websocket.app.state.redis.hincrby(REFUSED, "rate_limited", 1)
-                    status, body = 429, {"errors": [{"index": None, "field": "body", "reason": "rate_limited",
-                                                     "detail": f"over the rate; retry in {wait:.1f}s"}]}
+                refused = await ingestor.admit(items, credential, bucket)
+                if refused:
+                    status, body, _ = refused
                 else:
                     status, body = await ingestor.ingest(items, credential)
             except BodyError as exc:
