@@ -78,14 +78,17 @@ def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings |
             entries = _read(redis, start)
             if not entries:
                 break
-            told_nobody = []
+            nothing_to_do = []
             for entry_id, fields in entries:
-                if _tells_nobody(fields):
-                    told_nobody.append(entry_id)
+                alert = _read_alert(entry_id, fields)
+                if alert is None or _tells_nobody(alert):
+                    nothing_to_do.append(entry_id)
                 else:
-                    queued += _dispatch_entry(redis, queue, catalog, entry_id, fields, settings)
-            if told_nobody:  # muted, inhibited or unrouted alerts: one XACK for all of them
-                redis.xack(ALERTS, GROUP, *told_nobody)
+                    alert.setdefault("id", entry_id.decode())
+                    _hold_for_later(queue, alert)
+                    queued += stage_alert(redis, queue, catalog, alert, settings, entry_id)
+            if nothing_to_do:  # unreadable, muted, inhibited or unrouted: one XACK for all of them
+                redis.xack(ALERTS, GROUP, *nothing_to_do)
     maybe_recover(redis, settings)
     return queued
 
@@ -178,30 +181,24 @@ def recover_stalled(client: redis.Redis, settings: NotifySettings, now: float | 
 
 # --- one stream entry ---------------------------------------------------------------------------
 
-def _tells_nobody(fields: dict | None) -> bool:
-    """True for an alert event routed to no chat, no subscribers and no held receiver."""
-    try:
-        routes = orjson.loads(fields[b"a"]).get("routes")
-    except (TypeError, KeyError, ValueError, AttributeError):
-        return False  # unreadable: _dispatch_entry logs it
-    if not isinstance(routes, dict):
-        return False
-    return not routes.get("telegram") and routes.get("topics") is False and not routes.get("receivers")
-
-
-def _dispatch_entry(client: redis.Redis, queue: Queue, catalog: Any, entry_id: bytes,
-                    fields: dict | None, settings: NotifySettings) -> int:
+def _read_alert(entry_id: bytes, fields: dict | None) -> dict | None:
+    """The alert event of a stream entry, or None (logged) when it cannot be read."""
     try:
         alert = orjson.loads(fields[b"a"])
         if not isinstance(alert, dict):
             raise ValueError("not an object")
     except (TypeError, KeyError, ValueError) as exc:  # trimmed from the stream, or malformed
         log.error("alert %s cannot be read (%s): skipped", entry_id.decode(), exc)
-        client.xack(ALERTS, GROUP, entry_id)
-        return 0
-    alert.setdefault("id", entry_id.decode())
-    _hold_for_later(queue, alert)
-    return stage_alert(client, queue, catalog, alert, settings, entry_id)
+        return None
+    return alert
+
+
+def _tells_nobody(alert: dict) -> bool:
+    """True for an alert event routed to no chat, no subscribers and no held receiver."""
+    routes = alert.get("routes")
+    if not isinstance(routes, dict):
+        return False
+    return not routes.get("telegram") and routes.get("topics") is False and not routes.get("receivers")
 
 
 def stage_alert(client: redis.Redis, queue: Queue, catalog: Any, alert: dict, settings: NotifySettings,
