@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from detectors.alps import ALPS
 from detectors.anomaly import AnomalyScore
+from detectors.contained import describe_error
 from detectors.forecast import ForecastResidual
 from detectors.iqr import IQRFences
 from detectors.ipa import IPA
@@ -44,14 +45,18 @@ class SeriesState:
             if name not in state:
                 setattr(self, name, factory())
 
-    def learn_one(self, x: dict) -> None:
-        if x["price"] > 0.0:
-            # The price detectors work on log-price; only non-price series (NAB) reach 0 or below.
-            self.zscore.learn_one(x)
-            self.forecast.learn_one(x)
-            self.alps.learn_one(x)
-            self.ipa.learn_one(x)
-        self.iqr.learn_one(x)
+    def learn_one(self, x: dict, errors: dict[str, str] | None = None) -> None:
+        """Every detector learns ``x``; one that raises is skipped and named in ``errors``
+        (type and message), so it cannot keep the others from learning."""
+        # The price detectors work on log-price; only non-price series (NAB) reach 0 or below.
+        learners = (self.zscore, self.forecast, self.alps, self.ipa, self.iqr) if x["price"] > 0.0 else (self.iqr,)
+        for detector in learners:
+            try:
+                detector.learn_one(x)
+            except Exception as exc:  # noqa: BLE001 - contained: see DetectorStack.process
+                if errors is None:
+                    raise
+                errors.setdefault(detector.name, describe_error(exc))
 
     def expected(self) -> dict | None:
         """The band a next price is judged against: the forecast's, else the IQR fences'."""

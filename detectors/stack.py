@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 from detectors.alps import ALPS
 from detectors.ceiling import CeilingPrice
+from detectors.contained import describe_error, guarded
 from detectors.crossmarket import DAY, CrossMarket
 from detectors.forecast import ForecastResidual
 from detectors.iqr import IQRFences
@@ -177,7 +178,8 @@ class DetectorStack:
             while seen < len(by_time) and ticks[by_time[seen]]["ts"] <= horizon:
                 early = ticks[by_time[seen]]
                 if early["price"] > 0.0:
-                    self._panel(early["commodity"]).observe(_features(early))
+                    # A failure here shows in the tick's own verdict, when crossmarket scores it.
+                    guarded({}, "crossmarket", self._panel(early["commodity"]).observe, _features(early))
                 seen += 1
             verdicts.append(self.process(tick))
         return verdicts
@@ -207,42 +209,49 @@ class DetectorStack:
         thresholds: dict[str, float] = {}
         fired: list[str] = []
         reasons: dict[str, str] = {}
+        errors: dict[str, str] = {}
         for detector in detectors:
-            score = detector.score_one(x)
-            if score is None:
+            try:
+                score = detector.score_one(x)
+                if score is not None:
+                    score = float(score)
+            except Exception as exc:  # noqa: BLE001 - one detector's failure is that detector's alone
+                errors[detector.name] = describe_error(exc)
+                continue
+            if score is None or score != score:  # NaN says nothing; it must not reach a rule
                 continue
             scores[detector.name] = score
             thresholds[detector.name] = detector.threshold
             if score >= detector.threshold:
                 fired.append(detector.name)
-                reasons[detector.name] = detector.explain(x, score)
+                reasons[detector.name] = guarded(errors, detector.name, detector.explain, x, score) or ""
         fired.sort()
-        expected = series.expected()
+        expected = guarded(errors, "forecast", series.expected)
         classes = {name: CLASSIFIERS[name](scores[name]) for name in CLASSIFIERS if name in scores}
 
-        series.stale.learn_one(x)
+        guarded(errors, "stale", series.stale.learn_one, x)
         quarantined = self._suspect(scores, thresholds, fired)
         if quarantined:
             if positive:
-                panel.observe(x)
+                guarded(errors, "crossmarket", panel.observe, x)
             run = series.hold(x, self.config.shift_tolerance)
             if len(run) >= self.config.shift_after:
                 # A real level shift at this market: its usual premium is history.
                 panel.forget_premium(market)
-                self._learn_held(series, panel)
+                self._learn_held(series, panel, errors)
                 quarantined = False
         else:
             if series.held and series.agrees(x, self.config.shift_tolerance):
                 # The held run was the start of a move the market has now confirmed.
-                self._learn_held(series, panel)
+                self._learn_held(series, panel, errors)
             series.held.clear()
-            series.learn_one(x)
+            series.learn_one(x, errors)
             if positive:
-                panel.learn_one(x)
+                guarded(errors, "crossmarket", panel.learn_one, x)
         if quarantined:
-            series.anomaly.observe(x)
+            guarded(errors, "anomaly", series.anomaly.observe, x)
         else:
-            series.anomaly.learn_one(x)
+            guarded(errors, "anomaly", series.anomaly.learn_one, x)
         verdict = {
             "scores": scores,
             "fired": fired,
@@ -252,6 +261,8 @@ class DetectorStack:
         }
         if classes:
             verdict["classes"] = classes
+        if errors:
+            verdict["errors"] = errors
         return verdict
 
     def _suspect(
@@ -270,10 +281,10 @@ class DetectorStack:
         return len(strong) >= config.strong_count
 
     @staticmethod
-    def _learn_held(series: SeriesState, panel: CrossMarket) -> None:
+    def _learn_held(series: SeriesState, panel: CrossMarket, errors: dict[str, str]) -> None:
         for held in series.held:
-            series.learn_one(held)
-            panel.learn_one(held)
+            series.learn_one(held, errors)
+            guarded(errors, "crossmarket", panel.learn_one, held)
         series.held.clear()
 
     # -- feed health ----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from detectors.contained import describe_error
 from rules.events import build_event
 from rules.inhibition import FiringIndex
 from rules.model import SEVERITIES, Routes, Rule, RuleSet
@@ -49,6 +50,7 @@ from rules.silences import is_silenced
 HEALTH_FLAGS = {"stale": "stale", "no_data": "no_data", "error": "detector_error"}
 MAX_SOURCES = 4  # distinct sources remembered per alert: two confirm, a few more are history
 MAX_SCOPED = 100_000  # series whose applicable rules are remembered (then the memo starts over)
+MAX_ERRORS = 1_000  # rule failures kept between two take_errors calls (the rest are dropped)
 
 
 @dataclass
@@ -108,6 +110,7 @@ class RuleEngine:
         self.states: dict[str, AlertState] = {}
         self.dirty: set[str] = set()
         self.silences: list[dict] = []
+        self.errors: list[tuple[str, str]] = []
         self._use(ruleset)
 
     def _use(self, ruleset: RuleSet) -> None:
@@ -169,14 +172,15 @@ class RuleEngine:
     def on_health(self, health: dict) -> list[dict]:
         """Feed-health signal for a series: {commodity, market, province, state, age, ts, price};
         ``state`` is ok, stale, no_data or error (a detector failed)."""
-        context = {
-            "price": health.get("price") or 0.0, "quarantined": False, "fired_count": 0, "change": 0.0,
-            "expected_level": 0.0, "expected_lo": 0.0, "expected_hi": 0.0,
-            "age": health.get("age") or 0.0,
-            **{name: health.get("state") == state for state, name in HEALTH_FLAGS.items()},
-        }
-        verdict = {"scores": {}, "fired": [], "reasons": {}, "expected": None}
-        return self._finish(self._evaluate("health", health, verdict, context))
+        return self.on_health_batch([health])
+
+    def on_health_batch(self, healths: list[dict]) -> list[dict]:
+        """``on_health`` for the changes of one sweep, finished together: thousands of feeds
+        going stale at once cost one pass over the firing alerts, not one per feed."""
+        steps: list[_Step] = []
+        for health in healths:
+            steps.extend(self._evaluate("health", health, *_health_inputs(health)))
+        return self._finish(steps)
 
     def firing(self) -> list[dict]:
         return [state.event for state in self.states.values() if state.firing and state.event]
@@ -194,8 +198,12 @@ class RuleEngine:
         for rule in self._rules_for(kind, commodity, province, market):
             key = f"{rule.name}/{commodity}/{market}"
             state = self.states.get(key)
-            gate = rule.when.evaluate(verdict, context) if rule.when is not None else True
-            value = rule.value.number(verdict, context) if rule.value is not None else None
+            try:
+                gate = rule.when.evaluate(verdict, context) if rule.when is not None else True
+                value = rule.value.number(verdict, context) if rule.value is not None else None
+            except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
+                self._failed(rule.name, exc)
+                continue  # this rule's state stays as it was: the tick is not evidence either way
             if state is None:
                 if not gate or (value is not None and value < rule.rungs[0].enter):
                     continue  # nothing to remember for a series that never met the rule
@@ -205,7 +213,7 @@ class RuleEngine:
             _note_source(state, tick, transition)
             event = None
             if transition is not None:
-                event = build_event(rule, key, transition, tick, verdict, state, value, self.ruleset.names)
+                event = self._build(rule, key, transition, tick, verdict, state, value)
             steps.append(_Step(rule, key, state, tick, verdict, value, event))
             if not state.firing:
                 state.event = None
@@ -215,16 +223,37 @@ class RuleEngine:
                 state.event = event
         return steps
 
+    def _build(self, rule: Rule, key: str, transition: str, tick: dict, verdict: dict, state: AlertState,
+               value: float | None) -> dict:
+        """The event; if the rule's message cannot be rendered, the event still goes out with
+        its summary as the message (the alert itself must not be lost to a template)."""
+        try:
+            return build_event(rule, key, transition, tick, verdict, state, value, self.ruleset.names)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(rule.name, exc)
+            return build_event(rule, key, transition, tick, verdict, state, value, self.ruleset.names,
+                               use_template=False)
+
+    def _failed(self, rule: str, exc: Exception) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append((rule, describe_error(exc)))
+
+    def take_errors(self) -> list[tuple[str, str]]:
+        """Rule failures since the last call, ``(rule name, error)``: the engine counts and logs them."""
+        errors, self.errors = self.errors, []
+        return errors
+
     def _finish(self, steps: list[_Step]) -> list[dict]:
         """Inhibition, silences and routing for what the steps raised, at the end of a batch."""
         firing = self.firing()
         index = FiringIndex(firing, self.ruleset.inhibit)
+        markets = _FiringMarkets(firing)
         events = []
         for step in steps:
             event, state = step.event, step.state
             now = step.tick["ts"]
             if event is None:
-                event = self._reminder(step, firing, index, now)
+                event = self._reminder(step, markets, index, now)
                 if event is None:
                     continue
             elif event["state"] == "resolved":
@@ -232,7 +261,7 @@ class RuleEngine:
                 receivers = self.route(event, now) if state.notified and silence is None else []
                 _mark(event, receivers, [], silence)
                 state.notified, state.last_notified, state.awaiting = False, None, False
-            elif _unconfirmed(step, firing):
+            elif _unconfirmed(step, markets):
                 _mark(event, [], [], None)
                 event["awaiting_confirmation"] = state.awaiting = True
             else:
@@ -248,7 +277,7 @@ class RuleEngine:
         receivers = [] if inhibited or silence else self.route(event, now)
         return receivers, inhibited, silence
 
-    def _reminder(self, step: _Step, firing: list[dict], index: FiringIndex, now: float) -> dict | None:
+    def _reminder(self, step: _Step, firing: _FiringMarkets, index: FiringIndex, now: float) -> dict | None:
         """``confirmed`` once a held alert is confirmed, ``unmuted`` for a firing alert nobody
         heard of, ``repeated`` after repeat_interval."""
         state = step.state
@@ -262,8 +291,7 @@ class RuleEngine:
             transition = "unmuted"
         if (transition == "repeated" and not self._repeats) or _unconfirmed(step, firing):
             return None
-        candidate = build_event(step.rule, step.key, transition, step.tick, step.verdict, state,
-                                step.value, self.ruleset.names)
+        candidate = self._build(step.rule, step.key, transition, step.tick, step.verdict, state, step.value)
         receivers, inhibited, silence = self._deliveries(candidate, index, now)
         if transition == "repeated":
             elapsed = now - (state.last_notified or now)
@@ -280,13 +308,15 @@ def _note_source(state: AlertState, tick: dict, transition: str | None) -> None:
     if transition == "resolved":
         state.sources = []
         return
-    source = tick.get("source")
+    # The authenticated device, not the client-written ``source``: one device cannot confirm
+    # its own alert by inventing a second source name (ticks without a device: replays, tests).
+    source = tick.get("device") or tick.get("source")
     holds = any(rs.true_ticks for rs in state.rungs)
     if holds and source and source not in state.sources and len(state.sources) < MAX_SOURCES:
         state.sources.append(source)
 
 
-def _unconfirmed(step: _Step, firing: list[dict]) -> bool:
+def _unconfirmed(step: _Step, firing: _FiringMarkets) -> bool:
     """True while the alert's current rung needs a confirmation it does not have."""
     rule, state, tick = step.rule, step.state, step.tick
     if rule.confirm is None or state.top < 0:
@@ -295,11 +325,37 @@ def _unconfirmed(step: _Step, firing: list[dict]) -> bool:
         return False
     if len(state.sources) >= 2:
         return False
-    return not any(
-        other["rule"] == rule.name and other["commodity"] == tick["commodity"]
-        and other["market"] != tick["market"] and other.get("province") == tick.get("province")
-        for other in firing
-    )
+    return not firing.elsewhere(rule.name, tick)
+
+
+class _FiringMarkets:
+    """The markets where each (rule, commodity, province) fires, built on first use per batch:
+    a confirmation looks up one entry instead of scanning every firing alert."""
+
+    def __init__(self, firing: list[dict]):
+        self._firing = firing
+        self._markets: dict[tuple[str, str, str], set[str]] | None = None
+
+    def elsewhere(self, rule: str, tick: dict) -> bool:
+        """Whether ``rule`` fires for the tick's commodity at another market of its province."""
+        if self._markets is None:
+            self._markets = {}
+            for event in self._firing:
+                group = (event["rule"], event["commodity"], event.get("province", ""))
+                self._markets.setdefault(group, set()).add(event["market"])
+        markets = self._markets.get((rule, tick["commodity"], tick.get("province", "")), ())
+        return any(market != tick["market"] for market in markets)
+
+
+def _health_inputs(health: dict) -> tuple[dict, dict]:
+    """The verdict and context a feed-health rule is evaluated on."""
+    context = {
+        "price": health.get("price") or 0.0, "quarantined": False, "fired_count": 0, "change": 0.0,
+        "expected_level": 0.0, "expected_lo": 0.0, "expected_hi": 0.0,
+        "age": health.get("age") or 0.0,
+        **{name: health.get("state") == state for state, name in HEALTH_FLAGS.items()},
+    }
+    return {"scores": {}, "fired": [], "reasons": {}, "expected": None}, context
 
 
 def _tick_context(tick: dict, verdict: dict) -> dict:
@@ -313,7 +369,7 @@ def _tick_context(tick: dict, verdict: dict) -> dict:
         "expected_level": level or 0.0,
         "expected_lo": expected.get("lo") or 0.0,
         "expected_hi": expected.get("hi") or 0.0,
-        "stale": False, "no_data": False, "detector_error": bool(verdict.get("error")),
+        "stale": False, "no_data": False, "detector_error": bool(verdict.get("errors")),
         "age": 0.0,
     }
 

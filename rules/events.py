@@ -35,8 +35,9 @@ DEFAULT_HEALTH_RESOLVED = compile_template("Selesai: {summary}: {commodity_name}
 
 
 def build_event(rule: Rule, key: str, transition: str, tick: dict, verdict: dict, state: Any,
-                value: float | None, names: Names) -> dict:
-    """The alert event for ``transition``; ``state`` is the AlertState after the step."""
+                value: float | None, names: Names, use_template: bool = True) -> dict:
+    """The alert event for ``transition``; ``state`` is the AlertState after the step.
+    ``use_template=False`` takes the built-in message instead of the rule's own."""
     resolved = transition == "resolved"
     previous = state.event or {}
     rung = rule.rungs[state.top] if state.top >= 0 else None
@@ -78,7 +79,8 @@ def build_event(rule: Rule, key: str, transition: str, tick: dict, verdict: dict
     if rule.kind == "health":
         event["health"] = tick.get("state")
         event["age"] = tick.get("age")
-    event["message"] = _template(rule, transition).render(message_values(event, names))
+    template = _template(rule, transition) if use_template else _default_template(rule, transition)
+    event["message"] = template.render(message_values(event, names))
     return event
 
 
@@ -91,6 +93,10 @@ def _template(rule: Rule, transition: str) -> Template:
     template = rule.message(transition)
     if template is not None:
         return template
+    return _default_template(rule, transition)
+
+
+def _default_template(rule: Rule, transition: str) -> Template:
     if rule.kind == "health":
         return DEFAULT_HEALTH_RESOLVED if transition == "resolved" else DEFAULT_HEALTH_FIRING
     return DEFAULT_RESOLVED if transition == "resolved" else DEFAULT_FIRING

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import keys, params
+from server.progress import engine_progress
 from server.access import requires
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
@@ -173,14 +174,21 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     redis = request.app.state.redis
-    checks = {"redis": False, "rules": False, "engine": False, "feed": request.app.state.hub.connected.is_set()}
+    checks = {"redis": False, "rules": False, "engine": False, "engine_progress": False,
+              "feed": request.app.state.hub.connected.is_set()}
+    detail: dict = {}
     try:
         checks["redis"] = bool(await redis.ping())
         status = await redis.get(keys.RULES_STATUS)
         checks["rules"] = status is not None and bool(orjson.loads(status).get("files") is not None)
         heartbeat = await redis.get(keys.ENGINE_HEARTBEAT)
         checks["engine"] = heartbeat is not None and time.time() - float(heartbeat) < 60
+        progress = await engine_progress(redis, request.app.state.settings.engine_stall)
+        checks["engine_progress"] = not progress["stalled"]
+        detail["engine"] = progress
     except Exception:  # noqa: BLE001 - readiness reports what failed instead of failing itself
         pass
-    ready = checks["redis"] and checks["rules"]
-    return ORJSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    # Ready means ticks sent now will be scored: Redis and rules up, and the engine not stuck
+    # on waiting ticks (a live engine that is merely idle, or catching up, is fine).
+    ready = checks["redis"] and checks["rules"] and checks["engine_progress"]
+    return ORJSONResponse({"ready": ready, "checks": checks, **detail}, status_code=200 if ready else 503)

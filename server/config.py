@@ -36,6 +36,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_DEVICE_RATE": ("2000", "ticks per second one device (token) may push, sustained"),
     "PASARWATCH_DEVICE_BURST": ("20000", "ticks one device may push at once before its rate applies"),
     "PASARWATCH_WS_MAX_PER_ADDRESS": ("256", "open WebSocket connections allowed per client address"),
+    "PASARWATCH_DEADLETTER_LEN": ("10000", "ticks the engine could not process kept in pw:deadletter for replay (oldest dropped beyond)"),
+    "PASARWATCH_ENGINE_STALL": ("30", "seconds the engine may make no progress on waiting ticks before /readyz says unready"),
     "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
     "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
     "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),
@@ -77,6 +79,8 @@ class Settings:
     device_rate: float
     device_burst: float
     ws_max_per_address: int
+    deadletter_len: int = 10_000
+    engine_stall: float = 30.0
 
     @property
     def catalog_dir(self) -> Path:
@@ -110,6 +114,8 @@ class Settings:
             device_rate=float(_env("PASARWATCH_DEVICE_RATE")),
             device_burst=float(_env("PASARWATCH_DEVICE_BURST")),
             ws_max_per_address=int(_env("PASARWATCH_WS_MAX_PER_ADDRESS")),
+            deadletter_len=int(_env("PASARWATCH_DEADLETTER_LEN")),
+            engine_stall=float(_env("PASARWATCH_ENGINE_STALL")),
         )
 
 

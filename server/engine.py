@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import orjson
 import redis
 
+from detectors.contained import describe_error
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.catalog import Catalog
 from rules.engine import RuleEngine
@@ -74,8 +75,17 @@ class Engine:
         self.settings = settings
         self.redis = client
         self.catalog = catalog
-        self.stack = DetectorStack(ceilings=ceilings_of(catalog))
         self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
+        self._fresh_state()
+        self._stopping = False
+        self.restored = False  # set once the checkpoint is loaded: Redis was reachable
+        self.last_committed: str | None = None
+        self.errors = ErrorLog()
+        self._progress_at = 0.0
+
+    def _fresh_state(self) -> None:
+        """Everything the checkpoint holds, as on a first start."""
+        self.stack = DetectorStack(ceilings=ceilings_of(self.catalog))
         self.rules = RuleEngine(self.rulebook.current)
         self.clock = Clock()
         self.last_alert = (0, 0)
@@ -83,9 +93,6 @@ class Engine:
         self.last_price: dict[tuple[str, str], float] = {}
         self.latest_ts: dict[tuple[str, str], float] = {}
         self.sources = SourceReliability()
-        self._stopping = False
-        self.restored = False  # set once the checkpoint is loaded: Redis was reachable
-        self.last_committed: str | None = None
 
     # -- start-up ---------------------------------------------------------------------------
     def restore(self) -> None:
@@ -95,6 +102,17 @@ class Engine:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._load_checkpoint()
+        self.publish_rules_status()
+        self.restored = True
+        log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
+
+    def reload(self) -> None:
+        """Forget what was learned since the last commit: back to the checkpoint in Redis."""
+        self._fresh_state()
+        self._load_checkpoint()
+
+    def _load_checkpoint(self) -> None:
         for raw_key, blob in self.redis.hgetall(keys.STATE_SERIES).items():
             commodity, market = raw_key.decode().split("/", 1)
             state = _unpickle(blob, raw_key)
@@ -109,17 +127,14 @@ class Engine:
             if state is not None:
                 self.rules.states[raw_key.decode()] = state
         engine_state = self.redis.get(keys.STATE_ENGINE)
-        if engine_state:
-            saved = pickle.loads(engine_state)
+        saved = _unpickle(engine_state, keys.STATE_ENGINE.encode()) if engine_state else None
+        if saved:
             self.clock = saved["clock"]
             self.last_alert = saved["last_alert"]
             self.provinces = saved["provinces"]
             self.last_price = saved.get("last_price", {})
             self.latest_ts = saved.get("latest_ts", {})
             self.sources = saved.get("sources", self.sources)
-        self.publish_rules_status()
-        self.restored = True
-        log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -133,6 +148,8 @@ class Engine:
                 continue
             self.process_entries(entries)
             wall = time.time()
+            if not entries:
+                self._report_progress(wall)  # caught up: nothing waits for this engine
             if wall >= next_rules_check:
                 self.check_rules(wall)
                 next_rules_check = wall + self.settings.rules_poll
@@ -154,7 +171,51 @@ class Engine:
         return response[0][1] if response else []
 
     # -- one batch --------------------------------------------------------------------------
-    def process_entries(self, entries: list[tuple[bytes, dict]]) -> Batch:
+    def process_entries(self, entries: list[tuple[bytes, dict]]) -> Batch | None:
+        """Process and commit one batch. A batch that fails for any reason but Redis is
+        processed again one tick at a time from the checkpoint, so that only the ticks that fail
+        on their own go to the dead-letter stream and the rest flow (see ``_isolate``)."""
+        try:
+            return self._process(entries)
+        except redis.RedisError:
+            raise  # an outage: run_engine starts over from the checkpoint when Redis is back
+        except Exception as exc:  # noqa: BLE001 - no input may stop the engine
+            self.errors.note("batch", exc)
+            self._isolate(entries)
+            return None
+
+    def _isolate(self, entries: list[tuple[bytes, dict]]) -> None:
+        """Back to the checkpoint (the failed batch may have half-taught the detectors), then
+        each tick alone: one that still fails is dead-lettered, and the state it half-taught is
+        thrown away again. The ticks around it are judged one by one instead of as a batch."""
+        self.reload()
+        for entry in entries:
+            try:
+                self._process([entry])
+            except redis.RedisError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self.reload()
+                self.dead_letter(entry, exc)
+
+    def dead_letter(self, entry: tuple[bytes, dict], exc: BaseException) -> None:
+        """Move one tick to ``pw:deadletter`` (kept, listed and replayable by an operator) and
+        acknowledge it, in one transaction."""
+        entry_id, fields = entry
+        tick_id = entry_id.decode()
+        error = describe_error(exc)
+        log.error("tick %s cannot be processed (%s); moved to %s", tick_id, error, keys.DEADLETTER)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(keys.DEADLETTER, {"t": (fields or {}).get(b"t", b""), "id": tick_id, "error": error,
+                                    "at": repr(time.time())},
+                  maxlen=self.settings.deadletter_len, approximate=True)
+        pipe.xack(keys.TICKS, keys.ENGINE_GROUP, tick_id)
+        pipe.incr(keys.DEADLETTERED)
+        pipe.hincrby(keys.ERRORS, "engine:deadletter", 1)
+        pipe.execute()
+        self.last_committed = tick_id
+
+    def _process(self, entries: list[tuple[bytes, dict]]) -> Batch:
         batch = Batch()
         wall = time.time()
         ticks = []
@@ -165,7 +226,7 @@ class Engine:
             if payload is None:  # trimmed, or written by hand without a tick: ack and skip
                 log.warning("stream entry %s has no tick field", tick_id)
                 continue
-            tick = orjson.loads(payload)
+            tick = parse_tick(payload)
             tick["id"] = tick_id
             ticks.append(tick)
         # Ticks read together are judged together: a day's reports see each other (see
@@ -174,9 +235,13 @@ class Engine:
         verdicts = self.stack.process_batch(ticks)
         for tick, verdict in zip(ticks, verdicts):
             self.record(tick, verdict, batch, wall)
+            for name, error in (verdict.get("errors") or {}).items():
+                self.errors.contained(f"detector:{name}", error, tick["id"])
         if ticks:
             self.rules.set_silences(active_silences(self.redis, wall))
             batch.alerts.extend(self.rules.on_batch(ticks, verdicts))
+            for rule, error in self.rules.take_errors():
+                self.errors.contained(f"rule:{rule}", error, ticks[-1]["id"])
         if batch:
             self.commit(batch)
         return batch
@@ -212,13 +277,15 @@ class Engine:
         self.rules.set_silences(active_silences(self.redis, wall))
         for change in self.stack.sweep(now):
             series = (change["commodity"], change["market"])
-            health = {
+            batch.health.append({
                 "type": "health", **change, "province": self.provinces.get(series, ""),
                 "price": self.last_price.get(series), "ts": now,
-            }
-            batch.health.append(health)
+            })
             batch.series.add(series)
-            batch.alerts.extend(self.rules.on_health(health))
+        if batch.health:
+            batch.alerts.extend(self.rules.on_health_batch(batch.health))
+            for rule, error in self.rules.take_errors():
+                self.errors.contained(f"rule:{rule}", error, "sweep")
         if batch:
             self.commit(batch)
 
@@ -291,9 +358,20 @@ class Engine:
             pipe.incrby(keys.PROCESSED, len(batch.tick_ids))
         if batch.alerts:
             pipe.incrby(keys.ALERTS_RAISED, len(batch.alerts))
+        for cause, count in self.errors.take_counts().items():
+            pipe.hincrby(keys.ERRORS, cause, count)
+        wall = time.time()
+        if batch.tick_ids:
+            pipe.set(keys.ENGINE_PROGRESS, repr(wall))
         pipe.execute()
         if batch.tick_ids:
             self.last_committed = batch.tick_ids[-1]
+            self._progress_at = wall
+
+    def _report_progress(self, wall: float) -> None:
+        if wall - self._progress_at >= 1.0:  # at most once a second while idle
+            self.redis.set(keys.ENGINE_PROGRESS, repr(wall))
+            self._progress_at = wall
 
     def _next_alert_id(self) -> str:
         # Explicit ids let the alert message carry its own id in the same transaction.
@@ -322,6 +400,54 @@ class Engine:
         pipe.xtrim(keys.TICKS, minid=entry_id.decode(), approximate=False)
         pipe.xdel(keys.TICKS, entry_id)
         pipe.execute()
+
+
+def parse_tick(payload: bytes) -> dict:
+    """A stream entry's tick, with the fields the engine relies on checked: the web process
+    validated it, but the stream is also written by replays, imports and hands."""
+    tick = orjson.loads(payload)
+    if not isinstance(tick, dict):
+        raise ValueError("the tick is not a JSON object")
+    for name in ("commodity", "market"):
+        if not isinstance(tick.get(name), str):
+            raise ValueError(f"{name} is missing or not text")
+    for name in ("price", "ts"):
+        value = tick.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ValueError(f"{name} is missing or not a number")
+    tick.setdefault("province", "")
+    tick.setdefault("unit", "")
+    return tick
+
+
+class ErrorLog:
+    """Failures the engine contained: counted per cause (written with the next commit) and
+    logged once per distinct cause, so a detector that fails on every tick cannot flood the log."""
+
+    MAX_CAUSES = 1_000
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._logged: set[tuple[str, str]] = set()
+
+    def contained(self, cause: str, error: str, where: str) -> None:
+        self._counts[cause] = self._counts.get(cause, 0) + 1
+        if (cause, error) not in self._logged and len(self._logged) < self.MAX_CAUSES:
+            self._logged.add((cause, error))
+            log.error("%s failed on %s and was skipped for it: %s (logged once per cause; counted in %s)",
+                      cause, where, error, keys.ERRORS)
+
+    def note(self, cause: str, exc: BaseException) -> None:
+        """A failure of a whole batch: logged with its traceback, once per cause."""
+        self._counts[f"engine:{cause}"] = self._counts.get(f"engine:{cause}", 0) + 1
+        error = describe_error(exc)
+        if (cause, error) not in self._logged and len(self._logged) < self.MAX_CAUSES:
+            self._logged.add((cause, error))
+            log.exception("a batch failed (%s); processing its ticks one by one", error)
+
+    def take_counts(self) -> dict[str, int]:
+        counts, self._counts = self._counts, {}
+        return counts
 
 
 def ceilings_of(catalog: Catalog) -> dict[str | tuple[str, str], float]:
@@ -384,5 +510,8 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
                 log.warning("lost Redis (%s); starting over from the checkpoint when it is back", exc)
             time.sleep(delay)  # back-off between attempts, not synchronisation
             delay = min(delay * 2, MAX_RETRY)
+        except Exception:  # noqa: BLE001 - a fault outside any one tick: start over, do not exit
+            log.exception("engine failed; starting over from the checkpoint in %.1f s", MAX_RETRY)
+            time.sleep(MAX_RETRY)  # back-off: a fault that repeats must not spin
         finally:
             client.connection_pool.disconnect()  # a half-read reply must not reach the next run

@@ -22,6 +22,10 @@ ENGINE_HEARTBEAT = "pw:engine:heartbeat"
 ACCEPTED = "pw:stats:accepted"  # ticks acknowledged with 202
 PROCESSED = "pw:stats:processed"  # ticks the engine has committed
 ALERTS_RAISED = "pw:stats:alerts"
+DEADLETTER = "pw:deadletter"  # ticks the engine could not process at all, for an operator to replay
+DEADLETTERED = "pw:stats:deadlettered"  # ticks ever moved to the dead-letter stream
+ERRORS = "pw:stats:errors"  # hash "detector:<name>" / "rule:<name>" -> failures contained
+ENGINE_PROGRESS = "pw:engine:progress"  # wall time the engine last committed ticks or was caught up
 
 
 def series_key(commodity: str, market: str) -> str:

@@ -1,0 +1,156 @@
+"""Ticks the engine could not process, for an operator to list, replay or discard.
+
+The engine moves a tick that fails on its own (after its batch was retried one tick at a time,
+see server/engine.py ``Engine._isolate``) to the stream ``pw:deadletter`` with the error and its
+original id, and acknowledges it, so the ticks behind it flow. Nothing is lost: the entry keeps
+the tick as it was accepted. An operator (role ``operate``):
+
+- ``GET /api/v1/deadletters?limit=`` -> ``{"deadletters": [{id, tick_id, error, at, tick}], "total"}``
+  (newest first; ``total`` counts every tick ever dead-lettered)
+- ``POST /api/v1/deadletters/{id}/replay`` -> 202 ``{"replayed": id, "ids": [new stream id]}``: the
+  tick goes back into ``pw:ticks`` as a new entry (``replay_of`` names the original), either as it
+  was (after a fix of the engine) or, with a JSON tick as body, corrected (validated like any tick)
+- ``DELETE /api/v1/deadletters/{id}`` -> 200: discarded for good (the audit chain keeps the original)
+
+The same from the shell: ``pasarwatch deadletter list|replay ID|discard ID``.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rules.catalog import Catalog
+from server import keys
+from server.access import requires
+from server.ingest import TickAppender
+from server.responses import ORJSONResponse, error
+from server.ticks import validate_ticks
+
+MAX_LIST = 1_000
+STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+MAX_CORRECTION_BYTES = 64 * 1024
+
+
+class DeadLetterError(LookupError):
+    """No dead-lettered tick with that id, or a correction that is not a valid tick."""
+
+    def __init__(self, status: int, field: str, reason: str, detail: str):
+        super().__init__(detail)
+        self.status, self.field, self.reason, self.detail = status, field, reason, detail
+
+
+def _entry(entry_id: bytes, fields: dict) -> dict:
+    raw = fields.get(b"t", b"")
+    try:
+        tick = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        tick = None
+    return {
+        "id": entry_id.decode(),
+        "tick_id": fields.get(b"id", b"").decode(),
+        "error": fields.get(b"error", b"").decode(errors="replace"),
+        "at": float(fields.get(b"at", b"0") or 0),
+        "tick": tick,
+        "raw": None if tick is not None else raw.decode(errors="replace")[:1000],
+    }
+
+
+async def list_deadletters(redis: Redis, limit: int = 100) -> dict:
+    entries = await redis.xrevrange(keys.DEADLETTER, count=max(1, min(limit, MAX_LIST)))
+    total = int(await redis.get(keys.DEADLETTERED) or 0)
+    return {"deadletters": [_entry(entry_id, fields) for entry_id, fields in entries], "total": total}
+
+
+async def replay(redis: Redis, catalog: Catalog, entry_id: str, correction: object = None,
+                 max_future_skew: float = 300.0) -> dict:
+    """Append the dead-lettered tick (or its ``correction``) to ``pw:ticks`` again and drop the
+    dead letter. The original ``seq`` is not reused: the pair was taken when it was accepted."""
+    _check_id(entry_id)
+    found = await redis.xrange(keys.DEADLETTER, min=entry_id, max=entry_id, count=1)
+    if not found:
+        raise DeadLetterError(404, "id", "not_found", f"no dead-lettered tick {entry_id}")
+    letter = _entry(*found[0])
+    original = letter["tick"] if isinstance(letter["tick"], dict) else {}
+    if correction is None:
+        if not original:
+            raise DeadLetterError(422, "body", "required",
+                                  "the stored tick is not readable JSON: send a corrected tick as the body")
+        tick = {k: v for k, v in original.items() if k not in ("id", "seq")}
+    else:
+        validated = validate_ticks([correction], catalog, time.time(), max_future_skew)
+        if validated.errors:
+            first = validated.errors[0]
+            raise DeadLetterError(422, first["field"], first["reason"], first["detail"])
+        tick = {k: v for k, v in validated.ticks[0][1].items() if k != "seq"}
+        if original.get("device"):
+            tick["device"] = original["device"]
+    tick["replay_of"] = letter["tick_id"]
+    ids = await TickAppender(redis).append([tick])
+    await redis.xdel(keys.DEADLETTER, entry_id)
+    return {"replayed": entry_id, "ids": [i for i in ids if i]}
+
+
+async def discard(redis: Redis, entry_id: str) -> dict:
+    _check_id(entry_id)
+    if not await redis.xdel(keys.DEADLETTER, entry_id):
+        raise DeadLetterError(404, "id", "not_found", f"no dead-lettered tick {entry_id}")
+    return {"discarded": entry_id}
+
+
+def _check_id(entry_id: str) -> None:
+    if not STREAM_ID.fullmatch(entry_id):
+        raise DeadLetterError(404, "id", "not_found", f"no dead-lettered tick {entry_id[:40]!r}")
+
+
+def _refused(exc: DeadLetterError) -> Response:
+    return error(exc.status, exc.field, exc.reason, exc.detail)
+
+
+@requires("operate")
+async def get_deadletters(request: Request) -> Response:
+    try:
+        limit = int(request.query_params.get("limit", "100"))
+    except ValueError:
+        return error(422, "limit", "bad_type", "limit must be an integer")
+    return ORJSONResponse(await list_deadletters(request.app.state.redis, limit))
+
+
+@requires("operate")
+async def post_replay(request: Request) -> Response:
+    body = await request.body()
+    if len(body) > MAX_CORRECTION_BYTES:
+        return error(413, "body", "too_large", f"a corrected tick is at most {MAX_CORRECTION_BYTES} bytes")
+    correction = None
+    if body.strip():
+        try:
+            correction = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return error(422, "body", "invalid_json", str(exc))
+    try:
+        result = await replay(request.app.state.redis, request.app.state.catalog,
+                              request.path_params["id"], correction,
+                              request.app.state.settings.max_future_skew)
+    except DeadLetterError as exc:
+        return _refused(exc)
+    return ORJSONResponse(result, status_code=202)
+
+
+@requires("operate")
+async def delete_deadletter(request: Request) -> Response:
+    try:
+        return ORJSONResponse(await discard(request.app.state.redis, request.path_params["id"]))
+    except DeadLetterError as exc:
+        return _refused(exc)
+
+
+routes = [
+    Route("/api/v1/deadletters", get_deadletters),
+    Route("/api/v1/deadletters/{id}/replay", post_replay, methods=["POST"]),
+    Route("/api/v1/deadletters/{id}", delete_deadletter, methods=["DELETE"]),
+]

@@ -1,0 +1,121 @@
+"""No input stops detection: a tick a detector or rule cannot handle is contained, a tick the
+engine cannot process at all is dead-lettered for an operator, and /readyz says when the engine
+makes no progress (issue: "One bad tick must never stop detection")."""
+from __future__ import annotations
+
+import signal
+
+import orjson
+import pytest
+
+from detectors.stack import DetectorStack
+from rules.catalog import load_catalog
+from rules.engine import RuleEngine
+from rules.loader import parse_rule_text
+from tests.system import System, wait_for
+from tests.test_pipeline import DAY, MARKETS, START, day_ticks, feed
+
+EPOCH_1900 = -2_208_988_800.0  # 1900-01-01T00:00:00Z: outside the Hijri calendar's range
+
+
+def test_a_detector_that_raises_loses_its_say_on_that_tick_only():
+    stack = DetectorStack()
+    for day in range(400):  # a year of history: the seasonal indicators (ALPS, IPA) are warm
+        stack.process({"commodity": "cabai", "market": "pasar-a", "price": 50000.0 + 10 * (day % 7),
+                       "ts": START + day * DAY})
+    poison = stack.process({"commodity": "cabai", "market": "pasar-a", "price": 50000.0, "ts": EPOCH_1900})
+    assert set(poison["errors"]) == {"alps", "ipa"}
+    assert poison["errors"]["ipa"].startswith("OverflowError")
+    assert "zscore" in poison["scores"] and "iqr" in poison["scores"]  # the others still judged it
+    after = stack.process({"commodity": "cabai", "market": "pasar-a", "price": 50010.0, "ts": START + 401 * DAY})
+    assert "errors" not in after and "alps" in after["scores"]
+
+
+def test_a_rule_that_raises_is_skipped_for_that_tick_and_reported():
+    rules = parse_rule_text("rules:\n  - name: lonjakan\n    when: zscore.score > 3\n",
+                            "t.yaml", load_catalog(), {"zscore"})
+    engine = RuleEngine(rules)
+    tick = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 1.0, "ts": 1.0}
+    malformed = {"scores": [5.0], "fired": [], "reasons": {}, "expected": None}  # a list, not a mapping
+    assert engine.on_batch([tick, {**tick, "ts": 2.0}],
+                           [malformed, {"scores": {"zscore": 5.0}, "fired": ["zscore"], "reasons": {},
+                                        "expected": None}])[0]["transition"] == "fired"
+    errors = engine.take_errors()
+    assert [rule for rule, _ in errors] == ["lonjakan"] and engine.take_errors() == []
+
+
+@pytest.fixture
+def stall_system(tmp_path):
+    system = System(tmp_path, env={"PASARWATCH_ENGINE_STALL": "1"})
+    yield system
+    system.stop()
+
+
+def _raw(system: System, payload: bytes) -> str:
+    """A stream entry written past the web process, as an import, a replay or an older version could."""
+    return system.redis.xadd("pw:ticks", {"t": payload}).decode()
+
+
+def _deadletters(system: System) -> list[dict]:
+    response = system.http.get("/api/v1/deadletters")
+    assert response.status_code == 200, response.text
+    return response.json()["deadletters"]
+
+
+def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
+    system.start()
+    sent = feed(system, range(10))
+    system.wait_processed(sent)
+    old = {**day_ticks(10)[0], "ts": EPOCH_1900, "device": "test-admin"}
+    contained_ids = [_raw(system, orjson.dumps(old)) for _ in range(3)]
+    unreadable = _raw(system, b"{not json")
+    no_price = _raw(system, orjson.dumps({**day_ticks(10)[1], "price": "murah"}))
+    sent += 3 + feed(system, range(11, 14))
+    system.wait_processed(sent)
+    wait_for(lambda: len(_deadletters(system)) == 2, 15, "the two unprocessable ticks to be dead-lettered")
+
+    assert system.processes["engine"].poll() is None, system.log("engine")[-2000:]
+    assert system.http.get("/readyz").status_code == 200
+    # Every good tick after the poison was scored, and the 1900 tick was judged without the
+    # seasonal indicators (their failure is named in the verdict).
+    history = system.http.get(f"/api/v1/series/cabai-rawit-merah/{MARKETS[0]}/history").json()["points"]
+    by_id = {price["id"]: price for price in history}
+    assert all("ipa" in by_id[i]["verdict"].get("errors", {}) for i in contained_ids)
+    assert max(p["ts"] for p in history) == START + 13 * DAY
+    letters = {letter["tick_id"]: letter for letter in _deadletters(system)}
+    assert set(letters) == {unreadable, no_price}
+    assert "JSONDecodeError" in letters[unreadable]["error"] and letters[unreadable]["raw"] == "{not json"
+    assert "price" in letters[no_price]["error"]
+    # Counted, and logged once per cause however often it happens.
+    errors = {k.decode(): int(v) for k, v in system.redis.hgetall("pw:stats:errors").items()}
+    assert errors["detector:ipa"] >= 3 and errors["engine:deadletter"] == 2
+    assert system.log("engine").count("detector:ipa failed") == 1
+
+    # An operator replays one with a correction (it is then scored) and discards the other.
+    fixed = {**day_ticks(14)[1]}
+    replayed = system.http.post(f"/api/v1/deadletters/{letters[no_price]['id']}/replay", json=fixed)
+    assert replayed.status_code == 202, replayed.text
+    system.wait_processed(sent + 1)
+    history = system.http.get(f"/api/v1/series/cabai-rawit-merah/{MARKETS[1]}/history").json()["points"]
+    assert history[-1]["id"] == replayed.json()["ids"][0] and history[-1]["ts"] == fixed["ts"]
+    assert system.http.delete(f"/api/v1/deadletters/{letters[unreadable]['id']}").status_code == 200
+    assert _deadletters(system) == []
+    assert system.http.delete("/api/v1/deadletters/1-0").status_code == 404
+    assert system.http.post("/api/v1/deadletters/nonsense/replay").status_code == 404
+
+
+def test_readyz_turns_unready_when_the_engine_makes_no_progress_on_waiting_ticks(stall_system):
+    system = stall_system.start()
+    system.wait_processed(feed(system, range(3)))
+    assert system.http.get("/readyz").status_code == 200
+    engine = system.processes["engine"]
+    engine.send_signal(signal.SIGSTOP)
+    try:
+        feed(system, range(3, 4))
+        unready = wait_for(lambda: (r := system.http.get("/readyz")).status_code == 503 and r, 15,
+                           "readyz to notice the stalled engine")
+        body = unready.json()
+        assert body["checks"]["engine_progress"] is False and body["engine"]["waiting"] is True
+    finally:
+        engine.send_signal(signal.SIGCONT)
+    wait_for(lambda: system.http.get("/readyz").status_code == 200, 15, "readyz to recover")
