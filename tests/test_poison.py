@@ -119,3 +119,23 @@ def test_readyz_turns_unready_when_the_engine_makes_no_progress_on_waiting_ticks
     finally:
         engine.send_signal(signal.SIGCONT)
     wait_for(lambda: system.http.get("/readyz").status_code == 200, 15, "readyz to recover")
+
+
+@pytest.mark.timeout(60)
+def test_thousands_of_feeds_going_stale_at_once_are_one_pass_not_one_per_feed():
+    """9,200 series went stale together and the engine made no progress for 6.5 minutes: each
+    health change scanned every firing alert. One sweep is now finished as one batch."""
+    from detectors.stack import DETECTOR_NAMES
+    from rules.loader import load_rules, rule_files
+    from server.config import PROJECT_ROOT
+
+    catalog = load_catalog()
+    engine = RuleEngine(load_rules(rule_files(PROJECT_ROOT / "rules"), catalog, set(DETECTOR_NAMES)))
+    commodities = sorted(catalog.commodities)
+    healths = [{"commodity": commodities[i % len(commodities)], "market": f"pasar-{i}", "province": "32",
+                "state": "stale", "age": 10 * DAY, "expected_gap": DAY, "price": 1000.0, "ts": START}
+               for i in range(9_200)]
+    events = engine.on_health_batch(healths)
+    fired = {event["key"].split("/", 1)[1] for event in events if event["transition"] == "fired"}
+    assert len(fired) == 9_200  # every feed's stale alert, each once
+    assert len(engine.firing()) == 9_200
