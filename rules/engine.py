@@ -110,6 +110,7 @@ class RuleEngine:
         self.states: dict[str, AlertState] = {}
         self.dirty: set[str] = set()
         self.silences: list[dict] = []
+        self._silence_wall: float | None = None
         self.errors: list[tuple[str, str]] = []
         self._use(ruleset)
 
@@ -132,9 +133,15 @@ class RuleEngine:
                 if rule.kind == kind and rule.scope.matches(commodity, province, market))
         return rules
 
-    def set_silences(self, silences: list[dict]) -> None:
-        """The silences in force (``server.silences.active_silences``); call once per batch."""
+    def set_silences(self, silences: list[dict], wall: float | None = None) -> None:
+        """The silences in force (``server.silences.active_silences``); call once per batch.
+
+        Silences are an operator's wall-clock intent ("mute this for 2 hours from now"): with
+        ``wall``, they are judged at that time, whatever time the ticks carry (a replay of 2024
+        prices is silenced by a silence made today). Without it (offline rule tests and
+        backtests, where silences are written in the data's own time) at the tick's time."""
         self.silences = list(silences)
+        self._silence_wall = wall
 
     def swap(self, ruleset: RuleSet, now: float) -> list[dict]:
         """Put a new rule set in force; alerts of rules that no longer exist are resolved."""
@@ -184,6 +191,35 @@ class RuleEngine:
 
     def firing(self) -> list[dict]:
         return [state.event for state in self.states.values() if state.firing and state.event]
+
+    def recheck_muted(self, now: float) -> list[dict]:
+        """Firing alerts nobody was told of because a silence or an inhibition muted them, told
+        now (``unmuted``) if that mute has lifted: a silence deleted or expired, the inhibiting
+        alert resolved. Without this they would wait for their series' next tick, a day later
+        for daily prices. Cheap to call often: only alerts whose recorded mute is gone are
+        evaluated again."""
+        live_silences = {silence.get("id") for silence in self.silences}
+        steps = []
+        for key, state in self.states.items():
+            event = state.event
+            if not state.firing or state.notified or state.awaiting or event is None:
+                continue
+            silence, inhibitors = event.get("silenced_by"), event.get("inhibited_by") or ()
+            lifted = (silence is not None and silence not in live_silences) or any(
+                not self._still_firing(other) for other in inhibitors)
+            rule = self._by_name.get(event.get("rule"))
+            if not lifted or rule is None:
+                continue
+            tick = {"commodity": event["commodity"], "market": event["market"],
+                    "province": event.get("province", ""), "price": event.get("price"), "ts": now}
+            verdict = {"scores": {}, "fired": list(event.get("detectors") or ()), "reasons": dict(event.get("reasons") or {}),
+                       "expected": event.get("expected"), "quarantined": bool(event.get("quarantined"))}
+            steps.append(_Step(rule, key, state, tick, verdict, event.get("value"), None))
+        return self._finish(steps) if steps else []
+
+    def _still_firing(self, key: str) -> bool:
+        state = self.states.get(key)
+        return state is not None and state.firing
 
     def route(self, event: dict, now: float) -> list[Receiver]:
         """Who ``event`` goes to at ``now``: the routing tree, plus the rule's own ``routes``."""
@@ -257,7 +293,7 @@ class RuleEngine:
                 if event is None:
                     continue
             elif event["state"] == "resolved":
-                silence = is_silenced(event, self.silences, now)
+                silence = self._silenced(event, now)
                 receivers = self.route(event, now) if state.notified and silence is None else []
                 _mark(event, receivers, [], silence)
                 state.notified, state.last_notified, state.awaiting = False, None, False
@@ -273,9 +309,12 @@ class RuleEngine:
 
     def _deliveries(self, event: dict, index: FiringIndex, now: float) -> tuple[list[Receiver], list[str], dict | None]:
         inhibited = index.inhibitors(event)
-        silence = is_silenced(event, self.silences, now)
+        silence = self._silenced(event, now)
         receivers = [] if inhibited or silence else self.route(event, now)
         return receivers, inhibited, silence
+
+    def _silenced(self, event: dict, now: float) -> dict | None:
+        return is_silenced(event, self.silences, now if self._silence_wall is None else self._silence_wall)
 
     def _reminder(self, step: _Step, firing: _FiringMarkets, index: FiringIndex, now: float) -> dict | None:
         """``confirmed`` once a held alert is confirmed, ``unmuted`` for a firing alert nobody

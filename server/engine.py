@@ -238,7 +238,7 @@ class Engine:
             for name, error in (verdict.get("errors") or {}).items():
                 self.errors.contained(f"detector:{name}", error, tick["id"])
         if ticks:
-            self.rules.set_silences(active_silences(self.redis, wall))
+            self.rules.set_silences(active_silences(self.redis, wall), wall)
             batch.alerts.extend(self.rules.on_batch(ticks, verdicts))
             for rule, error in self.rules.take_errors():
                 self.errors.contained(f"rule:{rule}", error, ticks[-1]["id"])
@@ -274,7 +274,7 @@ class Engine:
         """Stale-feed check over every series, at event time (see Clock)."""
         batch = Batch()
         now = self.clock.now(wall)
-        self.rules.set_silences(active_silences(self.redis, wall))
+        self.rules.set_silences(active_silences(self.redis, wall), wall)
         for change in self.stack.sweep(now):
             series = (change["commodity"], change["market"])
             batch.health.append({
@@ -284,8 +284,9 @@ class Engine:
             batch.series.add(series)
         if batch.health:
             batch.alerts.extend(self.rules.on_health_batch(batch.health))
-            for rule, error in self.rules.take_errors():
-                self.errors.contained(f"rule:{rule}", error, "sweep")
+        batch.alerts.extend(self.rules.recheck_muted(now))  # a silence lifted since: tell them now
+        for rule, error in self.rules.take_errors():
+            self.errors.contained(f"rule:{rule}", error, "sweep")
         if batch:
             self.commit(batch)
 
