@@ -55,6 +55,7 @@ ceiling differs by region (rice HET zones); the regional one wins.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from detectors.alps import ALPS
 from detectors.ceiling import CeilingPrice
@@ -289,11 +290,16 @@ class DetectorStack:
 
     # -- feed health ----------------------------------------------------------------------------
 
-    def sweep(self, now: float) -> list[dict]:
-        """Feed health of every series whose state changed since the last sweep."""
+    def sweep(self, now: float | Callable[[tuple[str, str]], float]) -> list[dict]:
+        """Feed health of every series whose state changed since the last sweep.
+
+        ``now`` is one time for every series (a replay, a backtest), or a function giving each
+        series its own (the engine: so that one tick with an odd time cannot make every other
+        series look stale). Each change carries the ``now`` it was judged at as ``ts``."""
         changes = []
         for (commodity, market), series in self._series.items():
-            score = series.stale.score_one({"ts": now})
+            at = now((commodity, market)) if callable(now) else now
+            score = series.stale.score_one({"ts": at})
             if score is None:
                 continue
             state = "stale" if score >= series.stale.threshold else "ok"
@@ -305,8 +311,9 @@ class DetectorStack:
                     "commodity": commodity,
                     "market": market,
                     "state": state,
-                    "age": series.stale.age(now),
+                    "age": series.stale.age(at),
                     "expected_gap": series.stale.expected_gap(),
+                    "ts": at,
                 }
             )
         return changes

@@ -53,11 +53,9 @@ class Batch:
 
 @dataclass
 class Clock:
-    """Event time for the stale sweep: the newest tick time, advanced by wall time since.
-
-    Live feeds follow the wall clock; a replay of old data follows its own timestamps, so a
-    demo of 2024 prices does not find every feed 'stale' against today's date.
-    """
+    """The engine's event time: the newest tick time, advanced by wall time since. It stamps
+    what no tick dates (a rule set swapped in, a lifted mute); the stale sweep does not use it
+    (see ``Engine.series_now``): one tick with an odd time would move it for every series."""
 
     event_ts: float = 0.0
     seen_at: float = 0.0
@@ -92,7 +90,18 @@ class Engine:
         self.provinces: dict[tuple[str, str], str] = {}
         self.last_price: dict[tuple[str, str], float] = {}
         self.latest_ts: dict[tuple[str, str], float] = {}
+        self.arrived: dict[tuple[str, str], float] = {}  # wall time each series' newest tick came
         self.sources = SourceReliability()
+
+    def series_now(self, series: tuple[str, str], wall: float) -> float:
+        """A series' own event time: its newest tick's time, advanced by wall time since that
+        tick arrived. A live feed follows the wall clock; a replay of 2024 prices follows its own
+        dates; and a tick with an odd time (one without ``ts``, so "now", among a replay) moves
+        only its own series, never the staleness of the others."""
+        arrived, latest = self.arrived.get(series), self.latest_ts.get(series)
+        if arrived is None or latest is None:
+            return self.clock.now(wall)
+        return latest + (wall - arrived)
 
     # -- start-up ---------------------------------------------------------------------------
     def restore(self) -> None:
@@ -134,6 +143,7 @@ class Engine:
             self.provinces = saved["provinces"]
             self.last_price = saved.get("last_price", {})
             self.latest_ts = saved.get("latest_ts", {})
+            self.arrived = saved.get("arrived", {})
             self.sources = saved.get("sources", self.sources)
 
     # -- main loop --------------------------------------------------------------------------
@@ -253,6 +263,7 @@ class Engine:
         if tick["ts"] >= self.latest_ts.get(series, float("-inf")):
             # A late tick (older ts) joins the history but does not replace the latest price.
             self.latest_ts[series] = tick["ts"]
+            self.arrived[series] = wall
             self.last_price[series] = tick["price"]
             batch.newest.add(tick["id"])
         batch.series.add(series)
@@ -275,11 +286,11 @@ class Engine:
         batch = Batch()
         now = self.clock.now(wall)
         self.rules.set_silences(active_silences(self.redis, wall), wall)
-        for change in self.stack.sweep(now):
+        for change in self.stack.sweep(lambda series: self.series_now(series, wall)):
             series = (change["commodity"], change["market"])
             batch.health.append({
                 "type": "health", **change, "province": self.provinces.get(series, ""),
-                "price": self.last_price.get(series), "ts": now,
+                "price": self.last_price.get(series),
             })
             batch.series.add(series)
         if batch.health:
@@ -351,7 +362,7 @@ class Engine:
             pipe.publish(keys.EVENTS, encoded)
         pipe.set(keys.STATE_ENGINE, pickle.dumps({
             "clock": self.clock, "last_alert": self.last_alert,
-            "provinces": self.provinces, "last_price": self.last_price, "latest_ts": self.latest_ts,
+            "provinces": self.provinces, "last_price": self.last_price, "latest_ts": self.latest_ts, "arrived": self.arrived,
             "sources": self.sources,
         }))
         if batch.tick_ids:

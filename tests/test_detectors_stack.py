@@ -249,12 +249,22 @@ def test_sweep_reports_stale_series_once_and_recovery(ticks):
     assert len(stale) == 18 and all(h["state"] == "stale" for h in stale)
     agung = next(h for h in stale if h["market"] == "pasar-agung")
     assert agung == {"commodity": "cabai-rawit-merah", "market": "pasar-agung",
-                     "state": "stale", "age": 10 * DAY, "expected_gap": DAY}
+                     "state": "stale", "age": 10 * DAY, "expected_gap": DAY, "ts": last + 10 * DAY}
     assert stack.sweep(last + 10 * DAY) == []
     stack.process({"commodity": "cabai-rawit-merah", "market": "pasar-agung",
                    "price": 30000.0, "ts": last + 10 * DAY})
     recovered = stack.sweep(last + 10 * DAY + 60.0)
     assert [(h["market"], h["state"]) for h in recovered] == [("pasar-agung", "ok")]
+
+
+def test_sweep_judges_each_series_at_its_own_time_when_given_one(ticks):
+    stack = DetectorStack()
+    for tick in ticks:
+        stack.process(tick)
+    last = ticks[-1]["ts"]
+    own = {"pasar-agung": last + 10 * DAY}  # only this series' clock has moved on
+    stale = stack.sweep(lambda series: own.get(series[1], last + DAY))
+    assert [(h["market"], h["state"], h["ts"]) for h in stale] == [("pasar-agung", "stale", last + 10 * DAY)]
 
 
 def test_ceiling_fires_above_het_and_does_not_quarantine():
