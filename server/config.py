@@ -36,6 +36,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_DEVICE_RATE": ("2000", "ticks per second one device (token) may push, sustained"),
     "PASARWATCH_DEVICE_BURST": ("20000", "ticks one device may push at once before its rate applies"),
     "PASARWATCH_WS_MAX_PER_ADDRESS": ("256", "open WebSocket connections allowed per client address"),
+    "PASARWATCH_ALLOWED_LATENESS": ("0", "seconds a tick may be older than its series' newest and still be scored as news (older: stored as history, not scored, never alerts)"),
     "PASARWATCH_DEADLETTER_LEN": ("10000", "ticks the engine could not process kept in pw:deadletter for replay (oldest dropped beyond)"),
     "PASARWATCH_ENGINE_STALL": ("30", "seconds the engine may make no progress on waiting ticks before /readyz says unready"),
     "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
@@ -80,6 +81,7 @@ class Settings:
     device_burst: float
     ws_max_per_address: int
     deadletter_len: int = 10_000
+    allowed_lateness: float = 0.0
     engine_stall: float = 30.0
 
     @property
@@ -115,6 +117,7 @@ class Settings:
             device_burst=float(_env("PASARWATCH_DEVICE_BURST")),
             ws_max_per_address=int(_env("PASARWATCH_WS_MAX_PER_ADDRESS")),
             deadletter_len=int(_env("PASARWATCH_DEADLETTER_LEN")),
+            allowed_lateness=float(_env("PASARWATCH_ALLOWED_LATENESS")),
             engine_stall=float(_env("PASARWATCH_ENGINE_STALL")),
         )
 

@@ -239,28 +239,43 @@ class Engine:
             tick = parse_tick(payload)
             tick["id"] = tick_id
             ticks.append(tick)
+        # A late tick (older than its series' newest, beyond the allowed lateness) is history,
+        # not news: it is stored and shown, but not scored, learned or given to the rules.
+        current = [tick for tick in ticks if not self._late(tick)]
         # Ticks read together are judged together: a day's reports see each other (see
         # DetectorStack.process_batch), and a crisis later in the batch mutes an earlier warning
         # of the same series (RuleEngine.on_batch). A replay after a crash re-reads the same batch.
-        verdicts = self.stack.process_batch(ticks)
-        for tick, verdict in zip(ticks, verdicts):
-            self.record(tick, verdict, batch, wall)
-            for name, error in (verdict.get("errors") or {}).items():
+        verdicts = self.stack.process_batch(current)
+        judged = {tick["id"]: verdict for tick, verdict in zip(current, verdicts)}
+        for tick in ticks:
+            verdict = judged.get(tick["id"])
+            self.record(tick, verdict if verdict is not None else late_verdict(), batch, wall)
+            for name, error in ((verdict or {}).get("errors") or {}).items():
                 self.errors.contained(f"detector:{name}", error, tick["id"])
-        if ticks:
+        if current:
             self.rules.set_silences(active_silences(self.redis, wall), wall)
-            batch.alerts.extend(self.rules.on_batch(ticks, verdicts))
+            batch.alerts.extend(self.rules.on_batch(current, verdicts))
             for rule, error in self.rules.take_errors():
                 self.errors.contained(f"rule:{rule}", error, ticks[-1]["id"])
         if batch:
             self.commit(batch)
         return batch
 
+    def _late(self, tick: dict) -> bool:
+        """Whether ``tick`` is older than its series' newest by more than the allowed lateness.
+        The newest moves as the batch is read, so a batch out of order is judged in order."""
+        series = (tick["commodity"], tick["market"])
+        newest = self.latest_ts.get(series, float("-inf"))
+        if tick["ts"] < newest - self.settings.allowed_lateness:
+            return True
+        self.latest_ts[series] = max(newest, tick["ts"])
+        return False
+
     def record(self, tick: dict, verdict: dict, batch: Batch, wall: float) -> None:
         series = (tick["commodity"], tick["market"])
         self.clock.observe(tick["ts"], wall)
         self.provinces[series] = tick["province"]
-        if tick["ts"] >= self.latest_ts.get(series, float("-inf")):
+        if tick["ts"] >= self.latest_ts.get(series, float("-inf")) and not verdict.get("late"):
             # A late tick (older ts) joins the history but does not replace the latest price.
             self.latest_ts[series] = tick["ts"]
             self.arrived[series] = wall
@@ -274,7 +289,7 @@ class Engine:
             "source": tick.get("source"), "verdict": verdict,
         })
         reporter = tick.get("device") or tick.get("source")
-        if reporter:
+        if reporter and not verdict.get("late"):
             change = self.sources.learn_one(reporter, bool(verdict.get("quarantined")))
             if change:
                 log.warning("source %s is now %s (%.0f%% of recent ticks quarantined)",
@@ -412,6 +427,11 @@ class Engine:
         pipe.xtrim(keys.TICKS, minid=entry_id.decode(), approximate=False)
         pipe.xdel(keys.TICKS, entry_id)
         pipe.execute()
+
+
+def late_verdict() -> dict:
+    """The verdict of a late tick: judged by nothing (see ``Engine._late``)."""
+    return {"scores": {}, "fired": [], "reasons": {}, "quarantined": False, "expected": None, "late": True}
 
 
 def parse_tick(payload: bytes) -> dict:

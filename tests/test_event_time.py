@@ -25,3 +25,26 @@ def test_a_tick_without_ts_among_a_replay_moves_only_its_own_series(system):
     health = [orjson.loads(v) for v in system.redis.hvals("pw:health")]
     assert [h for h in health if h["state"] == "stale"] == []
     assert not [a for a in system.alerts() if a["rule"] == "data-terhenti"]
+
+
+def test_a_late_tick_is_history_not_news(system):
+    from tests.test_pipeline import DAY, MARKETS, START, day_ticks
+
+    sent = feed(system, range(15))
+    system.wait_processed(sent)
+    market = MARKETS[0]
+    late = {**day_ticks(3)[0], "price": 450_000.0, "ts": START + 3 * DAY + 3600}  # ten times the price
+    assert system.post([late]).status_code == 202
+    system.wait_processed(sent + 1)
+    [latest] = system.http.get("/api/v1/series", params={"commodity": "cabai-rawit-merah",
+                                                          "market": market}).json()["series"]
+    assert latest["ts"] == START + 14 * DAY  # the newest price did not move backwards
+    points = system.http.get(f"/api/v1/series/cabai-rawit-merah/{market}/history").json()["points"]
+    [stored] = [p for p in points if p["price"] == 450_000.0]
+    assert stored["verdict"]["late"] is True and stored["verdict"]["fired"] == []
+    assert [a for a in system.alerts() if a["market"] == market] == []  # never an alert as if news
+    # and the detectors did not learn it: the next day's ordinary price is judged ordinary
+    sent += 1 + feed(system, range(15, 16))
+    system.wait_processed(sent)
+    points = system.http.get(f"/api/v1/series/cabai-rawit-merah/{market}/history").json()["points"]
+    assert points[-1]["ts"] == START + 15 * DAY and points[-1]["verdict"]["fired"] == []

@@ -66,7 +66,8 @@ def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
     system.start()
     sent = feed(system, range(10))
     system.wait_processed(sent)
-    old = {**day_ticks(10)[0], "ts": EPOCH_1900, "device": "test-admin"}
+    # A series of its own (in an existing one a tick from 1900 would be late: history, not scored).
+    old = {**day_ticks(10)[0], "market": "pasar-lama", "ts": EPOCH_1900, "device": "test-admin"}
     contained_ids = [_raw(system, orjson.dumps(old)) for _ in range(3)]
     unreadable = _raw(system, b"{not json")
     no_price = _raw(system, orjson.dumps({**day_ticks(10)[1], "price": "murah"}))
@@ -78,9 +79,10 @@ def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
     assert system.http.get("/readyz").status_code == 200
     # Every good tick after the poison was scored, and the 1900 tick was judged without the
     # seasonal indicators (their failure is named in the verdict).
-    history = system.http.get(f"/api/v1/series/cabai-rawit-merah/{MARKETS[0]}/history").json()["points"]
-    by_id = {price["id"]: price for price in history}
+    poisoned = system.http.get("/api/v1/series/cabai-rawit-merah/pasar-lama/history").json()["points"]
+    by_id = {price["id"]: price for price in poisoned}
     assert all("ipa" in by_id[i]["verdict"].get("errors", {}) for i in contained_ids)
+    history = system.http.get(f"/api/v1/series/cabai-rawit-merah/{MARKETS[0]}/history").json()["points"]
     assert max(p["ts"] for p in history) == START + 13 * DAY
     letters = {letter["tick_id"]: letter for letter in _deadletters(system)}
     assert set(letters) == {unreadable, no_price}
