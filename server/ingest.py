@@ -189,6 +189,9 @@ class Ingestor:
             if not credential.may_report(tick["market"]):
                 validated.errors.append({"index": index, "field": "market", "reason": "market_not_allowed",
                                          "detail": f"{credential.name} may not report for {tick['market']}"})
+            elif tick["source"] is not None and not credential.may_use_source(tick["source"]):
+                validated.errors.append({"index": index, "field": "source", "reason": "source_not_allowed",
+                                         "detail": f"{credential.name} may not name the source {tick['source']}"})
             else:
                 accepted.append((index, {**tick, "device": credential.name}))
         if validated.errors and not accepted and all(
