@@ -65,7 +65,8 @@ def create_app(settings: Settings) -> Starlette:
         hub = Hub(feed, settings.ws_queue, settings.ws_send_timeout)
         app.state.redis = redis
         app.state.hub = hub
-        app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew)
+        app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew,
+                                      audit.Witness(audit.AuditFiles(settings.audit_dir)))
         hub.start()
         try:
             yield

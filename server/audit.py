@@ -1,61 +1,268 @@
-"""The audit chain over accepted ticks: verify that no tick was edited, removed or reordered.
+"""The audit chain over accepted ticks: no tick edited, removed, reordered or forged unseen.
 
-Every entry of ``pw:ticks`` carries ``h = sha1(previous h + "\\n" + tick payload)``, written by
-the same Lua step that accepted the tick (server/ingest.py), and ``pw:audit:head`` holds the
-newest ``h``. Verification recomputes the chain from its start (or from the anchor the engine
-saves when retention trims old ticks) and compares every link and the head.
+Every entry of ``pw:ticks`` carries ``h = HMAC-SHA256(key, previous h + "\\n" + tick payload)``
+and ``pw:audit:head`` holds the newest ``h``. The key lives in a file outside Redis
+(``<audit dir>/audit.key``, 0600, made by the web process on first start), so someone who can
+only reach Redis cannot compute a link: an edited, forged or reordered tick breaks the chain.
 
->>> link = chain_hash("", b'{"price": 1}')
->>> chain_hash(link, b'{"price": 2}') != chain_hash(link, b'{"price": 3}')
+What a key cannot show is the *newest* entries being removed and the head set back: the
+shorter chain is still a valid chain. So the web process also pins, outside Redis
+(``audit.head``), the id and link of the newest entry it appended; verification requires that
+entry to still be there. If Redis' head ever moved away from the pinned entry behind the web
+process' back (entries removed, head reset), the web process writes what it saw to
+``audit.breaks`` before appending again, so a later append cannot hide it.
+
+Entries written before the chain was keyed carry a 40-character SHA-1 link; they are accepted
+only before the first keyed entry (whose link covers the last of them).
+
+>>> key = bytes(32)
+>>> link = keyed_link(key, "", b'{"price": 1}')
+>>> keyed_link(key, link, b'{"price": 2}') != keyed_link(key, link, b'{"price": 3}')
+True
+>>> keyed_link(bytes(32), "", b"x") != keyed_link(b"\\x01" * 32, "", b"x")
 True
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
 
 from server import keys
 from server.access import requires
 
+log = logging.getLogger("pasarwatch.audit")
+
 PAGE = 2000
+KEYED, LEGACY = 64, 40  # lengths of an HMAC-SHA256 and of an old SHA-1 link, in hex
+PIN_RECORD = 128  # bytes: "<id> <link>" padded, rewritten in place so a reader never sees half of two
+MAX_BREAKS_BYTES = 1 << 20  # the first breaks are the evidence; later ones need not fill the disk
+
+
+def keyed_link(key: bytes, previous: str, payload: bytes) -> str:
+    return hmac.new(key, previous.encode() + b"\n" + payload, hashlib.sha256).hexdigest()
 
 
 def chain_hash(previous: str, payload: bytes) -> str:
+    """The link of an entry written before the chain was keyed."""
     return hashlib.sha1(previous.encode() + b"\n" + payload).hexdigest()
 
 
-def verify_chain(redis) -> dict:
-    """Walk the tick stream (sync redis client); report intact, or the first broken entry."""
-    anchor = redis.get(keys.AUDIT_ANCHOR)
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class AuditError(Exception):
+    """The chain's files outside Redis are missing or unreadable."""
+
+
+class AuditFiles:
+    """The key and the witnesses kept outside Redis, in one owner-only directory."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.key_path = self.directory / "audit.key"
+        self.pin_path = self.directory / "audit.head"
+        self.breaks_path = self.directory / "audit.breaks"
+
+    def key(self, create: bool = False) -> bytes:
+        """The chain key; with ``create``, a new random one when there is none yet."""
+        try:
+            text = self.key_path.read_text().strip()
+        except FileNotFoundError:
+            if not create:
+                raise AuditError(f"no audit key at {self.key_path} (the web process makes it; "
+                                 f"set PASARWATCH_AUDIT_DIR to where it is)") from None
+            return self._create_key()
+        # A strict format: a file Redis could be made to write (an RDB dump) is never taken as a key.
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise AuditError(f"{self.key_path} is not an audit key (64 hex characters)")
+        return bytes.fromhex(text)
+
+    def _create_key(self) -> bytes:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_bytes(32)
+        draft = self.directory / f".audit.key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, key.hex().encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(draft, self.key_path)  # atomic, and never replaces a key another process made first
+        except FileExistsError:
+            return self.key(create=False)
+        finally:
+            draft.unlink()
+        log.info("made a new audit key at %s: keep it, and a copy, away from Redis", self.key_path)
+        return key
+
+    def pin(self) -> tuple[str, str] | None:
+        """``(entry id, link)`` of the newest entry the web process appended, or None."""
+        try:
+            text = self.pin_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        parts = text.split(" ")
+        if len(parts) != 2 or len(parts[1]) != KEYED or "-" not in parts[0]:
+            raise AuditError(f"{self.pin_path} is unreadable: {text[:80]!r}")
+        return parts[0], parts[1]
+
+    def open_pin(self) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.open(self.pin_path, os.O_WRONLY | os.O_CREAT, 0o600)
+
+    @staticmethod
+    def write_pin(fd: int, entry_id: str, link: str) -> None:
+        # One small write into the page cache, in place: microseconds, so it may run on the event loop.
+        os.pwrite(fd, f"{entry_id} {link}".ljust(PIN_RECORD - 1).encode() + b"\n", 0)
+
+    def record_break(self, text: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.breaks_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.fstat(fd).st_size < MAX_BREAKS_BYTES:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                os.write(fd, f"{stamp} {text}\n".encode())
+        finally:
+            os.close(fd)
+
+    def breaks(self) -> list[str]:
+        try:
+            return self.breaks_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+
+class Witness:
+    """What the appending process keeps outside Redis: the key, and a pin on its newest entry."""
+
+    def __init__(self, files: AuditFiles):
+        self.files = files
+        self.key = files.key(create=True)
+        try:
+            self.pin = files.pin()
+        except AuditError as exc:
+            log.error("%s; it is rewritten with the next append", exc)
+            self.pin = None
+        self._fd = files.open_pin()
+
+    def links(self, previous: str, payloads: list[bytes]) -> list[str]:
+        out = []
+        for payload in payloads:
+            previous = keyed_link(self.key, previous, payload)
+            out.append(previous)
+        return out
+
+    def settle(self, entry_id: str, link: str) -> None:
+        self.pin = (entry_id, link)
+        self.files.write_pin(self._fd, entry_id, link)
+
+    def moved(self, head: str, pinned_entry: bytes | None, anchor: bytes | None) -> None:
+        """Redis' head is not the one this process left: keep evidence if the pinned entry is gone.
+
+        Another writer, or a reply lost after Redis applied a batch, moves the head past the
+        pinned entry, which stays. Removing entries, or resetting the head, does not.
+        """
+        if self.pin is None:
+            return
+        entry_id, link = self.pin
+        if pinned_entry is not None and pinned_entry.decode() == link:
+            return
+        if anchor and id_key(entry_id) <= id_key(anchor.decode().split(" ", 1)[0]):
+            return  # retention trimmed it away
+        found = "missing" if pinned_entry is None else f"with link {pinned_entry.decode()[:80]}"
+        text = f"pinned entry {entry_id} (link {link}) is {found}; Redis head is {head[:80]}"
+        log.error("audit chain: %s", text)
+        self.files.record_break(text)
+
+
+# -- verification (sync redis client) -----------------------------------------------------------
+
+def verify_chain(redis, key: bytes, pin: tuple[str, str] | None = None, breaks: list[str] = (),
+                 retention_ms: int | None = None) -> dict:
+    """Walk the tick stream; report intact, or the first broken entry."""
+    # Anchor, head and newest entry in one transaction: ticks appended while the walk runs are
+    # left for the next run instead of reading as a head that does not match.
+    pipe = redis.pipeline(transaction=True)
+    pipe.get(keys.AUDIT_ANCHOR)
+    pipe.get(keys.AUDIT_HEAD)
+    pipe.xrevrange(keys.TICKS, count=1)
+    anchor, head, last = pipe.execute()
     # The anchor is "<id> <h>" of the newest tick retention trimmed away; the chain goes on after it.
     anchor_id, previous = anchor.decode().split(" ", 1) if anchor else ("", "")
-    head = (redis.get(keys.AUDIT_HEAD) or b"").decode()
-    checked = 0
-    first_id = None
+    head = (head or b"").decode()
+    end = last[0][0].decode() if last else None
+    checked = legacy = 0
+    first_id = newest = None
+    keyed = pin_seen = False
     cursor = "(" + anchor_id if anchor_id else "-"
-    while True:
-        entries = redis.xrange(keys.TICKS, min=cursor, count=PAGE)
+    while end is not None:
+        entries = redis.xrange(keys.TICKS, min=cursor, max=end, count=PAGE)
         for entry_id, fields in entries:
             entry = entry_id.decode()
             first_id = first_id or entry
-            payload, stored = fields.get(b"t"), fields.get(b"h")
-            if payload is None or stored is None:
-                return _broken(checked, entry, "entry has no tick or no chain hash", first_id)
-            expected = chain_hash(previous, payload)
-            if stored.decode() != expected:
-                return _broken(checked, entry, "chain hash does not match: the entry or one before it "
-                                               "was edited, removed or reordered", first_id)
-            previous = expected
+            payload, stored = fields.get(b"t"), (fields.get(b"h") or b"").decode()
+            if payload is None or not stored:
+                return _broken(checked, entry, "entry has no tick or no chain link", first_id)
+            if len(stored) == KEYED:
+                expected, keyed = keyed_link(key, previous, payload), True
+            elif len(stored) == LEGACY and not keyed:
+                expected, legacy = chain_hash(previous, payload), legacy + 1
+            else:
+                return _broken(checked, entry, "an unkeyed link after keyed ones: a forged entry", first_id)
+            if not hmac.compare_digest(stored, expected):
+                return _broken(checked, entry, "chain link does not match: this entry or one before it was "
+                                               "edited, removed, reordered or forged", first_id)
+            if pin and entry == pin[0]:
+                if stored != pin[1]:
+                    return _broken(checked, entry, "differs from the entry pinned outside Redis", first_id)
+                pin_seen = True
+            previous, newest = expected, entry
             checked += 1
         if len(entries) < PAGE:
             break
         cursor = "(" + entries[-1][0].decode()
     if previous != head:
         return _broken(checked, None, "the newest entries were removed (head does not match)", first_id)
-    return {"intact": True, "checked": checked, "from": first_id, "anchored": bool(anchor), "head": head}
+    if pin and not pin_seen and not (anchor_id and id_key(pin[0]) <= id_key(anchor_id)):
+        return _broken(checked, None, f"entry {pin[0]}, pinned outside Redis when it was appended, is gone: "
+                                      "the newest entries were removed and the head reset", first_id)
+    if anchor_id and newest and retention_ms is not None and \
+            id_key(anchor_id)[0] >= id_key(newest)[0] - retention_ms:
+        return _broken(checked, None, f"the anchor {anchor_id} is newer than retention trims: "
+                                      "the oldest entries were removed", first_id)
+    if breaks:
+        return _broken(checked, None, f"the web process saw the chain's newest entries removed: {breaks[0]}"
+                                      f" ({len(breaks)} in audit.breaks)", first_id)
+    return {"intact": True, "checked": checked, "from": first_id, "anchored": bool(anchor), "head": head,
+            "newest": newest, "unkeyed": legacy, "pinned": pin[0] if pin else None}
 
 
 def _broken(checked: int, entry: str | None, reason: str, first_id: str | None) -> dict:
     return {"intact": False, "checked": checked, "broken_at": entry, "reason": reason, "from": first_id}
+
+
+def verify_with_files(redis, settings) -> dict:
+    """Verify against the key and witnesses in the settings' audit directory."""
+    files = AuditFiles(settings.audit_dir)
+    try:
+        key, pin = files.key(), files.pin()
+    except AuditError as exc:
+        return _broken(0, None, str(exc), None)
+    retention_ms = int(settings.ticks_retention_days * 86_400_000)
+    anchor = redis.get(keys.AUDIT_ANCHOR)
+    result = verify_chain(redis, key, pin, files.breaks(), retention_ms)
+    if not result["intact"] and redis.get(keys.AUDIT_ANCHOR) != anchor:
+        # Retention trimmed ahead of the walk while it ran: walk again from the new anchor.
+        result = verify_chain(redis, key, pin, files.breaks(), retention_ms)
+    return result
 
 
 # -- edges: the HTTP endpoint and the command ---------------------------------------------------
@@ -67,9 +274,10 @@ async def verify_endpoint(request):
 
     from server.responses import ORJSONResponse
 
-    client = redis_sync.Redis.from_url(request.app.state.settings.redis_url)
+    settings = request.app.state.settings
+    client = redis_sync.Redis.from_url(settings.redis_url)
     try:
-        result = await run_in_threadpool(verify_chain, client)
+        result = await run_in_threadpool(verify_with_files, client, settings)
     finally:
         client.close()
     return ORJSONResponse(result, status_code=200 if result["intact"] else 409)
@@ -78,9 +286,11 @@ async def verify_endpoint(request):
 def _verify_command(settings, args) -> int:
     import redis as redis_sync
 
-    result = verify_chain(redis_sync.Redis.from_url(settings.redis_url))
+    result = verify_with_files(redis_sync.Redis.from_url(settings.redis_url), settings)
     if result["intact"]:
         print(f"audit chain intact: {result['checked']} ticks from {result['from']}")
+        # Printed so an operator can keep it elsewhere and compare next time.
+        print(f"newest entry {result['newest']}, head {result['head']}")
         return 0
     print(f"audit chain BROKEN at {result['broken_at']} after {result['checked']} good ticks: {result['reason']}")
     return 1

@@ -3,7 +3,9 @@
 Tokens are random (256 bits), shown once, and stored only as their SHA-256. A token reads
 ``pw_<key id>_<secret>``: the key id finds the stored record, and the presented token's hash
 is compared with the stored hash in constant time. A device token may push ticks
-for its own markets only; a person's token carries a role:
+for its own markets only, and its ticks may name only its own sources (by default just its
+name), so no device can fill another's duplicate check or pose as a second witness; a person's
+token carries a role:
 
     viewer    read APIs and /ws/prices (when reads are not public)
     operator  + silences and acknowledgements
@@ -14,6 +16,8 @@ for its own markets only; a person's token carries a role:
 (True, False, True)
 >>> credential.may_report("pasar-kosambi")
 False
+>>> credential.may_use_source("hp-17"), credential.may_use_source("hp-18")
+(True, False)
 >>> Credential(kind="person", name="ani", role="operator").may("read")
 True
 """
@@ -45,6 +49,7 @@ class Credential:
     name: str
     role: str                       # "device" or one of ROLES
     markets: tuple[str, ...] = ()   # devices: the markets it may report for ("*" = any)
+    sources: tuple[str, ...] = ()   # devices: the sources its ticks may name (empty = its own name)
     created_at: float = 0.0
     revoked_at: float | None = None
 
@@ -55,6 +60,11 @@ class Credential:
         if self.role == "admin":
             return True
         return self.role == "device" and ("*" in self.markets or market in self.markets)
+
+    def may_use_source(self, source: str) -> bool:
+        if self.role == "admin":
+            return True
+        return self.role == "device" and source in (self.sources or (self.name,))
 
     def public(self) -> dict:
         return asdict(self)
@@ -92,17 +102,20 @@ def verify(raw: bytes | None, token: str) -> Credential | None:
     if not hmac.compare_digest(token_hash(token).encode(), stored.encode()):
         return None
     data["markets"] = tuple(data.get("markets") or ())
+    data["sources"] = tuple(data.get("sources") or ())
     return Credential(**data)
 
 
 # -- the store (sync for the CLI, async for the web process) -------------------------------------
 
-def issue(redis, kind: str, name: str, role: str, markets: tuple[str, ...] = ()) -> str:
+def issue(redis, kind: str, name: str, role: str, markets: tuple[str, ...] = (),
+          sources: tuple[str, ...] = ()) -> str:
     """Create (or replace) a credential and return its token; only the hash is stored."""
     if kind == "person" and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     key_id, token = new_token()
-    credential = Credential(kind=kind, name=name, role=role, markets=tuple(markets), created_at=time.time())
+    credential = Credential(kind=kind, name=name, role=role, markets=tuple(markets),
+                            sources=tuple(sources), created_at=time.time())
     previous = redis.hget(NAMES, f"{kind}:{name}")
     pipe = redis.pipeline(transaction=True)
     if previous:

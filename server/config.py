@@ -15,6 +15,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT: dict[str, tuple[str, str]] = {
     "REDIS_URL": ("", "Redis to use; when empty, `pasarwatch up` starts an embedded redis-server"),
     "PASARWATCH_DATA_DIR": ("var", "where the embedded Redis keeps its append-only file"),
+    "PASARWATCH_AUDIT_DIR": ("", "where the audit chain's key (audit.key, 0600) and its witnesses outside Redis "
+                             "(audit.head, audit.breaks) live (default: the data directory)"),
     "PASARWATCH_HOST": ("127.0.0.1", "address the web server binds"),
     "PASARWATCH_PORT": ("8000", "port the web server binds"),
     "PASARWATCH_RULES_DIR": (str(PROJECT_ROOT / "rules"), "rule files (*.yaml) and catalog/ directory"),
@@ -59,6 +61,7 @@ def _env(name: str) -> str:
 class Settings:
     redis_url: str
     data_dir: Path
+    audit_dir: Path
     host: str
     port: int
     rules_dir: Path
@@ -95,6 +98,7 @@ class Settings:
         return cls(
             redis_url=_env("REDIS_URL"),
             data_dir=Path(_env("PASARWATCH_DATA_DIR")),
+            audit_dir=Path(_env("PASARWATCH_AUDIT_DIR") or _env("PASARWATCH_DATA_DIR")),
             host=host,
             port=port,
             rules_dir=Path(_env("PASARWATCH_RULES_DIR")),

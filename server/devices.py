@@ -16,6 +16,8 @@ from server.config import Settings
 from server.responses import ORJSONResponse, error
 from server.ticks import MARKET_ID, SOURCE_ID
 
+MAX_SOURCES = 64  # sources one device may name; a device is one phone or one feed, not a fleet
+
 
 def onboarding_payload(public_url: str, token: str) -> str:
     """What a device's QR code holds: the server URL and its token, as JSON."""
@@ -33,6 +35,12 @@ def write_qr(payload: str, path: str | None) -> None:
         code.save(path, scale=6)
 
 
+def valid_sources(sources: object) -> bool:
+    """The sources a device's ticks may name: a short list of source ids (empty = its own id)."""
+    return isinstance(sources, list) and len(sources) <= MAX_SOURCES and all(
+        isinstance(s, str) and SOURCE_ID.match(s) for s in sources)
+
+
 # -- admin API ------------------------------------------------------------------------------------
 
 def _sync_redis(request: Request):
@@ -47,18 +55,21 @@ async def create_device(request: Request) -> Response:
         return error(422, "body", "invalid_json", "body must be JSON: {\"id\": ..., \"markets\": [...]}")
     if not isinstance(body, dict):
         return error(422, "body", "bad_type", "body must be an object")
-    device_id, markets = body.get("id"), body.get("markets")
+    device_id, markets, sources = body.get("id"), body.get("markets"), body.get("sources", [])
     if not isinstance(device_id, str) or not SOURCE_ID.match(device_id):
         return error(422, "id", "bad_id", "id must be a short id of letters, digits and ._:@-")
     if not isinstance(markets, list) or not markets or not all(
             isinstance(m, str) and (m == "*" or MARKET_ID.match(m)) for m in markets):
         return error(422, "markets", "bad_markets", "markets must be a non-empty list of market ids (or \"*\")")
+    if not valid_sources(sources):
+        return error(422, "sources", "bad_sources",
+                     f"sources must be a list of at most {MAX_SOURCES} source ids (default: the device's id)")
     client = _sync_redis(request)
     try:
-        token = auth.issue(client, "device", device_id, "device", tuple(markets))
+        token = auth.issue(client, "device", device_id, "device", tuple(markets), tuple(sources))
     finally:
         client.close()
-    return ORJSONResponse({"id": device_id, "markets": markets, "token": token,
+    return ORJSONResponse({"id": device_id, "markets": markets, "sources": sources or [device_id], "token": token,
                            "onboarding": onboarding_payload(request.app.state.settings.public_url, token)},
                           status_code=201)
 
@@ -103,8 +114,13 @@ def _connect(settings: Settings):
 def _device(settings: Settings, args: argparse.Namespace) -> int:
     client = _connect(settings)
     if args.action == "add":
-        token = auth.issue(client, "device", args.id, "device", tuple(args.market or ["*"]))
+        sources = args.source or []
+        if not valid_sources(sources):
+            print(f"--source: at most {MAX_SOURCES} ids of letters, digits and ._:@-", file=sys.stderr)
+            return 2
+        token = auth.issue(client, "device", args.id, "device", tuple(args.market or ["*"]), tuple(sources))
         print(f"device {args.id} may report for: {', '.join(args.market or ['*'])}")
+        print(f"its ticks may name the sources: {', '.join(sources or [args.id])}")
         print(f"token (shown once, store it on the device): {token}")
         if args.qr:
             write_qr(onboarding_payload(settings.public_url, token), args.qr)
@@ -119,7 +135,7 @@ def _device(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     for row in auth.list_credentials(client, "device"):
         state = "revoked" if row["revoked_at"] else "active"
-        print(f"{row['name']}\t{state}\t{','.join(row['markets'])}")
+        print(f"{row['name']}\t{state}\t{','.join(row['markets'])}\t{','.join(row.get('sources') or [row['name']])}")
     return 0
 
 
@@ -141,6 +157,9 @@ def add_commands(commands) -> None:
     add = device_actions.add_parser("add", help="register a device and print its token (once)")
     add.add_argument("id")
     add.add_argument("--market", action="append", help="a market it may report for (repeat; default any)")
+    add.add_argument("--source", action="append",
+                     help="a source id its ticks may name (repeat; default its own id); seq numbers are "
+                          "counted per device and source")
     add.add_argument("--qr", help="also write a QR code with the URL and token: FILE.png, FILE.svg or - (terminal)")
     revoke = device_actions.add_parser("revoke", help="revoke a device's token")
     revoke.add_argument("id")

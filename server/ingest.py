@@ -1,89 +1,166 @@
 """Append validated ticks to the Redis Stream ``pw:ticks``: the only write path for prices.
 
-One Lua script per batch drops duplicates (same ``source`` and ``seq`` seen before) and XADDs
-the rest, so the duplicate check and the append are one atomic step and one round trip. The
-same step extends the audit chain: each entry carries ``h = sha1(previous h + "\n" + tick)``
-(SHA-1 because it is the hash Redis scripts have), so an edited, removed or reordered tick
-breaks the chain (see server/audit.py). A tick
-counts as accepted only once the script has returned its stream id (Redis appends it to the
-AOF before replying, with ``appendfsync always`` on the embedded server).
+One Lua script per batch drops duplicates (same device, ``source`` and ``seq`` seen before) and
+XADDs the rest, so the duplicate check and the append are one atomic step and one round trip.
+The same step extends the audit chain (server/audit.py): each entry carries a keyed link
+``HMAC(key, previous link + "\n" + tick)``. The key never reaches Redis (whoever could read
+Redis' command stream could then forge links), so this process computes the links and the
+script appends them only if Redis' head is still the link they were computed from; if it is
+not, or some ticks turn out to be duplicates, the script writes nothing and this process
+computes again. A tick counts as accepted only once the script has returned its stream id
+(Redis appends it to the AOF before replying, with ``appendfsync always`` on the embedded
+server).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from rules.catalog import Catalog
 from server.access import TokenBucket, count_refusal
+from server.audit import Witness
 from server.auth import Credential
 from server import keys
 from server.ticks import validate_ticks
 
-# Per-source sets of seen sequence numbers are capped: a device replaying older than this many
-# sequence numbers back is treated as new data.
+# Per device and source, sets of seen sequence numbers are capped: a device replaying older
+# than this many sequence numbers back is treated as new data.
 SEQ_MEMORY = 100_000
+# Rounds of "the head moved, compute again" before a batch is answered 503: only another
+# process appending at the same moment moves it, and it cannot win every round for long.
+ATTEMPTS = 8
 
 APPEND_SCRIPT = """
-local stream = KEYS[1]
-local head_key = KEYS[2]
+local stream, head_key = KEYS[1], KEYS[2]
 local head = redis.call('GET', head_key) or ''
+if head ~= ARGV[3] then
+  return {'moved', head}
+end
 local seq_prefix = ARGV[1]
 local seq_memory = tonumber(ARGV[2])
-local ids = {}
-local accepted = 0
+local dupes = {'dupes', head}
+local batch = {}
+local n = 0
+for i = 4, #ARGV, 4 do
+  n = n + 1
+  local who, seq = ARGV[i + 1], ARGV[i + 2]
+  if who ~= '' then
+    local mark = who .. ' ' .. seq
+    if batch[mark] or redis.call('ZSCORE', seq_prefix .. who, seq) then
+      dupes[#dupes + 1] = n
+    end
+    batch[mark] = true
+  end
+end
+if #dupes > 2 then
+  return dupes
+end
+local ids = {'ok'}
 local touched = {}
-local i = 3
-while i <= #ARGV do
-  local payload, source, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local fresh = 1
-  if source ~= '' and seq ~= '' then
-    local key = seq_prefix .. source
-    fresh = redis.call('ZADD', key, 'NX', seq, seq)
+for i = 4, #ARGV, 4 do
+  local who = ARGV[i + 1]
+  if who ~= '' then
+    local key = seq_prefix .. who
+    redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 2])
     touched[key] = true
   end
-  if fresh == 1 then
-    head = redis.sha1hex(head .. '\\n' .. payload)
-    accepted = accepted + 1
-    ids[#ids + 1] = redis.call('XADD', stream, '*', 't', payload, 'h', head)
-  else
-    ids[#ids + 1] = ''
-  end
-  i = i + 3
+  head = ARGV[i + 3]
+  ids[#ids + 1] = redis.call('XADD', stream, '*', 't', ARGV[i], 'h', head)
 end
 for key, _ in pairs(touched) do
   redis.call('ZREMRANGEBYRANK', key, 0, -seq_memory - 1)
 end
 redis.call('SET', head_key, head)
-redis.call('INCRBY', KEYS[3], accepted)
+redis.call('INCRBY', KEYS[3], n)
 return ids
 """
 
 
-class TickAppender:
-    """Appends batches of ticks; returns each tick's stream id, or None for a duplicate."""
+class ChainBusy(RedisError):
+    """Other writers kept moving the chain's head: the batch was not appended (503, retry)."""
 
-    def __init__(self, redis: Redis):
+
+class TickAppender:
+    """Appends batches of ticks; returns each tick's stream id, or None for a duplicate.
+
+    Batches of one process are appended one at a time (a lock), so they never race each other
+    for the head; several web processes still may, and the script's check settles it.
+    """
+
+    def __init__(self, redis: Redis, witness: Witness):
+        self.redis = redis
+        self.witness = witness
         self._script = redis.register_script(APPEND_SCRIPT)
+        self._lock = asyncio.Lock()
+        self._head: str | None = witness.pin[1] if witness.pin else None
 
     async def append(self, ticks: list[dict]) -> list[str | None]:
         if not ticks:
             return []
-        args: list[bytes | str | int] = [keys.SEQ_PREFIX, SEQ_MEMORY]
-        for tick in ticks:
-            seq = tick.get("seq")
-            args += [orjson.dumps(tick), tick.get("source") or "", "" if seq is None else seq]
-        ids = await self._script(keys=[keys.TICKS, keys.AUDIT_HEAD, keys.ACCEPTED], args=args)
-        return [(i.decode() if isinstance(i, bytes) else i) or None for i in ids]
+        payloads = [orjson.dumps(tick) for tick in ticks]
+        # Duplicates are counted per device: no device can fill another's sequence numbers.
+        marks = [("", "") if tick.get("seq") is None else (f"{tick.get('device', '')}/{tick['source']}", tick["seq"])
+                 for tick in ticks]
+        async with self._lock:
+            return await self._append(payloads, marks)
+
+    async def _append(self, payloads: list[bytes], marks: list[tuple[str, int | str]]) -> list[str | None]:
+        ids: list[str | None] = [None] * len(payloads)
+        todo = list(range(len(payloads)))
+        if self._head is None:
+            self._head = (await self.redis.get(keys.AUDIT_HEAD) or b"").decode()
+        for _ in range(ATTEMPTS):
+            if not todo:
+                return ids
+            links = self.witness.links(self._head, [payloads[i] for i in todo])
+            args: list[bytes | str | int] = [keys.SEQ_PREFIX, SEQ_MEMORY, self._head]
+            for i, link in zip(todo, links):
+                args += [payloads[i], marks[i][0], marks[i][1], link]
+            reply = await self._script(keys=[keys.TICKS, keys.AUDIT_HEAD, keys.ACCEPTED], args=args)
+            status = reply[0]
+            if status == b"ok":
+                appended = [entry.decode() for entry in reply[1:]]
+            elif status == b"dupes":
+                duplicate = {int(n) - 1 for n in reply[2:]}
+                todo = [i for n, i in enumerate(todo) if n not in duplicate]
+                continue
+            elif reply[1].decode() == links[-1]:
+                # The head is this batch's own last link: Redis applied it, and the reply was lost
+                # (the client resent the script after a broken connection).
+                appended = await self._own_entries(links)
+            else:
+                await self._moved(reply[1].decode())
+                continue
+            for i, entry in zip(todo, appended):
+                ids[i] = entry
+            self._head = links[-1]
+            self.witness.settle(appended[-1], links[-1])
+            return ids
+        raise ChainBusy("the audit chain's head kept moving; retry")
+
+    async def _own_entries(self, links: list[str]) -> list[str]:
+        newest = await self.redis.xrevrange(keys.TICKS, count=len(links))
+        return [entry.decode() for entry, _ in reversed(newest)]
+
+    async def _moved(self, head: str) -> None:
+        pinned = self.witness.pin
+        if pinned is not None:
+            entry = await self.redis.xrange(keys.TICKS, pinned[0], pinned[0])
+            anchor = await self.redis.get(keys.AUDIT_ANCHOR)
+            self.witness.moved(head, entry[0][1].get(b"h") if entry else None, anchor)
+        self._head = head
 
 
 class Ingestor:
     """Validate raw tick items and append the good ones: shared by HTTP and /ws/ingest."""
 
-    def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float):
+    def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float, witness: Witness):
         self.redis = redis
-        self.appender = TickAppender(redis)
+        self.appender = TickAppender(redis, witness)
         self.catalog = catalog
         self.max_batch = max_batch
         self.max_future_skew = max_future_skew
@@ -109,11 +186,14 @@ class Ingestor:
         validated = validate_ticks(items, self.catalog, time.time(), self.max_future_skew)
         accepted: list[tuple[int, dict]] = []
         for index, tick in validated.ticks:
-            if credential.may_report(tick["market"]):
-                accepted.append((index, {**tick, "device": credential.name}))
-            else:
+            if not credential.may_report(tick["market"]):
                 validated.errors.append({"index": index, "field": "market", "reason": "market_not_allowed",
                                          "detail": f"{credential.name} may not report for {tick['market']}"})
+            elif tick["source"] is not None and not credential.may_use_source(tick["source"]):
+                validated.errors.append({"index": index, "field": "source", "reason": "source_not_allowed",
+                                         "detail": f"{credential.name} may not name the source {tick['source']}"})
+            else:
+                accepted.append((index, {**tick, "device": credential.name}))
         if validated.errors and not accepted and all(
                 e["reason"] == "market_not_allowed" for e in validated.errors):
             return 403, {"accepted": 0, "ids": [], "duplicates": [], "errors": validated.errors}
