@@ -134,7 +134,8 @@ class Stack:
         """
         store = redis.Redis.from_url(self.redis_url)
         try:
-            return [auth.issue(store, "device", f"bench-{i}", "device", ("*",)) for i in range(count)]
+            return [auth.issue(store, "device", f"bench-{i}", "device", ("*",), ("bench-http", "bench-ws", "bench-latency"))
+                    for i in range(count)]
         finally:
             store.close()
 

@@ -67,10 +67,11 @@ async def list_deadletters(redis: Redis, limit: int = 100) -> dict:
     return {"deadletters": [_entry(entry_id, fields) for entry_id, fields in entries], "total": total}
 
 
-async def replay(redis: Redis, catalog: Catalog, entry_id: str, correction: object = None,
-                 max_future_skew: float = 300.0) -> dict:
-    """Append the dead-lettered tick (or its ``correction``) to ``pw:ticks`` again and drop the
-    dead letter. The original ``seq`` is not reused: the pair was taken when it was accepted."""
+async def replay(redis: Redis, appender: TickAppender, catalog: Catalog, entry_id: str,
+                 correction: object = None, max_future_skew: float = 300.0) -> dict:
+    """Append the dead-lettered tick (or its ``correction``) to ``pw:ticks`` again, through the
+    process' one appender (it extends the audit chain), and drop the dead letter. The original
+    ``seq`` is not reused: the pair was taken when it was accepted."""
     _check_id(entry_id)
     found = await redis.xrange(keys.DEADLETTER, min=entry_id, max=entry_id, count=1)
     if not found:
@@ -91,7 +92,7 @@ async def replay(redis: Redis, catalog: Catalog, entry_id: str, correction: obje
         if original.get("device"):
             tick["device"] = original["device"]
     tick["replay_of"] = letter["tick_id"]
-    ids = await TickAppender(redis).append([tick])
+    ids = await appender.append([tick])
     await redis.xdel(keys.DEADLETTER, entry_id)
     return {"replayed": entry_id, "ids": [i for i in ids if i]}
 
@@ -133,8 +134,8 @@ async def post_replay(request: Request) -> Response:
         except orjson.JSONDecodeError as exc:
             return error(422, "body", "invalid_json", str(exc))
     try:
-        result = await replay(request.app.state.redis, request.app.state.catalog,
-                              request.path_params["id"], correction,
+        result = await replay(request.app.state.redis, request.app.state.ingestor.appender,
+                              request.app.state.catalog, request.path_params["id"], correction,
                               request.app.state.settings.max_future_skew)
     except DeadLetterError as exc:
         return _refused(exc)

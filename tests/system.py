@@ -53,6 +53,7 @@ class System:
             "PASARWATCH_RULES_DIR": str(self.rules_dir),
             "PASARWATCH_RULES_POLL": "0.1",
             "PASARWATCH_STALE_SWEEP": "0.5",
+            "PASARWATCH_DATA_DIR": str(tmp / "data"),  # the audit key and pin of this system only
             "PYTHONPATH": str(PROJECT_ROOT),
             **(env or {}),
         }
