@@ -68,7 +68,7 @@ FORMAT_VERSION = 1
 TAG = "__t"
 # orjson's own integer range; larger ints are written as text.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-_NUMBERS = frozenset({float, int})
+_FLOAT, _INT = {float}, {int}
 _CONTAINERS = frozenset({list, dict})  # what a decoded JSON value may need decoding inside
 # Array element types a document may name (never "object": that would be pickle again).
 _DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1")}
@@ -85,7 +85,7 @@ class _Entry:
     cls: type
     encode: Callable[[Any], Any] | None  # custom: object -> plain value (then encoded as usual)
     decode: Callable[[Any], Any] | None  # custom: decoded value -> object
-    callable_: bool  # the class's own __reduce__ rebuilds it by calling it with arguments
+    callable_: bool  # the class's own __reduce__ rebuilds it from arguments (and items)
 
 
 _BY_NAME: dict[str, _Entry] = {}
@@ -127,8 +127,19 @@ def encode_state(obj: object) -> bytes:
         raise StateError(f"cannot encode state: {exc}") from exc
 
 
-def decode_state(data: bytes) -> object:
-    """The object ``encode_state`` wrote; StateError for anything else (nothing is executed)."""
+def decode_state(data: bytes, expect: type | None = None) -> Any:
+    """The object ``encode_state`` wrote; StateError for anything else (nothing is executed).
+
+    With ``expect``, a document holding anything but an instance of that type is refused too:
+    a caller gets the kind of state it checkpointed at that key, or StateError.
+    """
+    state = _decode_document(data)
+    if expect is not None and not isinstance(state, expect):
+        raise StateError(f"a {type(state).__name__}, not a {expect.__name__}")
+    return state
+
+
+def _decode_document(data: bytes) -> Any:
     if data[:1] == b"\x80":
         raise StateError("a pickle (a checkpoint older than this codec); never unpickled")
     try:
@@ -163,8 +174,8 @@ def _encode(obj: Any) -> Any:
         return _encode_items(obj)
     if kind is dict:
         if TAG not in obj and all(type(key) is str for key in obj):
-            return _encode_mapping(obj)
-        return {TAG: "dict", "items": [[_encode(k), _encode(v)] for k, v in obj.items()]}
+            return dict(zip(obj, _encode_items(obj.values())))
+        return {TAG: "dict", "keys": _encode_items(obj), "values": _encode_items(obj.values())}
     builtin = _ENCODERS.get(kind)
     if builtin is not None:
         return builtin(obj)
@@ -176,36 +187,25 @@ def _encode(obj: Any) -> Any:
     return _encode_reduced(entry, obj)
 
 
-def _encode_mapping(obj: dict) -> dict:
-    """A dict of string keys; scalar values (most attributes) without a call each."""
-    out = {}
-    for key, value in obj.items():
-        kind = type(value)
-        if kind is str or value is None or kind is bool or kind is float and value - value == 0.0 \
-                or kind is int and _INT_MIN <= value <= _INT_MAX:
-            out[key] = value  # value - value is 0.0 for a finite float, NaN for inf and NaN
-        else:
-            out[key] = _encode(value)
-    return out
-
-
 def _encode_items(items: Any) -> list:
-    """A sequence as a JSON list; runs of plain numbers (most of a detector's state) as they are."""
-    kinds = set(map(type, items))
-    if kinds <= _NUMBERS and _plain_numbers(items, kinds):
-        return list(items)
-    return [_encode(item) for item in items]
-
-
-def _plain_numbers(items: Any, kinds: set[type]) -> bool:
-    """Whether ints and floats need no tag: every float finite, every int in orjson's range."""
-    try:
-        # A sum is finite only when every float in it is: no NaN or inf slips through.
-        if float in kinds and not math.isfinite(sum(items)):
-            return False
-    except OverflowError:  # an int too large for a float: the slow way tags it
-        return False
-    return int not in kinds or _INT_MIN <= min(items) and max(items) <= _INT_MAX
+    """Items as a JSON list; scalars (most of a detector's state) without a call each."""
+    if len(items) >= 8:  # windows of prices or returns: checked in bulk
+        kinds = set(map(type, items))
+        # A sum of floats is finite only when each of them is: no NaN or inf slips through.
+        if kinds == _FLOAT and math.isfinite(sum(items)) \
+                or kinds == _INT and _INT_MIN <= min(items) and max(items) <= _INT_MAX:
+            return list(items)
+    out = []
+    append = out.append
+    for item in items:
+        kind = type(item)
+        if kind is float:  # item - item is 0.0 for a finite float, NaN for inf and NaN
+            append(item if item - item == 0.0 else _encode(item))
+        elif kind is str or item is None or kind is bool or kind is int and _INT_MIN <= item <= _INT_MAX:
+            append(item)
+        else:
+            append(_encode(item))
+    return out
 
 
 def _encode_reduced(entry: _Entry, obj: Any) -> dict:
@@ -225,7 +225,7 @@ def _encode_reduced(entry: _Entry, obj: Any) -> dict:
     if items is not None:
         out["items"] = _encode_items(list(items))
     if dict_items is not None:
-        out["dict_items"] = [[_encode(k), _encode(v)] for k, v in dict_items]
+        raise StateError(f"{entry.name} is a dict subclass: register it with encode/decode")
     return out
 
 
@@ -279,9 +279,9 @@ def _decode(value: Any) -> Any:
 
 def _decode_reduced(entry: _Entry, value: dict) -> Any:
     cls = entry.cls
+    if ("args" in value or "items" in value) and not entry.callable_:
+        raise StateError(f"{entry.name} is not rebuilt from arguments or items")
     if "args" in value:
-        if not entry.callable_:
-            raise StateError(f"{entry.name} is not rebuilt from arguments")
         obj = cls(*_list(value, "args"))
     else:
         obj = cls.__new__(cls)
@@ -289,9 +289,6 @@ def _decode_reduced(entry: _Entry, value: dict) -> Any:
         _set_state(entry, obj, _decode(value["state"]))
     if "items" in value:
         obj.extend(_list(value, "items"))
-    if "dict_items" in value:
-        for key, item in _pairs(value, "dict_items"):
-            obj[key] = item
     return obj
 
 
@@ -322,11 +319,11 @@ def _list(value: dict, field: str) -> list:
     return items
 
 
-def _pairs(value: dict, field: str) -> list[tuple[Any, Any]]:
-    pairs = _list(value, field)
-    if not all(type(pair) is list and len(pair) == 2 for pair in pairs):
-        raise StateError(f"{value[TAG]}: {field} must be [key, value] pairs")
-    return [(key, item) for key, item in pairs]
+def _mapping(value: dict) -> dict:
+    keys, values = _list(value, "keys"), _list(value, "values")
+    if len(keys) != len(values):
+        raise StateError(f"dict: {len(keys)} keys but {len(values)} values")
+    return dict(zip(keys, values))
 
 
 def _decode_float(value: dict) -> float:
@@ -379,7 +376,7 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
     "deque": _decode_deque,
     "set": lambda value: set(_list(value, "items")),
     "frozenset": lambda value: frozenset(_list(value, "items")),
-    "dict": lambda value: dict(_pairs(value, "items")),
+    "dict": _mapping,
     "ndarray": _decode_array,
     **{name: _decode_scalar for name in _SCALARS},
 }

@@ -78,10 +78,7 @@ def read_series_state(blob: bytes) -> SeriesState:
     """A series' checkpointed detector state; StateError for anything else (nothing runs)."""
     if len(blob) > MAX_STATE_BYTES:
         raise StateError(f"{len(blob)} bytes, more than {MAX_STATE_BYTES}")
-    series = decode_state(blob)
-    if not isinstance(series, SeriesState):
-        raise StateError(f"a {type(series).__name__}, not a series' state")
-    return series
+    return decode_state(blob, SeriesState)
 
 
 @requires("read")

@@ -18,6 +18,7 @@ import pytest
 
 from detectors.recorded import read_paths
 from detectors.replay import reporting_days
+from detectors.series import SeriesState
 from detectors.stack import DetectorStack
 from rules.catalog import load_catalog
 from rules.engine import RuleEngine
@@ -162,6 +163,7 @@ def test_a_pickle_is_refused_and_never_run(tmp_path, protocol):
     ({"__t": "detectors.crossmarket.CrossMarket", "state": {"_latest": {"__t": "os.system"}}}, "unknown type"),
     # a registered class is never called with arguments its pickle form does not use
     ({"__t": "detectors.series.SeriesState", "args": [1, 2, 3, 4]}, "not rebuilt from arguments"),
+    ({"__t": "detectors.series.SeriesState", "items": [1]}, "not rebuilt from arguments or items"),
     ({"__t": "detectors.zscore.RollingZScore", "state": {"__class__": "x"}}, "plain names"),
     ({"__t": "ndarray", "dtype": "|O", "shape": [1], "data": "AAAAAAAAAAA="}, "allowed dtype"),
     ({"__t": "ndarray", "dtype": "<f8", "shape": [4], "data": "AAAAAAAAAAA="}, "do not fill"),
@@ -183,6 +185,13 @@ def test_a_document_naming_anything_unregistered_is_refused(state, reason):
 def test_another_version_or_format_is_refused(blob, reason):
     with pytest.raises(StateError, match=reason):
         decode_state(blob)
+
+
+def test_a_caller_can_insist_on_the_type_it_checkpointed():
+    blob = encode_state([1, 2])
+    assert decode_state(blob, list) == [1, 2]
+    with pytest.raises(StateError, match="a list, not a SeriesState"):
+        decode_state(blob, SeriesState)
 
 
 def test_an_unregistered_class_cannot_be_encoded():
