@@ -42,6 +42,7 @@ import base64
 import copyreg
 import math
 from collections import deque
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -68,7 +69,7 @@ FORMAT_VERSION = 1
 TAG = "__t"
 # orjson's own integer range; larger ints are written as text.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-_FLOAT, _INT = {float}, {int}
+_FLOAT, _INT, _STR, _TUPLE = {float}, {int}, {str}, {tuple}
 _CONTAINERS = frozenset({list, dict})  # what a decoded JSON value may need decoding inside
 # Array element types a document may name (never "object": that would be pickle again).
 _DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1")}
@@ -175,7 +176,7 @@ def _encode(obj: Any) -> Any:
     if kind is dict:
         if TAG not in obj and all(type(key) is str for key in obj):
             return dict(zip(obj, _encode_items(obj.values())))
-        return {TAG: "dict", "keys": _encode_items(obj), "values": _encode_items(obj.values())}
+        return {TAG: "dict", "keys": _encode_keys(obj), "values": _encode_items(obj.values())}
     builtin = _ENCODERS.get(kind)
     if builtin is not None:
         return builtin(obj)
@@ -192,7 +193,7 @@ def _encode_items(items: Any) -> list:
     if len(items) >= 8:  # windows of prices or returns: checked in bulk
         kinds = set(map(type, items))
         # A sum of floats is finite only when each of them is: no NaN or inf slips through.
-        if kinds == _FLOAT and math.isfinite(sum(items)) \
+        if kinds == _STR or kinds == _FLOAT and math.isfinite(sum(items)) \
                 or kinds == _INT and _INT_MIN <= min(items) and max(items) <= _INT_MAX:
             return list(items)
     out = []
@@ -206,6 +207,17 @@ def _encode_items(items: Any) -> list:
         else:
             append(_encode(item))
     return out
+
+
+def _encode_keys(mapping: dict) -> Any:
+    """Keys of a dict that JSON cannot key; series keys (commodity, market) written in bulk.
+
+    The engine's own state keys a few dicts by series: thousands of tuples on every commit,
+    which orjson writes as arrays itself once they are known to hold strings only.
+    """
+    if set(map(type, mapping)) == _TUPLE and set(map(type, chain.from_iterable(mapping))) <= _STR:
+        return {TAG: "str_tuples", "items": list(mapping)}
+    return _encode_items(mapping)
 
 
 def _encode_reduced(entry: _Entry, obj: Any) -> dict:
@@ -326,6 +338,14 @@ def _mapping(value: dict) -> dict:
     return dict(zip(keys, values))
 
 
+def _decode_str_tuples(value: dict) -> list[tuple[str, ...]]:
+    items = value.get("items")
+    if type(items) is not list or not all(type(item) is list for item in items) \
+            or not set(map(type, chain.from_iterable(items))) <= _STR:
+        raise StateError("str_tuples: expected lists of strings")
+    return list(map(tuple, items))
+
+
 def _decode_float(value: dict) -> float:
     text = value.get("v")
     if text not in ("nan", "inf", "-inf"):
@@ -377,6 +397,7 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
     "set": lambda value: set(_list(value, "items")),
     "frozenset": lambda value: frozenset(_list(value, "items")),
     "dict": _mapping,
+    "str_tuples": _decode_str_tuples,
     "ndarray": _decode_array,
     **{name: _decode_scalar for name in _SCALARS},
 }
