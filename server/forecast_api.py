@@ -1,22 +1,25 @@
 """``GET /api/v1/forecast``: the online model's forecast of a series, with a prediction interval.
 
 The engine checkpoints each series' detector state in ``pw:state:series`` (field
-``commodity/market``, a pickle written by the engine itself); this handler reads it and asks the
-forecast detector (detectors/forecast.py: exponential smoothing on log-price) for the next
-``horizon`` ticks. The interval is the model's own: ``level ± 1.96`` residual scales, widened
-with the horizon as simple exponential smoothing's error variance grows. Each step's time is the
-last tick's plus the series' usual gap between ticks. How much to trust the model: run
+``commodity/market``, a state document of detectors/state.py, never a pickle: whoever can write
+to Redis must not run code here); this handler reads it and asks the forecast detector
+(detectors/forecast.py: exponential smoothing on log-price) for the next ``horizon`` ticks.
+The interval is the model's own: ``level ± 1.96`` residual scales, widened with the horizon as
+simple exponential smoothing's error variance grows. Each step's time is the last tick's plus
+the series' usual gap between ticks. How much to trust the model: run
 ``pasarwatch backtest`` on recorded data, which reports its error next to the naive and
 seasonal-naive baselines.
 """
 from __future__ import annotations
 
-import pickle
+import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from detectors.series import SeriesState
+from detectors.state import StateError, decode_state
 from server import keys
 from server.params import whole_number
 from server.access import requires
@@ -24,6 +27,11 @@ from server.responses import ORJSONResponse, error
 
 MAX_HORIZON = 90
 Z_95 = 1.96
+# A series' state is about 10 KB; anything far larger was not written by the engine, and
+# decoding it would hold the event loop.
+MAX_STATE_BYTES = 1 << 20
+
+log = logging.getLogger("pasarwatch.forecast")
 
 
 def parse_query(params) -> tuple[str, str, int] | tuple[str, str]:
@@ -66,6 +74,13 @@ def forecast_body(commodity: str, market: str, horizon: int, series) -> dict:
     }
 
 
+def read_series_state(blob: bytes) -> SeriesState:
+    """A series' checkpointed detector state; StateError for anything else (nothing runs)."""
+    if len(blob) > MAX_STATE_BYTES:
+        raise StateError(f"{len(blob)} bytes, more than {MAX_STATE_BYTES}")
+    return decode_state(blob, SeriesState)
+
+
 @requires("read")
 async def get_forecast(request: Request) -> Response:
     parsed = parse_query(request.query_params)
@@ -78,7 +93,13 @@ async def get_forecast(request: Request) -> Response:
     if blob is None:
         return error(404, "market", "unknown_series",
                      f"no detector state for series {key!r} (field {key} of {keys.STATE_SERIES})")
-    series = pickle.loads(blob)  # written by our own engine (server/engine.py)
+    try:
+        series = read_series_state(blob)
+    except StateError as exc:
+        # Not this client's fault: the engine rewrites the state on the series' next tick.
+        log.warning("unreadable detector state of %s: %s", key, exc)
+        return error(503, "market", "state_unreadable",
+                     f"the detector state of series {key!r} cannot be read; it is rebuilt on its next tick")
     return ORJSONResponse(forecast_body(commodity, market, horizon, series))
 
 

@@ -1,10 +1,12 @@
 """GET /api/v1/forecast against a real Redis holding a series state the stack checkpointed.
 
-The state is what the engine writes (a pickled ``SeriesState`` in ``pw:state:series``), built by
-replaying the real chilli fixture (18 West Java markets, May-Aug 2021) through the stack.
+The state is what the engine writes (a ``SeriesState`` state document, detectors/state.py, in
+``pw:state:series``), built by replaying the real chilli fixture (18 West Java markets, May-Aug
+2021) through the stack.
 """
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from starlette.testclient import TestClient
 from detectors.recorded import read_paths
 from detectors.replay import reporting_days
 from detectors.stack import DetectorStack
+from detectors.state import encode_state
 from rules.catalog import load_catalog
 from server import forecast_api, keys
 from server.access import Gate
@@ -35,20 +38,24 @@ def stack() -> DetectorStack:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, stack):
+def redis_url(tmp_path_factory, stack):
     server = start_redis(tmp_path_factory.mktemp("redis"))
     try:
-        sync = redis.Redis.from_url(server.url)
-        sync.hset(keys.STATE_SERIES, keys.series_key(*SERIES), pickle.dumps(stack.series_state(SERIES)))
-        app = Starlette(routes=forecast_api.routes)
-        app.state.redis = AsyncRedis.from_url(server.url)
-        app.state.gate = Gate(public_read=True, device_rate=10.0, device_burst=10.0,
-                              ws_per_address=4, allowed_origins=())
-        with TestClient(app) as test_client:
-            yield test_client
-        sync.close()
+        with redis.Redis.from_url(server.url) as sync:
+            sync.hset(keys.STATE_SERIES, keys.series_key(*SERIES), encode_state(stack.series_state(SERIES)))
+        yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(redis_url):
+    app = Starlette(routes=forecast_api.routes)
+    app.state.redis = AsyncRedis.from_url(redis_url)
+    app.state.gate = Gate(public_read=True, device_rate=10.0, device_burst=10.0,
+                          ws_per_address=4, allowed_origins=())
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 def test_forecast_has_a_widening_interval_around_recent_prices(client, stack):
@@ -80,6 +87,33 @@ def test_an_unknown_series_is_a_404_naming_it(client):
     error = response.json()["errors"][0]
     assert error["field"] == "market" and error["reason"] == "unknown_series"
     assert "cabai-rawit-merah/pasar-nowhere" in error["detail"]
+
+
+class Exploit:
+    """What an attacker with access to Redis stores: unpickling it would call os.mkdir."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.path),)
+
+
+@pytest.mark.parametrize("market, blob", [
+    ("pasar-pickled", lambda path: pickle.dumps(Exploit(path))),
+    ("pasar-forged", lambda path: b'{"v":1,"state":{"__t":"posix.mkdir","args":["%s"]}}' % str(path).encode()),
+    ("pasar-huge", lambda path: b'{"v":1,"state":[' + b"0," * 600_000 + b"0]}"),
+    ("pasar-not-a-series", lambda path: b'{"v":1,"state":{"zscore":1}}'),
+])
+def test_state_that_the_engine_did_not_write_is_refused_and_never_run(redis_url, client, tmp_path, market, blob):
+    target = tmp_path / "pwned"
+    with redis.Redis.from_url(redis_url) as sync:
+        sync.hset(keys.STATE_SERIES, keys.series_key(SERIES[0], market), blob(target))
+    response = client.get("/api/v1/forecast", params={"commodity": SERIES[0], "market": market})
+    assert response.status_code == 503
+    error = response.json()["errors"][0]
+    assert error["field"] == "market" and error["reason"] == "state_unreadable"
+    assert not target.exists()
 
 
 @pytest.mark.parametrize("params, field", [

@@ -1,0 +1,39 @@
+"""Rule state in the checkpoint codec (detectors/state.py): what rules may put in a checkpoint.
+
+Importing this module registers the alert state the engine checkpoints per rule and series
+(``AlertState`` with its ``RungState`` ladder) and compiled conditions, which are saved as
+their source and compiled again when read (a compiled condition is closures; compiling the
+source goes through the same checks as a rule file, so a checkpoint cannot smuggle in an
+expression a rule file could not hold).
+
+>>> from detectors.state import decode_state, encode_state
+>>> state = AlertState(rungs=[RungState(true_ticks=2, active=True)], top=0, sources=["hp-1"])
+>>> decode_state(encode_state(state)) == state
+True
+>>> condition = decode_state(encode_state(compile_condition("zscore.score >= 4", {"zscore"})))
+>>> condition.evaluate({"scores": {"zscore": 5.0}, "fired": []}, {})
+True
+"""
+from __future__ import annotations
+
+from detectors.state import StateError, register
+from rules.engine import AlertState, RungState
+from rules.expressions import Condition, ExpressionError, compile_condition
+
+
+def _condition_value(condition: Condition) -> dict:
+    return {"source": condition.source, "names": sorted(condition.names)}
+
+
+def _condition(value: object) -> Condition:
+    if type(value) is not dict or type(value.get("source")) is not str or type(value.get("names")) is not list:
+        raise StateError("a condition is saved as its source and names")
+    try:
+        return compile_condition(value["source"], set(value["names"]))
+    except ExpressionError as exc:
+        raise StateError(f"condition {value['source']!r}: {exc}") from None
+
+
+register(AlertState)
+register(RungState)
+register(Condition, encode=_condition_value, decode=_condition)
