@@ -1,6 +1,6 @@
 """Per-series state of the default stack: the detectors over one (commodity, market) history.
 
-Kept in one plain object so the engine can checkpoint a series on its own (pickle it into
+Kept in one plain object so the engine can checkpoint a series on its own (encode it (detectors/state.py) into
 ``pw:state:series``) without touching the thousands of series a batch did not see.
 """
 from __future__ import annotations

@@ -64,7 +64,7 @@ class RungState:
 
 @dataclass
 class AlertState:
-    """Where one rule stands on one series; pickled into the engine's checkpoint."""
+    """Where one rule stands on one series; encoded into the engine's checkpoint (rules/checkpoint.py)."""
 
     rungs: list[RungState] = field(default_factory=list)
     top: int = -1  # highest entered rung, -1 when not firing

@@ -11,7 +11,6 @@ lost and no alert is raised twice.
 from __future__ import annotations
 
 import logging
-import pickle
 import signal
 import time
 from dataclasses import dataclass, field
@@ -20,10 +19,13 @@ import orjson
 import redis
 
 from detectors.contained import describe_error
+from detectors.crossmarket import CrossMarket
+from detectors.series import SeriesState
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.catalog import Catalog
-from rules.engine import RuleEngine
+from rules.engine import AlertState, RuleEngine
 from server import keys
+from server.checkpoint import StateError, decode_state, encode_state, register
 from server.config import Settings
 from server.reliability import SourceReliability
 from server.silences import active_silences
@@ -51,6 +53,7 @@ class Batch:
         return bool(self.tick_ids or self.alerts or self.health or self.sources)
 
 
+@register
 @dataclass
 class Clock:
     """The engine's event time: the newest tick time, advanced by wall time since. It stamps
@@ -124,19 +127,22 @@ class Engine:
     def _load_checkpoint(self) -> None:
         for raw_key, blob in self.redis.hgetall(keys.STATE_SERIES).items():
             commodity, market = raw_key.decode().split("/", 1)
-            state = _unpickle(blob, raw_key)
+            state = _decoded(blob, raw_key, SeriesState)
             if state is not None:
                 self.stack.set_series_state((commodity, market), state)
         for raw_key, blob in self.redis.hgetall(keys.STATE_PANEL).items():
-            state = _unpickle(blob, raw_key)
+            state = _decoded(blob, raw_key, CrossMarket)
             if state is not None:
                 self.stack.set_panel_state(raw_key.decode(), state)
         for raw_key, blob in self.redis.hgetall(keys.STATE_RULES).items():
-            state = _unpickle(blob, raw_key)
+            state = _decoded(blob, raw_key, AlertState)
             if state is not None:
                 self.rules.states[raw_key.decode()] = state
         engine_state = self.redis.get(keys.STATE_ENGINE)
-        saved = _unpickle(engine_state, keys.STATE_ENGINE.encode()) if engine_state else None
+        saved = _decoded(engine_state, keys.STATE_ENGINE.encode(), dict) if engine_state else None
+        if saved and not isinstance(saved.get("clock"), Clock):
+            log.warning("the engine's own state in %s is not of this version; starting it fresh", keys.STATE_ENGINE)
+            saved = None
         if saved:
             self.clock = saved["clock"]
             self.last_alert = saved["last_alert"]
@@ -337,15 +343,15 @@ class Engine:
     def commit(self, batch: Batch) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for series in batch.series:
-            pipe.hset(keys.STATE_SERIES, keys.series_key(*series), pickle.dumps(self.stack.series_state(series)))
+            pipe.hset(keys.STATE_SERIES, keys.series_key(*series), encode_state(self.stack.series_state(series)))
         for commodity in batch.panels:
-            pipe.hset(keys.STATE_PANEL, commodity, pickle.dumps(self.stack.panel_state(commodity)))
+            pipe.hset(keys.STATE_PANEL, commodity, encode_state(self.stack.panel_state(commodity)))
         for key in self.rules.dirty:
             state = self.rules.states.get(key)
             if state is None:
                 pipe.hdel(keys.STATE_RULES, key)
             else:
-                pipe.hset(keys.STATE_RULES, key, pickle.dumps(state))
+                pipe.hset(keys.STATE_RULES, key, encode_state(state))
         self.rules.dirty.clear()
         history_len = self.settings.history_len
         latest: dict[str, bytes] = {}
@@ -375,7 +381,7 @@ class Engine:
             else:
                 pipe.hdel(keys.FIRING, event["key"])
             pipe.publish(keys.EVENTS, encoded)
-        pipe.set(keys.STATE_ENGINE, pickle.dumps({
+        pipe.set(keys.STATE_ENGINE, encode_state({
             "clock": self.clock, "last_alert": self.last_alert,
             "provinces": self.provinces, "last_price": self.last_price, "latest_ts": self.latest_ts, "arrived": self.arrived,
             "sources": self.sources,
@@ -493,11 +499,13 @@ def ceilings_of(catalog: Catalog) -> dict[str | tuple[str, str], float]:
     return ceilings
 
 
-def _unpickle(blob: bytes, key: bytes):
+def _decoded(blob: bytes, key: bytes, expect: type):
+    """A checkpointed state, or None when this code cannot read it (an older format, or not
+    written by the engine): that state starts fresh, logged, and nothing in it is run."""
     try:
-        return pickle.loads(blob)
-    except Exception:  # noqa: BLE001 - a checkpoint from an older version must not stop the engine
-        log.exception("cannot restore state of %s; starting it fresh", key.decode(errors="replace"))
+        return decode_state(blob, expect)
+    except StateError as exc:
+        log.warning("cannot restore state of %s (%s); starting it fresh", key.decode(errors="replace"), exc)
         return None
 
 
