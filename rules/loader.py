@@ -23,7 +23,6 @@ rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; kn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from rules.catalog import Catalog
 from rules.durations import parse_duration
 from rules.errors import Problems, RuleError, RuleSetError
 from rules.inhibition import InhibitError, InhibitRule, parse_inhibit_rule
-from rules.matchers import Matcher
+from rules.matchers import check_matcher, suggest
 from rules.model import SEVERITIES, Names, Routes, Rule, RuleSet, Scope
 from rules.routing import ReceiverConfig, Route, Router, parse_receivers, parse_route, parse_windows
 from rules.ruleparse import INHERITED, parse_rule
@@ -187,7 +186,7 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
             for name in rule.equal:
                 if name not in known:
                     errors.append(RuleError(parts.name, item.line_of("equal"),
-                                            f"inhibit rule: equal: unknown label {name!r}{_suggest(name, known)}"))
+                                            f"inhibit rule: equal: unknown label {name!r}{suggest(name, known)}"))
             inhibit.append(rule)
     timezones = {p.code: p.timezone for p in catalog.provinces.values()}
     names = Names(
@@ -219,18 +218,6 @@ def _known_values(rules: list[Rule], catalog: Catalog) -> dict[str, set[str] | N
     return known
 
 
-def check_matcher(matcher: Matcher, known: dict[str, set[str] | None]) -> str | None:
-    """Why a matcher can never be what the operator meant, or None when it is fine."""
-    if matcher.name not in known:
-        return f"{matcher}: unknown label {matcher.name!r}{_suggest(matcher.name, known)}"
-    values = known[matcher.name]
-    if values is not None and matcher.op in ("=", "!=") and matcher.value not in values:
-        hint = get_close_matches(matcher.value, sorted(values), n=1)
-        more = f"; did you mean {hint[0]!r}?" if hint else ""
-        return f"{matcher}: no alert has {matcher.name} {matcher.value!r}{more}"
-    return None
-
-
 def _check_route_matchers(route: Route, node: Any, problems: Problems, known: dict) -> None:
     for matcher in route.matchers:
         reason = check_matcher(matcher, known)
@@ -239,9 +226,3 @@ def _check_route_matchers(route: Route, node: Any, problems: Problems, known: di
     children = node.get("routes", []) if isinstance(node, dict) else []
     for child, child_node in zip(route.routes, [c for c in children if isinstance(c, dict)]):
         _check_route_matchers(child, child_node, problems, known)
-
-
-def _suggest(name: str, known: dict) -> str:
-    hint = get_close_matches(name, sorted(known), n=1)
-    return f"; did you mean {hint[0]!r}?" if hint else f" (labels: {', '.join(sorted(known))})"
-
