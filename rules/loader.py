@@ -70,8 +70,8 @@ def load_rules(paths: list[Path], catalog: Catalog, detectors: set[str]) -> Rule
     files = []
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = yaml_lines.read_text(path)
+        except (OSError, UnicodeDecodeError, yaml_lines.FileTooLarge) as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc}"))
             continue
         files.append(_parse_file(text, str(path), catalog, detectors, Problems(str(path), errors)))

@@ -3,18 +3,25 @@ cannot run are refused where they are written, and rule files are bounded in siz
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
+import orjson
 import pytest
+import yaml
 
 from detectors.stack import DETECTOR_NAMES
+from rules import yaml_lines
 from rules.catalog import load_catalog
-from rules.errors import RuleSetError
-from rules.loader import parse_rule_text
+from rules.errors import MAX_REASON, RuleSetError
+from rules.loader import load_rules, parse_rule_text, rule_files
 from rules.matchers import MAX_PATTERN, MatcherError, parse_matcher
+from rules.rulebook import Rulebook
 from rules.silences import SilenceError, new_silence
+from rules.yaml_lines import MAX_CHARS
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog()
@@ -108,3 +115,78 @@ def test_a_silence_with_lookaround_is_refused_naming_the_matchers_field():
     [error] = caught.value.errors
     assert error["field"] == "matchers" and error["reason"] == "bad_matcher"
     assert "lookaround" in error["detail"]
+
+
+def alias_bomb(levels: int) -> str:
+    """A "billion laughs" routing.yaml: each level's anchor lists the previous one nine times."""
+    lines = ["receivers:", "  - name: r", "route:", "  anchors:", '    a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    names = "abcdefghij"[:levels]
+    for prev, name in zip(names, names[1:]):
+        lines.append(f"    {name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    lines += ["  receiver: r", f"  group_wait: *{names[-1]}"]  # quoted in full by the duration error
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    for name in ("prices.yaml", "feeds.yaml", "routing.yaml"):
+        (directory / name).write_text((ROOT / "rules" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    return directory
+
+
+def test_an_alias_bomb_is_refused_quickly_and_reported_once_in_bounded_text(rules_dir, caplog):
+    """On main this 6-level bomb (about 400 bytes) became a 3.7 MB error reason; 9 levels took gigabytes."""
+    book = Rulebook(rules_dir, CATALOG, DETECTORS)
+    assert book.status()["ok"], book.status()["errors"]
+    good = [rule.name for rule in book.current.rules]
+    bomb = rules_dir / "routing.yaml"
+    bomb.write_text(alias_bomb(6), encoding="utf-8")
+    assert bomb.stat().st_size < 500
+    caplog.set_level(logging.INFO, logger="pasarwatch.rules")
+    tracemalloc.start()
+    try:
+        reload = book.reload_if_changed()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reload is not None and not reload.ok
+    assert peak < 20 * 1024 * 1024, f"reading a {bomb.stat().st_size}-byte file took {peak} bytes"
+    assert [rule.name for rule in book.current.rules] == good  # the last good set stays in force
+    assert any("alias bomb" in e.reason and e.file == str(bomb) for e in reload.errors)
+    assert all(len(e.reason) <= MAX_REASON for e in reload.errors)
+    assert len(orjson.dumps(book.status())) < 64 * 1024  # what the engine stores in Redis
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged and all(len(message) < 1000 for message in logged)
+
+    caplog.clear()
+    assert book.reload_if_changed() is None  # unchanged: not parsed, logged or counted again
+    assert caplog.records == [] and book.failures == 1
+
+    bomb.write_text((ROOT / "rules" / "routing.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    assert book.reload_if_changed().ok and book.status()["ok"]
+
+
+def test_a_rule_file_above_the_size_cap_is_refused_without_being_parsed(rules_dir):
+    padding = "# " + "x" * 1000 + "\n"
+    big = rules_dir / "besar.yaml"
+    big.write_text(padding * (MAX_CHARS // len(padding) + 1)
+                   + "rules:\n  - name: besar\n    when: zscore.fired\n", encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_rules(rule_files(rules_dir), CATALOG, DETECTORS)
+    [error] = caught.value.errors
+    assert error.file == str(big) and "larger than 256 KiB" in error.reason
+
+
+@pytest.mark.parametrize("text", ["rules: &loop\n  - *loop\n", "rules: &loop\n  a: *loop\n"])
+def test_an_alias_inside_its_own_anchor_is_refused_at_its_line(text):
+    """PyYAML refused these before; this guards the expansion count, which must not loop on them."""
+    with pytest.raises(yaml.YAMLError) as caught:
+        yaml_lines.load(text)
+    assert yaml_lines.error_line(caught.value) == 1
+
+
+def test_aliases_within_the_bound_still_work():
+    document = yaml_lines.load("x: &quiet [malam]\nroute:\n  quiet_time: *quiet\n")
+    assert document["route"]["quiet_time"] == ["malam"]
