@@ -41,7 +41,7 @@ from rules.timewindows import Window
 from rules.yaml_lines import LineDict
 
 __all__ = ["RuleError", "RuleSetError", "Rule", "RuleSet", "Routes", "Scope", "SEVERITIES", "load_rules",
-           "parse_rule_text", "rule_files", "parse_duration"]
+           "parse_rule_text", "rule_files", "in_context", "known_values", "parse_duration"]
 
 FILE_KEYS = {"defaults", "rules", "receivers", "time_windows", "route", "inhibit"}
 
@@ -56,12 +56,23 @@ class _File:
     windows: dict[str, Window] = field(default_factory=dict)
     route: tuple[Any, LineDict] | None = None
     inhibit: list[tuple[InhibitRule, Any, int]] = field(default_factory=list)
+    # Whether all of the file could be read, and all of its rules: what other files' routes and
+    # matchers name (receivers, windows; rules, levels, labels) may be in what is missing.
+    read: bool = True
+    all_rules: bool = True
 
 
 def rule_files(directory: str | Path) -> list[Path]:
     """The rule files of a directory: every *.yaml / *.yml directly in it (not catalog/, tests/)."""
     directory = Path(directory)
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def in_context(file: Path, directory: Path) -> list[Path]:
+    """The rule files of ``directory`` with ``file`` in place of its namesake: the set a changed
+    file would join, so its references to other files' rules, labels and receivers resolve."""
+    paths = rule_files(directory) if directory.is_dir() else []
+    return [p for p in paths if p.name != file.name] + [file]
 
 
 def load_rules(paths: list[Path], catalog: Catalog, detectors: set[str]) -> RuleSet:
@@ -73,6 +84,7 @@ def load_rules(paths: list[Path], catalog: Catalog, detectors: set[str]) -> Rule
             text = yaml_lines.read_text(path)
         except (OSError, UnicodeDecodeError, yaml_lines.FileTooLarge) as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc}"))
+            files.append(_File(str(path), read=False, all_rules=False))
             continue
         files.append(_parse_file(text, str(path), catalog, detectors, Problems(str(path), errors)))
     ruleset = _assemble(files, catalog, errors)
@@ -97,6 +109,7 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
         document = yaml_lines.load(text)
     except yaml.YAMLError as exc:
         problems.at(yaml_lines.error_line(exc) or 0, f"not valid YAML: {yaml_lines.error_reason(exc)}")
+        parts.read = parts.all_rules = False
         return parts
     if document is None:
         return parts
@@ -124,6 +137,8 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
         rule = parse_rule(entry, defaults, filename, catalog, detectors, problems)
         if rule is not None:
             parts.rules.append(rule)
+        else:
+            parts.all_rules = False
     if "receivers" in document:
         parts.receivers = parse_receivers(document["receivers"], problems, document)
     if "time_windows" in document:
@@ -160,8 +175,13 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
                 if name in merged:
                     errors.append(RuleError(parts.name, 0, f"{kind} {name!r} is defined in more than one file"))
             merged.update(own)
+    # While part of the set is missing, a name not found may be defined in that part: such names
+    # are not reported, only the error that made the part missing (one mistake, one error).
+    read = all(parts.read for parts in files)
+    all_rules = all(parts.all_rules for parts in files)
     root: Route | None = None
     route_file = None
+    known = _known_values(rules, catalog)
     for parts in files:
         if parts.route is None:
             continue
@@ -171,13 +191,15 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
             problems.add(node, "route", f"the routing tree is already defined in {route_file}; one file holds it")
             continue
         route_file = parts.name
-        root = parse_route(value, problems, node, receivers, windows)
-        if root is not None:
-            _check_route_matchers(root, value, problems, _known_values(rules, catalog))
-    known = _known_values(rules, catalog)
+        root = parse_route(value, problems, node, receivers, windows, check_names=read)
+        if root is not None and all_rules:
+            _check_route_matchers(root, value, problems, known)
     inhibit: list[InhibitRule] = []
     for parts in files:
         for rule, item, line in parts.inhibit:
+            inhibit.append(rule)
+            if not all_rules:
+                continue
             for side in ("source", "target"):
                 for matcher in getattr(rule, side):
                     reason = check_matcher(matcher, known)
@@ -187,7 +209,6 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
                 if name not in known:
                     errors.append(RuleError(parts.name, item.line_of("equal"),
                                             f"inhibit rule: equal: unknown label {name!r}{suggest(name, known)}"))
-            inhibit.append(rule)
     timezones = {p.code: p.timezone for p in catalog.provinces.values()}
     names = Names(
         commodities={c.id: (c.name_id, c.unit) for c in catalog.commodities.values()},
@@ -198,16 +219,21 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
     return RuleSet(tuple(rules), tuple(p.name for p in files), router, tuple(inhibit), names)
 
 
-def _known_values(rules: list[Rule], catalog: Catalog) -> dict[str, set[str] | None]:
-    """Label name -> the values it can take (None: any value)."""
+def _known_values(rules: list[Rule] | tuple[Rule, ...], catalog: Catalog) -> dict[str, set[str] | None]:
+    return known_values(rules, set(catalog.commodities), set(catalog.provinces))
+
+
+def known_values(rules: list[Rule] | tuple[Rule, ...], commodities: set[str],
+                 provinces: set[str]) -> dict[str, set[str] | None]:
+    """Label name -> the values it can take (None: any value): what matchers are checked against."""
     known: dict[str, set[str] | None] = {
         "rule": {r.name for r in rules},
         "severity": set(SEVERITIES),
         "level": {rung.level for r in rules for rung in r.rungs},
         "kind": {"tick", "health"},
         "state": {"firing", "resolved"},
-        "commodity": set(catalog.commodities),
-        "province": set(catalog.provinces),
+        "commodity": set(commodities),
+        "province": set(provinces),
         "market": None,  # devices may report markets not in the catalog yet
     }
     for rule in rules:
