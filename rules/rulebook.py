@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rules.catalog import Catalog
-from rules.loader import RuleError, RuleSetError, load_rules, rule_files
+from rules.loader import RuleError, RuleSetError, known_values, load_rules, rule_files
 from rules.model import Rule, RuleSet
 from rules.routing import describe
 
@@ -78,6 +78,13 @@ class Rulebook:
         log.info("rules loaded: %d rules from %d files", len(ruleset.rules), len(ruleset.files))
         return Reload(True)
 
+    def labels(self) -> dict[str, list[str] | None]:
+        """The labels alerts of the rules in force carry, each with its values (None: any);
+        the HTTP API checks silences against them."""
+        names = self.current.names
+        known = known_values(self.current.rules, set(names.commodities), set(names.provinces))
+        return {name: sorted(values) if values is not None else None for name, values in sorted(known.items())}
+
     def _rejected(self, errors: list[RuleError]) -> Reload:
         total = len(errors)
         errors = list(errors[:MAX_ERRORS])
@@ -97,6 +104,7 @@ class Rulebook:
             "rules": [rule_summary(r) for r in self.current.rules],
             "routing": describe(self.current.router.root) if self.current.router.root else [],
             "receivers": sorted(self.current.router.receivers),
+            "labels": self.labels(),
             "inhibit": [{"name": i.name, "source": [str(m) for m in i.source],
                          "target": [str(m) for m in i.target], "equal": list(i.equal)}
                         for i in self.current.inhibit],
