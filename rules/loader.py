@@ -115,6 +115,7 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
         return parts
     if not isinstance(document, LineDict):
         problems.at(1, "a rule file is a mapping with 'rules:' (and optional 'defaults:', 'route:' ...)")
+        parts.read = parts.all_rules = False
         return parts
     for key in sorted(set(document) - FILE_KEYS, key=str):
         problems.add(document, key, f"unknown top-level key {key!r} (known: {', '.join(sorted(FILE_KEYS))})")
@@ -123,16 +124,17 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
         defaults = LineDict()
     elif not isinstance(defaults, LineDict):
         problems.add(document, "defaults", "defaults must be a mapping")
-        defaults = LineDict()
+        defaults, parts.all_rules = LineDict(), False
     for key in sorted(set(defaults) - INHERITED, key=str):
         problems.add(defaults, key, f"defaults cannot set {key!r} (they can set: {', '.join(sorted(INHERITED))})")
     entries = document.get("rules") or []
     if not isinstance(entries, list):
         problems.add(document, "rules", "rules must be a list")
-        entries = []
+        entries, parts.all_rules = [], False
     for index, entry in enumerate(entries):
         if not isinstance(entry, LineDict):
             problems.add(entries, index, "each rule must be a mapping")
+            parts.all_rules = False
             continue
         rule = parse_rule(entry, defaults, filename, catalog, detectors, problems)
         if rule is not None:

@@ -40,12 +40,13 @@ from typing import Any, Iterator
 import yaml
 
 __all__ = ["LineDict", "LineList", "load", "read_text", "error_line", "error_reason", "FileTooLarge",
-           "MAX_CHARS", "MAX_EXPANDED"]
+           "MAX_CHARS", "MAX_EXPANDED", "MAX_DEPTH"]
 
 MAX_CHARS = 256 * 1024  # the shipped rule files are under 10 KB, the catalog under 40 KB
 # Characters plus nodes once every alias is replaced by what it names. A file without aliases
 # stays below about twice its length; aliases get the rest as room for reuse.
 MAX_EXPANDED = 1_000_000
+MAX_DEPTH = 64  # the deepest shipped file nests 6
 
 
 class FileTooLarge(ValueError):
@@ -84,7 +85,18 @@ class LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # PyYAML composes recursively: 5,000 nested brackets took 3 s to end in RecursionError.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineDict]:

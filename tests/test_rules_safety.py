@@ -190,3 +190,9 @@ def test_an_alias_inside_its_own_anchor_is_refused_at_its_line(text):
 def test_aliases_within_the_bound_still_work():
     document = yaml_lines.load("x: &quiet [malam]\nroute:\n  quiet_time: *quiet\n")
     assert document["route"]["quiet_time"] == ["malam"]
+
+
+def test_deep_nesting_is_refused_at_its_line_before_the_stack_runs_out():
+    with pytest.raises(yaml.YAMLError, match=f"nested more than {yaml_lines.MAX_DEPTH} deep") as caught:
+        yaml_lines.load("rules:\n  - " + "[" * 5000 + "]" * 5000 + "\n")
+    assert yaml_lines.error_line(caught.value) == 2
