@@ -22,6 +22,8 @@ from rules.matchers import MAX_PATTERN, MatcherError, parse_matcher
 from rules.rulebook import Rulebook
 from rules.silences import SilenceError, new_silence
 from rules.yaml_lines import MAX_CHARS
+from server import keys
+from tests.system import System, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog()
@@ -196,3 +198,35 @@ def test_deep_nesting_is_refused_at_its_line_before_the_stack_runs_out():
     with pytest.raises(yaml.YAMLError, match=f"nested more than {yaml_lines.MAX_DEPTH} deep") as caught:
         yaml_lines.load("rules:\n  - " + "[" * 5000 + "]" * 5000 + "\n")
     assert yaml_lines.error_line(caught.value) == 2
+
+
+@pytest.fixture
+def engine_only(tmp_path: Path):
+    running = System(tmp_path).start("engine")
+    yield running
+    running.stop()
+
+
+def test_the_engine_rejects_an_alias_bomb_once_and_stores_a_bounded_report(engine_only):
+    """The whole path: the engine's reload, the status it stores in Redis, and its log."""
+    system = engine_only
+    status = wait_for(lambda: system.redis.get(keys.RULES_STATUS), 20, "the engine's first rules status")
+    assert orjson.loads(status)["ok"]
+    (system.rules_dir / "routing.yaml").write_text(alias_bomb(6), encoding="utf-8")
+
+    def rejected() -> dict | None:
+        assert system.processes["engine"].poll() is None, system.log("engine")[-2000:]
+        current = orjson.loads(system.redis.get(keys.RULES_STATUS))
+        return current if current["reload_failures"] else None
+
+    report = wait_for(rejected, 20, "the bomb to be rejected")
+    assert system.redis.strlen(keys.RULES_STATUS) < 64 * 1024
+    assert any("alias bomb" in e["reason"] for e in report["errors"])
+    logged = system.log("engine").count("rule file rejected")
+    for _ in range(3):  # three sweeps: each comes after at least one more look at the rule files
+        beat = system.redis.get(keys.ENGINE_HEARTBEAT)
+        wait_for(lambda: system.redis.get(keys.ENGINE_HEARTBEAT) != beat, 10, "the engine's next sweep")
+    assert orjson.loads(system.redis.get(keys.RULES_STATUS))["reload_failures"] == 1
+    assert system.log("engine").count("rule file rejected") == logged
+    assert len(system.log("engine")) < 64 * 1024
+    assert system.processes["engine"].poll() is None
