@@ -230,3 +230,29 @@ def test_the_engine_rejects_an_alias_bomb_once_and_stores_a_bounded_report(engin
     assert system.log("engine").count("rule file rejected") == logged
     assert len(system.log("engine")) < 64 * 1024
     assert system.processes["engine"].poll() is None
+
+
+HUGE_SERIES = """
+rule_files: ["{rules}/*.yaml"]
+tests:
+  - name: a billion blank steps
+    detectors: none
+    series:
+      - {{series: bawang-merah/pasar-kosambi, price: "38000 _x999999999"}}
+"""
+
+
+def _half_a_gigabyte() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (512 * 1024 * 1024, 512 * 1024 * 1024))
+
+
+def test_a_test_series_that_stands_for_a_billion_values_is_refused_at_its_line(tmp_path):
+    """Before, the series was built in full: a MemoryError under this child's 512 MB limit."""
+    path = tmp_path / "huge.test.yaml"
+    path.write_text(HUGE_SERIES.format(rules=ROOT / "rules"), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "rules.cli", "test", str(path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=50, preexec_fn=_half_a_gigabyte)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"{path}:7:" in done.stderr and "at most 10000 values" in done.stderr
