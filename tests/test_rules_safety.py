@@ -256,3 +256,16 @@ def test_a_test_series_that_stands_for_a_billion_values_is_refused_at_its_line(t
                           text=True, timeout=50, preexec_fn=_half_a_gigabyte)
     assert done.returncode == 1, done.stderr[-2000:]
     assert f"{path}:7:" in done.stderr and "at most 10000 values" in done.stderr
+
+
+@pytest.mark.parametrize("template, reason", [
+    ("{price:>99999999}", "widths and precisions in a format are at most 64"),
+    ("{value:.99999999f}", "widths and precisions in a format are at most 64"),
+    ("x" * 2001, "a template is at most 2000 characters"),
+], ids=["width", "precision", "length"])
+def test_a_message_template_that_would_render_megabytes_is_refused_at_its_line(template, reason):
+    text = f"rules:\n  - name: x\n    when: zscore.fired\n    message:\n      firing: '{template}'\n"
+    with pytest.raises(RuleSetError) as caught:
+        parse_rule_text(text, "r.yaml", CATALOG, DETECTORS)
+    [error] = caught.value.errors
+    assert error.line == 4 and reason in error.reason  # the rule's message:
