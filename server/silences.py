@@ -6,7 +6,7 @@
 - ``POST /api/v1/silences`` {matchers, starts_at, ends_at | duration, author, comment} -> 201
   {"silence": {...}}; errors 422 ``{"errors": [{"field", "reason", "detail"}]}``, among them a
   matcher naming a label no alert of the rules in force carries (``unknown_label``) or a value
-  no alert has (``unknown_value``)
+  no alert has (``unknown_value``); 409 when ``MAX_LIVE`` silences are already active or pending
 - ``GET /api/v1/silences?state=active|pending|expired`` -> {"silences": [...]} (newest first)
 - ``GET /api/v1/silences/{id}``, ``DELETE /api/v1/silences/{id}`` (expires it; kept for audit)
 - ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
@@ -44,6 +44,7 @@ EVENTS = "pw:events"
 FIRING = "pw:firing"
 MAX_BODY = 64 * 1024
 STATES = ("active", "pending", "expired")
+MAX_LIVE = 1000  # the engine checks every alert against each live silence
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -99,6 +100,11 @@ async def create_silence(request: Request) -> Response:
         silence = new_silence(body, time.time(), known=await _known_labels(request))
     except SilenceError as exc:
         return _errors(exc.errors)
+    live = await request.app.state.redis.zcount(SILENCE_ENDS, f"({time.time()}", "+inf")
+    if live >= MAX_LIVE:
+        return _errors([{"field": "body", "reason": "too_many_silences",
+                         "detail": f"{live} silences are active or pending, the most there can be; "
+                                   "expire some first (DELETE /api/v1/silences/{id})"}], 409)
     async with request.app.state.redis.pipeline(transaction=True) as pipe:
         save_silence(pipe, silence)
         await pipe.execute()

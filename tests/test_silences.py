@@ -20,7 +20,7 @@ from rules.rulebook import Rulebook
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
 from server import auth, keys
 from server.access import Gate
-from server.silences import ACKS, FIRING, SILENCES, active_silences, routes
+from server.silences import ACKS, FIRING, MAX_LIVE, SILENCES, active_silences, routes, save_silence
 from tests.redis_server import start_redis
 
 ALERT = {"rule": "kenaikan-tajam", "severity": "warning", "commodity": "cabai-rawit-merah",
@@ -222,3 +222,17 @@ def test_a_silence_regex_re2_cannot_run_gets_422_naming_the_matchers_field(api):
     [error] = response.json()["errors"]
     assert error["field"] == "matchers" and error["reason"] == "bad_matcher" and "lookaround" in error["detail"]
     assert client.hlen(SILENCES) == 0
+
+
+def test_live_silences_are_bounded(api):
+    http, client = api
+    body = {"matchers": ['commodity="cabai-rawit-merah"'], "duration": "2h", "author": "budi", "comment": "x"}
+    pipe = client.pipeline(transaction=False)
+    for number in range(MAX_LIVE):
+        save_silence(pipe, new_silence(body, time.time(), silence_id=f"s{number}"))
+    pipe.execute()
+    response = http.post("/api/v1/silences", json=body)
+    assert response.status_code == 409 and response.json()["errors"][0]["reason"] == "too_many_silences"
+    assert client.hlen(SILENCES) == MAX_LIVE
+    assert http.delete("/api/v1/silences/s0").status_code == 200
+    assert http.post("/api/v1/silences", json=body).status_code == 201
