@@ -23,6 +23,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from rules.durations import parse_duration
 from rules.matchers import MatcherError, alert_labels, check_matcher, match_all, matcher_from_json, parse_matcher
 
@@ -143,13 +145,30 @@ def is_silenced(alert_event: dict, silences: list[dict], now: float) -> dict | N
     for silence in silences:
         if silence_state(silence, now) != "active":
             continue
-        try:
-            matchers = tuple(matcher_from_json(m) for m in silence.get("matchers") or ())
-        except MatcherError:
-            continue  # written by hand and broken: it silences nothing rather than everything
+        matchers = _matchers_of(silence)
         if matchers and match_all(matchers, labels):
             return silence
     return None
+
+
+_PARSED: dict[bytes, tuple] = {}  # matchers as JSON -> parsed: the engine re-reads silences per batch
+
+
+def _matchers_of(silence: dict) -> tuple:
+    try:
+        key = orjson.dumps(silence.get("matchers"))
+    except TypeError:
+        return ()
+    matchers = _PARSED.get(key)
+    if matchers is None:
+        try:
+            matchers = tuple(matcher_from_json(m) for m in silence.get("matchers") or ())
+        except (MatcherError, TypeError, AttributeError):
+            matchers = ()  # written by hand and broken: it silences nothing rather than everything
+        if len(_PARSED) >= 4096:
+            _PARSED.clear()
+        _PARSED[key] = matchers
+    return matchers
 
 
 def _matches_empty(matcher) -> bool:
