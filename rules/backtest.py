@@ -19,7 +19,7 @@ from detectors.stack import DetectorStack
 from rules.catalog import Catalog
 from rules.engine import RuleEngine
 from rules.errors import RuleSetError
-from rules.loader import load_rules, rule_files
+from rules.loader import in_context, load_rules, rule_files
 from rules.model import RuleSet
 
 EXAMPLES = 5
@@ -28,10 +28,7 @@ EXAMPLES = 5
 def rule_sets(file: Path, rules_dir: Path, catalog: Catalog, detectors: set[str]) -> tuple[RuleSet | None, RuleSet]:
     """(rules in force, candidate); the first is None when the directory's rules do not load."""
     current_paths = rule_files(rules_dir) if rules_dir.is_dir() else []
-    if file.is_dir():
-        candidate_paths = rule_files(file)
-    else:
-        candidate_paths = [p for p in current_paths if p.name != file.name] + [file]
+    candidate_paths = rule_files(file) if file.is_dir() else in_context(file, rules_dir)
     candidate = load_rules(candidate_paths, catalog, detectors)
     try:
         current = load_rules(current_paths, catalog, detectors) if current_paths else None

@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from rules.catalog import load_catalog
+from rules.catalog import CatalogError, load_catalog
 from rules.errors import RuleSetError
-from rules.loader import load_rules, rule_files
+from rules.loader import in_context, load_rules, rule_files
 
 
 def add_commands(rules_subparsers) -> None:
@@ -36,7 +36,7 @@ def add_commands(rules_subparsers) -> None:
 
 
 def detector_names() -> set[str]:
-    from server.engine import DETECTOR_NAMES
+    from detectors.stack import DETECTOR_NAMES
 
     return set(DETECTOR_NAMES)
 
@@ -48,19 +48,32 @@ def ceilings_of(catalog) -> dict:
 
 
 def check_command(settings, args: argparse.Namespace) -> int:
+    """A directory is checked as the engine loads it; a file as part of the directory it is in
+    (its matchers name labels and rules of the other files), with that directory's catalog."""
     target = Path(args.path) if args.path else settings.rules_dir
+    directory = target if target.is_dir() else target.parent
+    catalog_dir = directory / "catalog" if (directory / "catalog").is_dir() else settings.catalog_dir
     try:
-        paths = rule_files(target) if target.is_dir() else [target]
-        ruleset = load_rules(paths, load_catalog(settings.catalog_dir), detector_names())
-    except RuleSetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+        paths = rule_files(target) if target.is_dir() else in_context(target, directory)
+        catalog = load_catalog(catalog_dir)
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{target}:0: cannot read: {exc}", file=sys.stderr)
         return 1
-    for path in paths:
-        print(f"{path}: ok")
+    try:
+        ruleset = load_rules(paths, catalog, detector_names())
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    if target.is_dir():
+        for path in paths:
+            print(f"{path}: ok")
+    else:
+        others = ", ".join(p.name for p in paths if p != target) or "none"
+        print(f"{target}: ok (checked with the other rule files of {directory}: {others})")
     print(f"{len(ruleset.rules)} rules in {len(paths)} files")
     return 0
 

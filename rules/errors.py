@@ -1,16 +1,30 @@
 """Problems found in rule files, each as ``file:line: reason``, collected rather than raised
-one at a time, so an operator sees every mistake of a file in one go."""
+one at a time, so an operator sees every mistake of a file in one go.
+
+A reason is cut at ``MAX_REASON`` characters: reasons quote what the file says, and whatever
+a file says, its errors are stored in Redis, logged and shown on a page.
+
+>>> str(RuleError("r.yaml", 3, "receiver " + "x" * 1000 + " is not defined"))[:30], len(RuleError("r.yaml", 3, "y" * 9000).reason)
+('r.yaml:3: receiver xxxxxxxxxxx', 487)
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+MAX_REASON = 500
 
 @dataclass(frozen=True)
 class RuleError:
     file: str
     line: int
     reason: str
+
+    def __post_init__(self) -> None:
+        if len(self.reason) > MAX_REASON:
+            kept = MAX_REASON - 40  # room for the note below
+            note = f" ... ({len(self.reason) - kept} more characters)"
+            object.__setattr__(self, "reason", self.reason[:kept] + note)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.reason}"

@@ -19,12 +19,17 @@ False
 Traceback (most recent call last):
 ...
 rules.expressions.ExpressionError: calls other than abs, min, max are not allowed
+>>> compile_condition("zscor.score > 3", {"zscore", "iqr"})
+Traceback (most recent call last):
+...
+rules.expressions.ExpressionError: unknown detector 'zscor'; did you mean 'zscore'?
 """
 from __future__ import annotations
 
 import ast
 import operator
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Any, Callable
 
 # Values a condition can name besides detectors; each is read from the tick context.
@@ -154,13 +159,17 @@ def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:
             constant = name == "true"
             return lambda scope: constant
         if name not in detectors and name not in CONTEXT_NAMES:
-            known = ", ".join(sorted(detectors | set(CONTEXT_NAMES)))
-            raise ExpressionError(f"unknown name {name!r}; known: {known}")
+            known = sorted(detectors | set(CONTEXT_NAMES))
+            raise ExpressionError(f"unknown name {name!r}{_did_you_mean(name, known)}; known: {', '.join(known)}")
         used.add(name)
         return lambda scope: scope.get(name, 0)
     if isinstance(node, ast.Attribute):
-        if not isinstance(node.value, ast.Name) or node.value.id not in detectors:
+        if not isinstance(node.value, ast.Name) or node.value.id in CONTEXT_NAMES:
             raise ExpressionError("only detector fields can be read with '.', e.g. zscore.score")
+        if node.value.id not in detectors:
+            name = node.value.id
+            hint = _did_you_mean(name, sorted(detectors))
+            raise ExpressionError(f"unknown detector {name!r}{hint or '; detectors: ' + ', '.join(sorted(detectors))}")
         if node.attr not in DETECTOR_FIELDS:
             raise ExpressionError(f"detectors have .score and .fired, not .{node.attr}")
         detector, attr = node.value.id, node.attr
@@ -211,6 +220,11 @@ def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:
             raise ExpressionError(f"{node.func.id}() needs an argument")
         return lambda scope: function(*(_number(arg(scope)) for arg in args))
     raise ExpressionError(f"{type(node).__name__} is not allowed in a condition")
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    hint = get_close_matches(name, known, n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
 
 
 def _number(value: Any) -> float:

@@ -23,7 +23,6 @@ rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; kn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from rules.catalog import Catalog
 from rules.durations import parse_duration
 from rules.errors import Problems, RuleError, RuleSetError
 from rules.inhibition import InhibitError, InhibitRule, parse_inhibit_rule
-from rules.matchers import Matcher
+from rules.matchers import check_matcher, suggest
 from rules.model import SEVERITIES, Names, Routes, Rule, RuleSet, Scope
 from rules.routing import ReceiverConfig, Route, Router, parse_receivers, parse_route, parse_windows
 from rules.ruleparse import INHERITED, parse_rule
@@ -42,7 +41,7 @@ from rules.timewindows import Window
 from rules.yaml_lines import LineDict
 
 __all__ = ["RuleError", "RuleSetError", "Rule", "RuleSet", "Routes", "Scope", "SEVERITIES", "load_rules",
-           "parse_rule_text", "rule_files", "parse_duration"]
+           "parse_rule_text", "rule_files", "in_context", "known_values", "parse_duration"]
 
 FILE_KEYS = {"defaults", "rules", "receivers", "time_windows", "route", "inhibit"}
 
@@ -57,6 +56,10 @@ class _File:
     windows: dict[str, Window] = field(default_factory=dict)
     route: tuple[Any, LineDict] | None = None
     inhibit: list[tuple[InhibitRule, Any, int]] = field(default_factory=list)
+    # Whether all of the file could be read, and all of its rules: what other files' routes and
+    # matchers name (receivers, windows; rules, levels, labels) may be in what is missing.
+    read: bool = True
+    all_rules: bool = True
 
 
 def rule_files(directory: str | Path) -> list[Path]:
@@ -65,15 +68,23 @@ def rule_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+def in_context(file: Path, directory: Path) -> list[Path]:
+    """The rule files of ``directory`` with ``file`` in place of its namesake: the set a changed
+    file would join, so its references to other files' rules, labels and receivers resolve."""
+    paths = rule_files(directory) if directory.is_dir() else []
+    return [p for p in paths if p.name != file.name] + [file]
+
+
 def load_rules(paths: list[Path], catalog: Catalog, detectors: set[str]) -> RuleSet:
     """Load every file; raise RuleSetError listing every problem in every file."""
     errors: list[RuleError] = []
     files = []
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = yaml_lines.read_text(path)
+        except (OSError, UnicodeDecodeError, yaml_lines.FileTooLarge) as exc:
             errors.append(RuleError(str(path), 0, f"cannot read: {exc}"))
+            files.append(_File(str(path), read=False, all_rules=False))
             continue
         files.append(_parse_file(text, str(path), catalog, detectors, Problems(str(path), errors)))
     ruleset = _assemble(files, catalog, errors)
@@ -98,11 +109,13 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
         document = yaml_lines.load(text)
     except yaml.YAMLError as exc:
         problems.at(yaml_lines.error_line(exc) or 0, f"not valid YAML: {yaml_lines.error_reason(exc)}")
+        parts.read = parts.all_rules = False
         return parts
     if document is None:
         return parts
     if not isinstance(document, LineDict):
         problems.at(1, "a rule file is a mapping with 'rules:' (and optional 'defaults:', 'route:' ...)")
+        parts.read = parts.all_rules = False
         return parts
     for key in sorted(set(document) - FILE_KEYS, key=str):
         problems.add(document, key, f"unknown top-level key {key!r} (known: {', '.join(sorted(FILE_KEYS))})")
@@ -111,20 +124,23 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
         defaults = LineDict()
     elif not isinstance(defaults, LineDict):
         problems.add(document, "defaults", "defaults must be a mapping")
-        defaults = LineDict()
+        defaults, parts.all_rules = LineDict(), False
     for key in sorted(set(defaults) - INHERITED, key=str):
         problems.add(defaults, key, f"defaults cannot set {key!r} (they can set: {', '.join(sorted(INHERITED))})")
     entries = document.get("rules") or []
     if not isinstance(entries, list):
         problems.add(document, "rules", "rules must be a list")
-        entries = []
+        entries, parts.all_rules = [], False
     for index, entry in enumerate(entries):
         if not isinstance(entry, LineDict):
             problems.add(entries, index, "each rule must be a mapping")
+            parts.all_rules = False
             continue
         rule = parse_rule(entry, defaults, filename, catalog, detectors, problems)
         if rule is not None:
             parts.rules.append(rule)
+        else:
+            parts.all_rules = False
     if "receivers" in document:
         parts.receivers = parse_receivers(document["receivers"], problems, document)
     if "time_windows" in document:
@@ -161,8 +177,13 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
                 if name in merged:
                     errors.append(RuleError(parts.name, 0, f"{kind} {name!r} is defined in more than one file"))
             merged.update(own)
+    # While part of the set is missing, a name not found may be defined in that part: such names
+    # are not reported, only the error that made the part missing (one mistake, one error).
+    read = all(parts.read for parts in files)
+    all_rules = all(parts.all_rules for parts in files)
     root: Route | None = None
     route_file = None
+    known = _known_values(rules, catalog)
     for parts in files:
         if parts.route is None:
             continue
@@ -172,13 +193,15 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
             problems.add(node, "route", f"the routing tree is already defined in {route_file}; one file holds it")
             continue
         route_file = parts.name
-        root = parse_route(value, problems, node, receivers, windows)
-        if root is not None:
-            _check_route_matchers(root, value, problems, _known_values(rules, catalog))
-    known = _known_values(rules, catalog)
+        root = parse_route(value, problems, node, receivers, windows, check_names=read)
+        if root is not None and all_rules:
+            _check_route_matchers(root, value, problems, known)
     inhibit: list[InhibitRule] = []
     for parts in files:
         for rule, item, line in parts.inhibit:
+            inhibit.append(rule)
+            if not all_rules:
+                continue
             for side in ("source", "target"):
                 for matcher in getattr(rule, side):
                     reason = check_matcher(matcher, known)
@@ -187,8 +210,7 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
             for name in rule.equal:
                 if name not in known:
                     errors.append(RuleError(parts.name, item.line_of("equal"),
-                                            f"inhibit rule: equal: unknown label {name!r}{_suggest(name, known)}"))
-            inhibit.append(rule)
+                                            f"inhibit rule: equal: unknown label {name!r}{suggest(name, known)}"))
     timezones = {p.code: p.timezone for p in catalog.provinces.values()}
     names = Names(
         commodities={c.id: (c.name_id, c.unit) for c in catalog.commodities.values()},
@@ -199,16 +221,21 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
     return RuleSet(tuple(rules), tuple(p.name for p in files), router, tuple(inhibit), names)
 
 
-def _known_values(rules: list[Rule], catalog: Catalog) -> dict[str, set[str] | None]:
-    """Label name -> the values it can take (None: any value)."""
+def _known_values(rules: list[Rule] | tuple[Rule, ...], catalog: Catalog) -> dict[str, set[str] | None]:
+    return known_values(rules, set(catalog.commodities), set(catalog.provinces))
+
+
+def known_values(rules: list[Rule] | tuple[Rule, ...], commodities: set[str],
+                 provinces: set[str]) -> dict[str, set[str] | None]:
+    """Label name -> the values it can take (None: any value): what matchers are checked against."""
     known: dict[str, set[str] | None] = {
         "rule": {r.name for r in rules},
         "severity": set(SEVERITIES),
         "level": {rung.level for r in rules for rung in r.rungs},
         "kind": {"tick", "health"},
         "state": {"firing", "resolved"},
-        "commodity": set(catalog.commodities),
-        "province": set(catalog.provinces),
+        "commodity": set(commodities),
+        "province": set(provinces),
         "market": None,  # devices may report markets not in the catalog yet
     }
     for rule in rules:
@@ -219,18 +246,6 @@ def _known_values(rules: list[Rule], catalog: Catalog) -> dict[str, set[str] | N
     return known
 
 
-def check_matcher(matcher: Matcher, known: dict[str, set[str] | None]) -> str | None:
-    """Why a matcher can never be what the operator meant, or None when it is fine."""
-    if matcher.name not in known:
-        return f"{matcher}: unknown label {matcher.name!r}{_suggest(matcher.name, known)}"
-    values = known[matcher.name]
-    if values is not None and matcher.op in ("=", "!=") and matcher.value not in values:
-        hint = get_close_matches(matcher.value, sorted(values), n=1)
-        more = f"; did you mean {hint[0]!r}?" if hint else ""
-        return f"{matcher}: no alert has {matcher.name} {matcher.value!r}{more}"
-    return None
-
-
 def _check_route_matchers(route: Route, node: Any, problems: Problems, known: dict) -> None:
     for matcher in route.matchers:
         reason = check_matcher(matcher, known)
@@ -239,9 +254,3 @@ def _check_route_matchers(route: Route, node: Any, problems: Problems, known: di
     children = node.get("routes", []) if isinstance(node, dict) else []
     for child, child_node in zip(route.routes, [c for c in children if isinstance(c, dict)]):
         _check_route_matchers(child, child_node, problems, known)
-
-
-def _suggest(name: str, known: dict) -> str:
-    hint = get_close_matches(name, sorted(known), n=1)
-    return f"; did you mean {hint[0]!r}?" if hint else f" (labels: {', '.join(sorted(known))})"
-

@@ -10,6 +10,10 @@ Values are separated by spaces; ``a+bxn`` expands to the n+1 values ``a, a+b, ..
 Traceback (most recent call last):
 ...
 rules.notation.NotationError: 'oops' is not a value: use 52000, 52000+500x10, 52000x3, _ or _x3
+>>> expand("_x999999999")
+Traceback (most recent call last):
+...
+rules.notation.NotationError: '_x999999999': a series stands for at most 10000 values
 """
 from __future__ import annotations
 
@@ -18,6 +22,11 @@ import re
 _NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
 _TERM = re.compile(rf"^({_NUMBER})(?:([+-])(\d+(?:\.\d+)?(?:e[+-]?\d+)?))?(?:x(\d+))?$", re.IGNORECASE)
 _BLANKS = re.compile(r"^_(?:x(\d+))?$")
+
+
+# Values one series text may stand for: a rule test replays every one of them through the
+# detectors, and "_x999999999" would otherwise be a list of a billion before anything runs.
+MAX_VALUES = 10_000
 
 
 class NotationError(ValueError):
@@ -34,7 +43,7 @@ def expand(text: object) -> list[float | None]:
     for token in text.split():
         blanks = _BLANKS.match(token)
         if blanks:
-            values.extend([None] * (int(blanks.group(1)) if blanks.group(1) else 1))
+            values.extend([None] * _count(blanks.group(1), 0 if blanks.group(1) else 1, len(values), token))
             continue
         term = _TERM.match(token)
         if not term:
@@ -47,5 +56,13 @@ def expand(text: object) -> list[float | None]:
             values.append(first)
             continue
         delta = float(step) * (1 if sign == "+" else -1) if sign else 0.0
-        values.extend(first + i * delta for i in range(int(count) + 1))
+        values.extend(first + i * delta for i in range(_count(count, 1, len(values), token)))
     return values
+
+
+def _count(text: str | None, extra: int, so_far: int, token: str) -> int:
+    """``x<n>``'s repetitions (n + extra), refused when the series would pass MAX_VALUES."""
+    count = (int(text) if text and len(text) <= 9 else MAX_VALUES + 1 if text else 0) + extra
+    if so_far + count > MAX_VALUES:
+        raise NotationError(f"{token!r}: a series stands for at most {MAX_VALUES} values")
+    return count

@@ -210,7 +210,10 @@ def parse_windows(value: Any, problems: Problems, node: Any) -> dict[str, Window
 
 
 def parse_route(value: Any, problems: Problems, node: Any, receivers: dict[str, ReceiverConfig],
-                windows: dict[str, Window], parent: Route | None = None, path: str = "root") -> Route | None:
+                windows: dict[str, Window], parent: Route | None = None, path: str = "root",
+                check_names: bool = True) -> Route | None:
+    """The routing tree; ``check_names=False`` leaves receivers and windows that are not among
+    those given unreported (another file that defines them could not be read)."""
     if not isinstance(value, dict):
         problems.add(node, "route", f"route {path}: must be a mapping")
         return None
@@ -218,7 +221,7 @@ def parse_route(value: Any, problems: Problems, node: Any, receivers: dict[str, 
     for key in sorted(set(value) - ROUTE_KEYS, key=str):
         problems.add(value, key, f"{label}: unknown key {key!r} (known: {', '.join(sorted(ROUTE_KEYS))})")
     receiver = value.get("receiver", parent.receiver if parent else None)
-    if not isinstance(receiver, str) or receiver not in receivers:
+    if not isinstance(receiver, str) or (receiver not in receivers and (check_names or not receiver)):
         known = ", ".join(sorted(receivers)) or "none defined"
         problems.add(value, "receiver", f"{label}: receiver {receiver!r} is not a defined receiver ({known})"
                      if receiver else f"{label}: the root route needs a receiver")
@@ -260,7 +263,7 @@ def parse_route(value: Any, problems: Problems, node: Any, receivers: dict[str, 
             problems.add(value, key, f"{label}: {key} must be a list of time window names")
             items = []
         for name in items:
-            if name not in windows:
+            if name not in windows and check_names:
                 problems.add(value, key, f"{label}: {key}: unknown time window {name!r} "
                                          f"(defined: {', '.join(sorted(windows)) or 'none'})")
         names[key] = tuple(n for n in items if n in windows)
@@ -277,7 +280,7 @@ def parse_route(value: Any, problems: Problems, node: Any, receivers: dict[str, 
         children = []
     built = []
     for index, child in enumerate(children):
-        sub = parse_route(child, problems, children, receivers, windows, route, f"{path}.{index + 1}")
+        sub = parse_route(child, problems, children, receivers, windows, route, f"{path}.{index + 1}", check_names)
         if sub is not None:
             built.append(sub)
     return replace(route, routes=tuple(built))

@@ -23,10 +23,13 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from rules.durations import parse_duration
-from rules.matchers import MatcherError, alert_labels, match_all, matcher_from_json, parse_matcher
+from rules.matchers import MatcherError, alert_labels, check_matcher, match_all, matcher_from_json, parse_matcher
 
 MAX_TEXT = 1000
+MAX_MATCHERS = 32  # each is compiled, and checked against every alert the engine raises
 FIELDS = {"matchers", "starts_at", "ends_at", "duration", "author", "comment"}
 
 
@@ -38,8 +41,19 @@ class SilenceError(ValueError):
         self.errors = errors
 
 
-def new_silence(body: Any, now: float, silence_id: str | None = None) -> dict:
-    """A validated silence from a request body; raises SilenceError listing every problem."""
+def new_silence(body: Any, now: float, silence_id: str | None = None,
+                known: dict[str, Any] | None = None) -> dict:
+    """A validated silence from a request body; raises SilenceError listing every problem.
+
+    ``known`` maps the labels alerts carry to their values (``Rulebook.labels``); when given,
+    a matcher naming another label, or a value no alert has, is refused: it would match nothing.
+
+    >>> new_silence({"matchers": ['komoditas="bawang-merah"'], "duration": "2h", "author": "budi",
+    ...              "comment": "x"}, now=0.0, known={"commodity": ["bawang-merah"], "market": None})
+    Traceback (most recent call last):
+    ...
+    rules.silences.SilenceError: matchers: komoditas="bawang-merah": unknown label 'komoditas'; did you mean 'commodity'? (labels: commodity, market)
+    """
     errors: list[dict] = []
 
     def fail(field: str, reason: str, detail: str) -> None:
@@ -54,11 +68,18 @@ def new_silence(body: Any, now: float, silence_id: str | None = None) -> dict:
     if not isinstance(raw, list) or not raw:
         fail("matchers", "required", 'at least one matcher, e.g. ["commodity=\\"cabai-rawit-merah\\""]')
     else:
-        for item in raw:
+        values = {name: set(v) if v is not None else None for name, v in (known or {}).items()}
+        for item in raw[:MAX_MATCHERS]:
             try:
                 matchers.append(parse_matcher(item))
             except MatcherError as exc:
                 fail("matchers", "bad_matcher", str(exc))
+                continue
+            problem = check_matcher(matchers[-1], values) if known is not None else None
+            if problem:
+                fail("matchers", "unknown_value" if matchers[-1].name in values else "unknown_label", problem)
+        if len(raw) > MAX_MATCHERS:
+            fail("matchers", "too_many", f"at most {MAX_MATCHERS} matchers")
         if matchers and all(m.op in ("=~", "!~", "!=") and _matches_empty(m) for m in matchers):
             fail("matchers", "matches_everything", "these matchers would silence every alert; name a label value")
     starts_at = _time(body.get("starts_at"), now, "starts_at", fail)
@@ -124,13 +145,30 @@ def is_silenced(alert_event: dict, silences: list[dict], now: float) -> dict | N
     for silence in silences:
         if silence_state(silence, now) != "active":
             continue
-        try:
-            matchers = tuple(matcher_from_json(m) for m in silence.get("matchers") or ())
-        except MatcherError:
-            continue  # written by hand and broken: it silences nothing rather than everything
+        matchers = _matchers_of(silence)
         if matchers and match_all(matchers, labels):
             return silence
     return None
+
+
+_PARSED: dict[bytes, tuple] = {}  # matchers as JSON -> parsed: the engine re-reads silences per batch
+
+
+def _matchers_of(silence: dict) -> tuple:
+    try:
+        key = orjson.dumps(silence.get("matchers"))
+    except TypeError:
+        return ()
+    matchers = _PARSED.get(key)
+    if matchers is None:
+        try:
+            matchers = tuple(matcher_from_json(m) for m in silence.get("matchers") or ())
+        except (MatcherError, TypeError, AttributeError):
+            matchers = ()  # written by hand and broken: it silences nothing rather than everything
+        if len(_PARSED) >= 4096:
+            _PARSED.clear()
+        _PARSED[key] = matchers
+    return matchers
 
 
 def _matches_empty(matcher) -> bool:

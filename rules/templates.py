@@ -16,10 +16,15 @@ Values are those at the event: for a resolution ``price`` is the price at resolu
 Traceback (most recent call last):
 ...
 rules.templates.TemplateError: {price.__class__}: only plain names are allowed, e.g. {price_rp}
+>>> compile_template("{price:>999999999}")
+Traceback (most recent call last):
+...
+rules.templates.TemplateError: {price:>999999999}: widths and precisions in a format are at most 64
 """
 from __future__ import annotations
 
 import math
+import re
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -65,6 +70,11 @@ FIELDS: dict[str, tuple[str, str]] = {
     "duration": ("text", "how long the alert has lasted, e.g. 3 hari 2 jam"),
 }
 _SAMPLE = {"text": "teks", "number": 1234.5}
+# {price:>999999999} is a valid format: a gigabyte per message, allocated at load and each send.
+MAX_WIDTH = 64
+MAX_SOURCE = 2000
+MAX_SPEC = 20
+_DIGITS = re.compile(r"\d{1,20}")
 
 
 class TemplateError(ValueError):
@@ -96,6 +106,8 @@ class Template:
 def compile_template(source: str) -> Template:
     if not isinstance(source, str):
         raise TemplateError("a template is text")
+    if len(source) > MAX_SOURCE:
+        raise TemplateError(f"a template is at most {MAX_SOURCE} characters (a Telegram message holds 4096)")
     try:
         parsed = list(string.Formatter().parse(source))
     except ValueError as exc:
@@ -114,12 +126,18 @@ def compile_template(source: str) -> Template:
             raise TemplateError(f"{shown}: unknown name {name!r}; known: {', '.join(sorted(FIELDS))}")
         if "{" in (spec or ""):
             raise TemplateError(f"{shown}: a format cannot contain fields")
+        if len(spec or "") > MAX_SPEC or any(int(n) > MAX_WIDTH for n in _DIGITS.findall(spec or "")):
+            raise TemplateError(f"{_short(shown)}: widths and precisions in a format are at most {MAX_WIDTH}")
         try:
             format(_SAMPLE[FIELDS[name][0]], spec or "")
         except (ValueError, TypeError) as exc:
             raise TemplateError(f"{shown}: format {spec!r} does not fit a {FIELDS[name][0]}: {exc}") from None
         parts.append((literal, name, spec or ""))
     return Template(source, tuple(parts))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:60] + "...}"
 
 
 def rupiah(value: Any) -> str | None:

@@ -81,8 +81,8 @@ def read_test_file(path: Path, catalog: Catalog) -> TestFile:
     """The test file at ``path``; raises RuleSetError (file:line: reason) on any problem."""
     problems = Problems(str(path))
     try:
-        document = yaml_lines.load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+        document = yaml_lines.load(yaml_lines.read_text(path))
+    except (OSError, UnicodeDecodeError, yaml_lines.FileTooLarge) as exc:
         raise RuleSetError([RuleError(str(path), 0, f"cannot read: {exc}")]) from None
     except yaml.YAMLError as exc:
         raise RuleSetError([RuleError(str(path), yaml_lines.error_line(exc) or 0,

@@ -15,14 +15,42 @@ yaml.constructor.ConstructorError: duplicate key 'a'
   in "<unicode string>", line 2, column 1:
     a: 2
     ^
+
+Two bounds keep a hostile file from costing more than its size: the text is at most
+``MAX_CHARS`` characters, and YAML aliases may not expand the document beyond
+``MAX_EXPANDED`` (a 418-byte "billion laughs" file otherwise reads as a 312 MB value, which
+every error message quoting it then copies):
+
+>>> bomb = "a: &a [" + ",".join(["lol"] * 9) + "]\\n"
+>>> for name, prev in zip("bcdefgh", "abcdefg"):
+...     bomb += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]\\n"
+>>> load(bomb)
+Traceback (most recent call last):
+...
+yaml.composer.ComposerError: aliases expand this document beyond 1000000 characters (a YAML alias bomb?)
+  in "<unicode string>", line 6, column 4:
+    f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+       ^
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-__all__ = ["LineDict", "LineList", "load", "error_line", "error_reason"]
+__all__ = ["LineDict", "LineList", "load", "read_text", "error_line", "error_reason", "FileTooLarge",
+           "MAX_CHARS", "MAX_EXPANDED", "MAX_DEPTH"]
+
+MAX_CHARS = 256 * 1024  # the shipped rule files are under 10 KB, the catalog under 40 KB
+# Characters plus nodes once every alias is replaced by what it names. A file without aliases
+# stays below about twice its length; aliases get the rest as room for reuse.
+MAX_EXPANDED = 1_000_000
+MAX_DEPTH = 64  # the deepest shipped file nests 6
+
+
+class FileTooLarge(ValueError):
+    pass
 
 
 class LineDict(dict):
@@ -57,7 +85,18 @@ class LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # PyYAML composes recursively: 5,000 nested brackets took 3 s to end in RecursionError.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineDict]:
@@ -91,13 +130,68 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
+def read_text(path: Path) -> str:
+    """The text of a file of at most ``MAX_CHARS`` bytes; raises FileTooLarge, OSError or
+    UnicodeDecodeError. Reads no more than the bound, whatever the file's size."""
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_CHARS + 1)
+    if len(raw) > MAX_CHARS:
+        raise FileTooLarge(f"the file is larger than {MAX_CHARS // 1024} KiB, the limit for a rule or catalog file")
+    return raw.decode("utf-8")
+
+
 def load(text: str) -> Any:
     """Parse one YAML document; raises ``yaml.YAMLError`` (see ``error_line``)."""
+    if len(text) > MAX_CHARS:
+        raise yaml.YAMLError(f"the text is longer than {MAX_CHARS} characters")
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
     except (ValueError, OverflowError, RecursionError) as exc:
         # PyYAML's own constructors fail this way on 2024-02-30 or a 5000-digit number.
         raise yaml.YAMLError(f"a value cannot be read: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph whose expanded size passes MAX_EXPANDED, or an alias inside its own
+    anchor. Each distinct node is sized once (aliases share nodes), so this is linear in the
+    text, and iterative, so deep nesting cannot exhaust the stack."""
+    sizes: dict[int, int] = {}
+    opened: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if finished:
+            size = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
+            size += sum(sizes[id(child)] for child in children)
+            if size > MAX_EXPANDED:
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases expand this document beyond {MAX_EXPANDED} characters (a YAML alias bomb?)",
+                    node.start_mark)
+            sizes[key] = size
+            opened.discard(key)
+        elif key in opened:
+            raise yaml.composer.ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
+        elif key not in sizes:
+            opened.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def error_line(exc: yaml.YAMLError) -> int | None:

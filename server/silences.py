@@ -4,7 +4,9 @@
 ``request.app.state.gate``: changes need an operator's token, reads a reader's unless public):
 
 - ``POST /api/v1/silences`` {matchers, starts_at, ends_at | duration, author, comment} -> 201
-  {"silence": {...}}; errors 422 ``{"errors": [{"field", "reason", "detail"}]}``
+  {"silence": {...}}; errors 422 ``{"errors": [{"field", "reason", "detail"}]}``, among them a
+  matcher naming a label no alert of the rules in force carries (``unknown_label``) or a value
+  no alert has (``unknown_value``); 409 when ``MAX_LIVE`` silences are already active or pending
 - ``GET /api/v1/silences?state=active|pending|expired`` -> {"silences": [...]} (newest first)
 - ``GET /api/v1/silences/{id}``, ``DELETE /api/v1/silences/{id}`` (expires it; kept for audit)
 - ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
@@ -31,6 +33,7 @@ from starlette.routing import Route
 
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
 from server.access import requires
+from server.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
 __all__ = ["routes", "active_silences", "is_silenced", "save_silence", "acknowledge"]
 
@@ -41,6 +44,7 @@ EVENTS = "pw:events"
 FIRING = "pw:firing"
 MAX_BODY = 64 * 1024
 STATES = ("active", "pending", "expired")
+MAX_LIVE = 1000  # the engine checks every alert against each live silence
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -93,9 +97,14 @@ async def create_silence(request: Request) -> Response:
     if problem is not None:
         return problem
     try:
-        silence = new_silence(body, time.time())
+        silence = new_silence(body, time.time(), known=await _known_labels(request))
     except SilenceError as exc:
         return _errors(exc.errors)
+    live = await request.app.state.redis.zcount(SILENCE_ENDS, f"({time.time()}", "+inf")
+    if live >= MAX_LIVE:
+        return _errors([{"field": "body", "reason": "too_many_silences",
+                         "detail": f"{live} silences are active or pending, the most there can be; "
+                                   "expire some first (DELETE /api/v1/silences/{id})"}], 409)
     async with request.app.state.redis.pipeline(transaction=True) as pipe:
         save_silence(pipe, silence)
         await pipe.execute()
@@ -164,6 +173,14 @@ async def ack_alert(request: Request) -> Response:
         ack = acknowledge(pipe, key, by.strip(), time.time(), comment.strip())
         await pipe.execute()
     return _json({"key": key, "ack": ack})
+
+
+async def _known_labels(request: Request) -> dict | None:
+    """The labels the alerts of the rules in force carry, as the engine reported them; None
+    before it has (matchers are then not checked against them)."""
+    raw = await request.app.state.redis.get(RULES_STATUS)
+    labels = orjson.loads(raw).get("labels") if raw is not None else None
+    return labels if isinstance(labels, dict) else None
 
 
 async def _stored(request: Request) -> dict | None:

@@ -1,6 +1,8 @@
 """Rule files are validated as a whole; every mistake is reported as file:line: reason."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,57 @@ def test_scope_exclusions_leave_out_the_named_markets_and_provinces():
     assert scope.matches("bawang-merah", "32", "pasar-agung")
     assert not scope.matches("bawang-merah", "32", "nasional")
     assert not scope.matches("bawang-merah", "91", "pasar-youtefa")
+
+
+def shipped_copy(directory: Path) -> Path:
+    directory.mkdir()
+    for path in rule_files(ROOT / "rules"):
+        (directory / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return directory
+
+
+def rules_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "server.cli", "rules", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=50)
+
+
+@pytest.mark.parametrize("name", ["routing.yaml", "prices.yaml", "feeds.yaml"])
+def test_checking_one_shipped_file_checks_it_with_the_rest_of_its_directory(name):
+    result = rules_cli("check", f"rules/{name}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"rules/{name}: ok") and result.stderr == ""
+
+
+def test_one_yaml_indentation_error_is_one_error_at_its_file_and_line(tmp_path):
+    directory = shipped_copy(tmp_path / "rules")
+    prices = directory / "prices.yaml"
+    lines = prices.read_text(encoding="utf-8").splitlines(keepends=True)
+    line = next(i for i, text in enumerate(lines) if text.startswith('    summary: "Harga satu pasar')) + 1
+    lines[line - 1] = " " + lines[line - 1]  # one space too many
+    prices.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_rules(rule_files(directory), CATALOG, DETECTORS)
+    [error] = caught.value.errors
+    assert (error.file, error.line) == (str(prices), line) and error.reason.startswith("not valid YAML")
+    checked = rules_cli("check", str(directory / "routing.yaml"))
+    assert checked.returncode == 1 and checked.stderr.splitlines() == [str(error)]
+
+
+def test_a_rejected_rule_does_not_make_other_files_matchers_fail_too(tmp_path):
+    directory = shipped_copy(tmp_path / "rules")
+    feeds = directory / "feeds.yaml"
+    text = feeds.read_text(encoding="utf-8")
+    assert "    when: stale\n    severity: info\n" in text  # data-terhenti, which routing.yaml's inhibit names
+    feeds.write_text(text.replace("    when: stale\n    severity: info\n", "    when: stale\n    severity: loud\n"),
+                     encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_rules(rule_files(directory), CATALOG, DETECTORS)
+    assert [(e.file, "rule 'data-terhenti': severity: must be one of" in e.reason)
+            for e in caught.value.errors] == [(str(feeds), True)]
+
+
+def test_an_unknown_detector_is_named_with_the_one_meant():
+    assert errors_of("rules:\n  - name: x\n    when: zscor.score > 3\n") == [
+        "r.yaml:3: rule 'x': when: unknown detector 'zscor'; did you mean 'zscore'?"]
+    [bare] = errors_of("rules:\n  - name: x\n    when: crossmarkt\n")
+    assert "unknown name 'crossmarkt'; did you mean 'crossmarket'?" in bare

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -11,13 +12,15 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from detectors.stack import DETECTOR_NAMES
 from rules.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
+from rules.rulebook import Rulebook
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
-from server import auth
+from server import auth, keys
 from server.access import Gate
-from server.silences import ACKS, FIRING, SILENCES, active_silences, routes
+from server.silences import ACKS, FIRING, MAX_LIVE, SILENCES, active_silences, routes, save_silence
 from tests.redis_server import start_redis
 
 ALERT = {"rule": "kenaikan-tajam", "severity": "warning", "commodity": "cabai-rawit-merah",
@@ -184,3 +187,52 @@ def test_changing_silences_and_acks_needs_an_operators_token(api):
         assert http.delete("/api/v1/silences/any", headers=headers).status_code == status
     assert client.hlen(SILENCES) == 0 and client.hlen(ACKS) == 0
     assert http.get("/api/v1/silences", headers={"authorization": ""}).status_code == 200  # reads are public
+
+
+def engine_status(client: redis.Redis) -> None:
+    """What the engine publishes for the shipped rules (Rulebook.status), as it stores it."""
+    book = Rulebook(Path(__file__).resolve().parent.parent / "rules", load_catalog(), set(DETECTOR_NAMES))
+    assert book.status()["ok"], book.status()["errors"]
+    client.set(keys.RULES_STATUS, orjson.dumps(book.status()))
+
+
+def test_a_silence_naming_a_label_no_alert_carries_is_refused_with_the_known_labels(api):
+    http, client = api
+    engine_status(client)
+    body = {"duration": "2h", "author": "budi", "comment": "panen"}
+    response = http.post("/api/v1/silences", json={**body, "matchers": ['komoditas="bawang-merah"']})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert (error["field"], error["reason"]) == ("matchers", "unknown_label")
+    assert "did you mean 'commodity'?" in error["detail"]
+    assert all(label in error["detail"] for label in ("commodity", "market", "province", "tier", "about"))
+    wrong_value = http.post("/api/v1/silences", json={**body, "matchers": ['commodity="bawang-merahh"']})
+    assert wrong_value.status_code == 422 and wrong_value.json()["errors"][0]["reason"] == "unknown_value"
+    assert client.hlen(SILENCES) == 0
+    for matchers in (['commodity="bawang-merah"'], ['tier="market"', 'market=~"pasar-.*"']):  # a rule's label
+        assert http.post("/api/v1/silences", json={**body, "matchers": matchers}).status_code == 201
+
+
+def test_a_silence_regex_re2_cannot_run_gets_422_naming_the_matchers_field(api):
+    http, client = api
+    response = http.post("/api/v1/silences", json={
+        "matchers": [{"name": "market", "op": "=~", "value": "(?!pasar-agung).*"}],
+        "duration": "2h", "author": "budi", "comment": "x"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "matchers" and error["reason"] == "bad_matcher" and "lookaround" in error["detail"]
+    assert client.hlen(SILENCES) == 0
+
+
+def test_live_silences_are_bounded(api):
+    http, client = api
+    body = {"matchers": ['commodity="cabai-rawit-merah"'], "duration": "2h", "author": "budi", "comment": "x"}
+    pipe = client.pipeline(transaction=False)
+    for number in range(MAX_LIVE):
+        save_silence(pipe, new_silence(body, time.time(), silence_id=f"s{number}"))
+    pipe.execute()
+    response = http.post("/api/v1/silences", json=body)
+    assert response.status_code == 409 and response.json()["errors"][0]["reason"] == "too_many_silences"
+    assert client.hlen(SILENCES) == MAX_LIVE
+    assert http.delete("/api/v1/silences/s0").status_code == 200
+    assert http.post("/api/v1/silences", json=body).status_code == 201
