@@ -180,7 +180,7 @@ def test_a_subscriber_hears_of_an_alert_within_seconds(stack):
         assert "⚠️ <b>PERINGATAN</b> · Harga melonjak" in text
         assert "<b>Cabai Rawit Merah</b> di <b>Pasar Agung</b>, Jawa Barat" in text
         assert "<b>Rp 387.500/kg</b> (+545,8% dari biasanya Rp 60.000)" in text
-        assert "WIB" in text and 'href="https://pw.example/?commodity=cabai-rawit-merah&amp;market=pasar-agung"' in text
+        assert "WIB" in text and 'href="https://pw.example/#commodity=cabai-rawit-merah&amp;province=32&amp;market=pasar-agung"' in text
         nid = store.pair_id(alert, chat)
         assert sent["reply_markup"] == {"inline_keyboard": [[
             {"text": "Bisukan 1 jam", "callback_data": f"m:{nid}"}, {"text": "Ack", "callback_data": f"a:{nid}"}]]}
