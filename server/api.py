@@ -104,16 +104,56 @@ async def get_history(request: Request) -> Response:
     return ORJSONResponse({"commodity": commodity, "market": market, "points": points})
 
 
+def _flag_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "").lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise QueryError(name, f"{name} must be true or false")
+
+
 @requires("read")
 async def get_alerts(request: Request) -> Response:
+    """What is firing now (``state=firing``), or the event history (otherwise, or ``history=true``).
+
+    The two differ: one alert that fired, escalated and repeated is three firing events in the
+    history but one alert firing now, and an alert that resolved has firing events but is not
+    firing. The current set is the engine's ``pw:firing`` hash, one entry per alert key.
+    """
     limit = _int_param(request, "limit", 200, 1, MAX_LIMIT)
     since = _stream_id_param(request, "since")
+    history = _flag_param(request, "history")
     state = request.query_params.get("state")
     if state not in (None, "", "firing", "resolved"):
         raise QueryError("state", "state must be firing or resolved")
     wanted = {name: _list_param(request, name) for name in ("commodity", "province", "market", "severity")}
-    alerts = await read_alerts(request.app.state.redis, since, limit, state or None, wanted)
+    if state == "firing" and not history:
+        if since is not None:
+            raise QueryError("since", "since reads the event history: add history=true, or drop since "
+                                      "to get what is firing now")
+        alerts = await read_firing(request.app.state.redis, limit, wanted)
+    else:
+        alerts = await read_alerts(request.app.state.redis, since, limit, state or None, wanted)
     return ORJSONResponse({"alerts": alerts})
+
+
+async def read_firing(redis, limit: int, wanted: dict[str, set[str]]) -> list[dict]:
+    """The alerts firing now, one per key (its latest firing event), oldest first; the newest
+    ``limit`` when there are more."""
+    alerts = []
+    for raw in (await redis.hgetall(keys.FIRING)).values():
+        alert = orjson.loads(raw)
+        if all(not values or alert.get(name) in values for name, values in wanted.items()):
+            alerts.append(alert)
+    alerts.sort(key=_id_order)
+    return alerts[-limit:]
+
+
+def _id_order(alert: dict) -> tuple[int, int]:
+    """An alert's stream id as numbers, for ordering ("10-0" after "9-0")."""
+    ms, _, seq = str(alert.get("id", "")).partition("-")
+    return params.whole_number(ms) or 0, params.whole_number(seq) or 0
 
 
 async def read_alerts(redis, since: str | None, limit: int, state: str | None = None,
