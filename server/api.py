@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import keys, params
-from server.access import requires
+from server.access import count_refusal, refuse, requires
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
 
@@ -54,27 +54,41 @@ def _stream_id_param(request: Request, name: str) -> str | None:
 async def post_ticks(request: Request) -> Response:
     credential = request.state.credential
     settings = request.app.state.settings
+    too_large = f"body above {settings.max_body_bytes} bytes"
     declared = params.whole_number(request.headers.get("content-length"))
     if declared is not None and declared > settings.max_body_bytes:
-        return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
+        return await refuse(request, 413, "body", "body_too_large", too_large)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > settings.max_body_bytes:
-            return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
+            return await refuse(request, 413, "body", "body_too_large", too_large)
     try:
         items = parse_body(bytes(body), request.headers.get("content-type", ""))
     except BodyError as exc:
-        return ORJSONResponse({"errors": [exc.as_error()]}, status_code=422)
+        return await _refused(request, 422, {"errors": [exc.as_error()]})
     ingestor = request.app.state.ingestor
     refused = await ingestor.admit(items, credential, request.app.state.gate.bucket(credential))
     if refused:
         status, body, wait = refused
         headers = {"retry-after": str(max(1, round(wait)))} if wait else None
-        return ORJSONResponse(body, status_code=status, headers=headers)
+        # Ingestor.admit counts its rate_limited refusals itself (for /ws/ingest too).
+        return await _refused(request, status, body, headers, already_counted={"rate_limited"})
     all_or_nothing = request.query_params.get("all_or_nothing", "").lower() in ("1", "true", "yes")
     status, result = await ingestor.ingest(items, credential, all_or_nothing)
+    if status >= 400:
+        return await _refused(request, status, result)
     return ORJSONResponse(result, status_code=status)
+
+
+async def _refused(request: Request, status: int, body: dict, headers: dict | None = None,
+                   already_counted: set[str] = frozenset()) -> Response:
+    """A refusal response, its reasons counted for ``/metrics``: once per reason, so a batch
+    of a thousand bad ticks costs a few counter updates, not a thousand."""
+    reasons = {e.get("reason") for e in body.get("errors", ()) if isinstance(e, dict)}
+    for reason in sorted(r for r in reasons if isinstance(r, str) and r not in already_counted):
+        await count_refusal(request.app.state.redis, reason)
+    return ORJSONResponse(body, status_code=status, headers=headers)
 
 
 @requires("read")

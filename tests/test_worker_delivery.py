@@ -24,6 +24,7 @@ from rq.registry import FailedJobRegistry
 from starlette.testclient import TestClient
 
 from rules.catalog import DEFAULT_DIR, load_catalog
+from server import histograms
 from tests.fakebot import FakeTelegram, message_update
 from tests.redis_server import start_redis
 from tests.test_telegram_bot import SECRET, make_app
@@ -187,6 +188,9 @@ def test_a_subscriber_hears_of_an_alert_within_seconds(stack):
         stack.wait(lambda: stack.record(alert, chat).state == "sent")
         listed = http.get("/api/v1/notifications", params={"state": "sent"}).json()["notifications"]
         assert [(n["id"], n["chat"], n["alerts"], n["keys"]) for n in listed] == [(nid, chat, 1, [KEY])]
+        # The worker timed its sendMessage call for /metrics (pasarwatch_telegram_send_seconds).
+        timed = histograms.from_redis(histograms.TELEGRAM_SEND, stack.client.hgetall(histograms.TELEGRAM_SEND.key))
+        assert timed.count == 1 and 0 < timed.total < 15
 
 
 def test_names_with_html_characters_arrive_escaped(stack):
