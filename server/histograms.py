@@ -123,9 +123,11 @@ def commit_latencies(tick_ids: Iterable[str], now: float) -> list[float]:
 
 def engine_commit(pipe: Any, tick_ids: list[str], started: float) -> None:
     """The engine's measurements, queued on its commit pipeline: accept-to-commit per tick and
-    the batch's duration since ``started`` (``time.perf_counter()`` when the batch was read)."""
-    if tick_ids:
-        record(pipe, TICK_COMMIT, commit_latencies(tick_ids, time.time()))
+    the batch's duration since ``started`` (``time.perf_counter()`` when the batch was read).
+    A commit without ticks (a feed-health sweep, a rules reload) is not a batch of ticks."""
+    if not tick_ids:
+        return
+    record(pipe, TICK_COMMIT, commit_latencies(tick_ids, time.time()))
     record(pipe, ENGINE_BATCH, [time.perf_counter() - started])
 
 
