@@ -73,7 +73,7 @@ async def post_ticks(request: Request) -> Response:
         status, body, wait = refused
         headers = {"retry-after": str(max(1, round(wait)))} if wait else None
         # Ingestor.admit counts its rate_limited refusals itself (for /ws/ingest too).
-        return await _refused(request, status, body, headers, already_counted={"rate_limited"})
+        return await _refused(request, status, body, headers, already_counted=frozenset({"rate_limited"}))
     all_or_nothing = request.query_params.get("all_or_nothing", "").lower() in ("1", "true", "yes")
     status, result = await ingestor.ingest(items, credential, all_or_nothing)
     if status >= 400:
@@ -82,13 +82,18 @@ async def post_ticks(request: Request) -> Response:
 
 
 async def _refused(request: Request, status: int, body: dict, headers: dict | None = None,
-                   already_counted: set[str] = frozenset()) -> Response:
-    """A refusal response, its reasons counted for ``/metrics``: once per reason, so a batch
-    of a thousand bad ticks costs a few counter updates, not a thousand."""
+                   already_counted: frozenset[str] = frozenset()) -> Response:
+    await count_refusals(request.app.state.redis, body, already_counted)
+    return ORJSONResponse(body, status_code=status, headers=headers)
+
+
+async def count_refusals(redis, body: dict, already_counted: frozenset[str] = frozenset()) -> None:
+    """Count the reasons of a refusal body (``{"errors": [{"reason": ...}]}``) for ``/metrics``:
+    once per reason, so a batch of a thousand bad ticks costs a few counter updates, not a
+    thousand. ``already_counted``: reasons the caller's own checks counted (rate_limited)."""
     reasons = {e.get("reason") for e in body.get("errors", ()) if isinstance(e, dict)}
     for reason in sorted(r for r in reasons if isinstance(r, str) and r not in already_counted):
-        await count_refusal(request.app.state.redis, reason)
-    return ORJSONResponse(body, status_code=status, headers=headers)
+        await count_refusal(redis, reason)
 
 
 @requires("read")
