@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import keys, params
-from server.access import count_refusal, refuse, requires
+from server.access import requires
+from server.access import count_refusal, refuse
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
 
