@@ -10,6 +10,7 @@ from starlette.responses import Response
 from server import keys, params
 from server.progress import engine_progress
 from server.access import requires
+from server.access import count_refusal, refuse
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
 
@@ -55,27 +56,46 @@ def _stream_id_param(request: Request, name: str) -> str | None:
 async def post_ticks(request: Request) -> Response:
     credential = request.state.credential
     settings = request.app.state.settings
+    too_large = f"body above {settings.max_body_bytes} bytes"
     declared = params.whole_number(request.headers.get("content-length"))
     if declared is not None and declared > settings.max_body_bytes:
-        return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
+        return await refuse(request, 413, "body", "body_too_large", too_large)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > settings.max_body_bytes:
-            return error(413, "body", "body_too_large", f"body above {settings.max_body_bytes} bytes")
+            return await refuse(request, 413, "body", "body_too_large", too_large)
     try:
         items = parse_body(bytes(body), request.headers.get("content-type", ""))
     except BodyError as exc:
-        return ORJSONResponse({"errors": [exc.as_error()]}, status_code=422)
+        return await _refused(request, 422, {"errors": [exc.as_error()]})
     ingestor = request.app.state.ingestor
     refused = await ingestor.admit(items, credential, request.app.state.gate.bucket(credential))
     if refused:
         status, body, wait = refused
         headers = {"retry-after": str(max(1, round(wait)))} if wait else None
-        return ORJSONResponse(body, status_code=status, headers=headers)
+        # Ingestor.admit counts its rate_limited refusals itself (for /ws/ingest too).
+        return await _refused(request, status, body, headers, already_counted=frozenset({"rate_limited"}))
     all_or_nothing = request.query_params.get("all_or_nothing", "").lower() in ("1", "true", "yes")
     status, result = await ingestor.ingest(items, credential, all_or_nothing)
+    if status >= 400:
+        return await _refused(request, status, result)
     return ORJSONResponse(result, status_code=status)
+
+
+async def _refused(request: Request, status: int, body: dict, headers: dict | None = None,
+                   already_counted: frozenset[str] = frozenset()) -> Response:
+    await count_refusals(request.app.state.redis, body, already_counted)
+    return ORJSONResponse(body, status_code=status, headers=headers)
+
+
+async def count_refusals(redis, body: dict, already_counted: frozenset[str] = frozenset()) -> None:
+    """Count the reasons of a refusal body (``{"errors": [{"reason": ...}]}``) for ``/metrics``:
+    once per reason, so a batch of a thousand bad ticks costs a few counter updates, not a
+    thousand. ``already_counted``: reasons the caller's own checks counted (rate_limited)."""
+    reasons = {e.get("reason") for e in body.get("errors", ()) if isinstance(e, dict)}
+    for reason in sorted(r for r in reasons if isinstance(r, str) and r not in already_counted):
+        await count_refusal(redis, reason)
 
 
 @requires("read")
@@ -105,16 +125,56 @@ async def get_history(request: Request) -> Response:
     return ORJSONResponse({"commodity": commodity, "market": market, "points": points})
 
 
+def _flag_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "").lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise QueryError(name, f"{name} must be true or false")
+
+
 @requires("read")
 async def get_alerts(request: Request) -> Response:
+    """What is firing now (``state=firing``), or the event history (otherwise, or ``history=true``).
+
+    The two differ: one alert that fired, escalated and repeated is three firing events in the
+    history but one alert firing now, and an alert that resolved has firing events but is not
+    firing. The current set is the engine's ``pw:firing`` hash, one entry per alert key.
+    """
     limit = _int_param(request, "limit", 200, 1, MAX_LIMIT)
     since = _stream_id_param(request, "since")
+    history = _flag_param(request, "history")
     state = request.query_params.get("state")
     if state not in (None, "", "firing", "resolved"):
         raise QueryError("state", "state must be firing or resolved")
     wanted = {name: _list_param(request, name) for name in ("commodity", "province", "market", "severity")}
-    alerts = await read_alerts(request.app.state.redis, since, limit, state or None, wanted)
+    if state == "firing" and not history:
+        if since is not None:
+            raise QueryError("since", "since reads the event history: add history=true, or drop since "
+                                      "to get what is firing now")
+        alerts = await read_firing(request.app.state.redis, limit, wanted)
+    else:
+        alerts = await read_alerts(request.app.state.redis, since, limit, state or None, wanted)
     return ORJSONResponse({"alerts": alerts})
+
+
+async def read_firing(redis, limit: int, wanted: dict[str, set[str]]) -> list[dict]:
+    """The alerts firing now, one per key (its latest firing event), oldest first; the newest
+    ``limit`` when there are more."""
+    alerts = []
+    for raw in (await redis.hgetall(keys.FIRING)).values():
+        alert = orjson.loads(raw)
+        if all(not values or alert.get(name) in values for name, values in wanted.items()):
+            alerts.append(alert)
+    alerts.sort(key=_id_order)
+    return alerts[-limit:]
+
+
+def _id_order(alert: dict) -> tuple[int, int]:
+    """An alert's stream id as numbers, for ordering ("10-0" after "9-0")."""
+    ms, _, seq = str(alert.get("id", "")).partition("-")
+    return params.whole_number(ms) or 0, params.whole_number(seq) or 0
 
 
 async def read_alerts(redis, since: str | None, limit: int, state: str | None = None,

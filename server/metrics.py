@@ -1,26 +1,89 @@
-"""``GET /metrics``: counters and gauges in Prometheus' text format, for the operators' monitoring."""
+"""``GET /metrics``: Pasarwatch's counters, gauges and latency histograms for Prometheus.
+
+Several processes produce the numbers and this one serves them, so most values are read from
+Redis on each scrape: counters the engine and the edges keep with ``INCRBY``/``HINCRBY``, and
+the histograms of server/histograms.py. The web process's own numbers (WebSocket clients,
+messages delivered, publish-to-send) are read from memory. prometheus_client writes the
+exposition (HELP, TYPE, escaping, histogram series), from metric families built per scrape
+by a custom collector.
+"""
 from __future__ import annotations
 
+from typing import Iterable
+
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
+)
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import keys
+from server import histograms, keys
 from server.access import REFUSED
+from server.histograms import LocalHistogram
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _line(name: str, value: float, labels: dict[str, str] | None = None) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        return f"{name}{{{inner}}} {value}"
-    return f"{name} {value}"
+# Measured in this process by the hub (server/hub.py): Hub code calls WS_SEND.observe(seconds).
+WS_SEND = LocalHistogram(histograms.WS_SEND)
 
 
-async def metrics(request: Request) -> Response:
-    redis = request.app.state.redis
-    hub = request.app.state.hub
+class Snapshot(Collector):
+    """Metric families already built; prometheus_client only writes them out."""
+
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, value=value)
+
+
+def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+def histogram(h: LocalHistogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(h.spec.name, h.spec.help, buckets=h.cumulative(), sum_value=h.total)
+
+
+def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
+    """Every metric, from the values read from Redis (see ``read``) and this process' own."""
+    refused = CounterMetricFamily(
+        "pasarwatch_refused_total",
+        "Requests and WebSocket messages refused with a 4xx, by the reason in the error body "
+        "(once per reason per response; a batch with several refused ticks of one reason counts one).",
+        labels=["reason"])
+    for reason, count in sorted(values["refused"].items()):
+        refused.add_metric([reason], count)
+    status = values["rules"]
+    return [
+        counter("pasarwatch_ticks_accepted_total", "Ticks appended to the stream and acknowledged (202).",
+                values["accepted"]),
+        counter("pasarwatch_ticks_processed_total", "Ticks the engine has judged and committed.",
+                values["processed"]),
+        gauge("pasarwatch_ticks_pending", "Ticks the engine has read but not yet committed.", values["pending"]),
+        counter("pasarwatch_alert_events_total", "Alert events raised (firing, escalations, resolutions).",
+                values["alerts"]),
+        gauge("pasarwatch_alerts_firing", "Alerts firing now, one per alert key.", values["firing"]),
+        refused,
+        counter("pasarwatch_rules_reload_failures_total", "Rule file changes refused because of an error.",
+                status.get("reload_failures", 0)),
+        gauge("pasarwatch_rules_ok", "1 when the last rules load succeeded, else 0.", 1 if status.get("ok") else 0),
+        gauge("pasarwatch_ws_clients", "WebSocket clients connected to /ws/prices on this web process.",
+              ws_clients),
+        counter("pasarwatch_ws_messages_delivered_total",
+                "Messages handed to /ws/prices clients' queues on this web process.", ws_delivered),
+        *(histogram(h) for h in values["histograms"]),
+        histogram(WS_SEND),
+    ]
+
+
+async def read(redis) -> dict:
+    """The values kept in Redis; a missing or unreadable one reads as zero."""
     pipe = redis.pipeline(transaction=False)
     pipe.get(keys.ACCEPTED)
     pipe.get(keys.PROCESSED)
@@ -29,36 +92,39 @@ async def metrics(request: Request) -> Response:
     pipe.hlen(keys.FIRING)
     pipe.xinfo_groups(keys.TICKS)
     pipe.get(keys.RULES_STATUS)
-    accepted, processed, alerts, refused, firing, groups, rules = await pipe.execute(raise_on_error=False)
-    backlog = 0
+    for spec in histograms.SHARED:
+        pipe.hgetall(spec.key)
+    accepted, processed, alerts, refused, firing, groups, rules, *stored = \
+        await pipe.execute(raise_on_error=False)
+    pending = 0
     if isinstance(groups, list):
         for group in groups:
             if group["name"] == keys.ENGINE_GROUP.encode():
-                backlog = int(group["pending"])
-    status = orjson.loads(rules) if isinstance(rules, bytes) else {}
-    lines = [
-        "# TYPE pasarwatch_ticks_accepted_total counter",
-        _line("pasarwatch_ticks_accepted_total", int(accepted or 0)),
-        "# TYPE pasarwatch_ticks_processed_total counter",
-        _line("pasarwatch_ticks_processed_total", int(processed or 0)),
-        "# TYPE pasarwatch_ticks_pending gauge",
-        _line("pasarwatch_ticks_pending", backlog),
-        "# TYPE pasarwatch_alert_events_total counter",
-        _line("pasarwatch_alert_events_total", int(alerts or 0)),
-        "# TYPE pasarwatch_alerts_firing gauge",
-        _line("pasarwatch_alerts_firing", int(firing or 0) if isinstance(firing, int) else 0),
-        "# TYPE pasarwatch_refused_total counter",
-    ]
-    for reason, count in sorted((refused or {}).items() if isinstance(refused, dict) else []):
-        lines.append(_line("pasarwatch_refused_total", int(count), {"reason": reason.decode()}))
-    lines += [
-        "# TYPE pasarwatch_rules_reload_failures_total counter",
-        _line("pasarwatch_rules_reload_failures_total", int(status.get("reload_failures", 0))),
-        "# TYPE pasarwatch_rules_ok gauge",
-        _line("pasarwatch_rules_ok", 1 if status.get("ok") else 0),
-        "# TYPE pasarwatch_ws_clients gauge",
-        _line("pasarwatch_ws_clients", len(hub.clients)),
-        "# TYPE pasarwatch_ws_messages_delivered_total counter",
-        _line("pasarwatch_ws_messages_delivered_total", hub.delivered),
-    ]
-    return Response("\n".join(lines) + "\n", media_type=CONTENT_TYPE)
+                pending = int(group["pending"])
+    return {
+        "accepted": _number(accepted), "processed": _number(processed), "alerts": _number(alerts),
+        "refused": {reason.decode(): int(count) for reason, count in refused.items()}
+        if isinstance(refused, dict) else {},
+        "firing": firing if isinstance(firing, int) else 0,
+        "pending": pending,
+        "rules": orjson.loads(rules) if isinstance(rules, bytes) else {},
+        "histograms": [histograms.from_redis(spec, fields if isinstance(fields, dict) else None)
+                       for spec, fields in zip(histograms.SHARED, stored)],
+    }
+
+
+def _number(raw: object) -> int:
+    return int(raw) if isinstance(raw, (bytes, str, int)) else 0
+
+
+def exposition(metric_families: list[Metric]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Snapshot(metric_families))
+    return generate_latest(registry)
+
+
+async def metrics(request: Request) -> Response:
+    hub = request.app.state.hub
+    values = await read(request.app.state.redis)
+    body = exposition(families(values, len(hub.clients), hub.delivered))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

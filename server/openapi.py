@@ -123,6 +123,8 @@ def schemas(catalog: Catalog, settings: Settings) -> dict[str, Any]:
             "price": nullable_number, "ts": {"type": "number"},
             "started_at": nullable_number, "resolved_at": nullable_number,
             "summary": {"type": "string"},
+            "message": {"type": "string", "description": "the text sent and shown: the rule's "
+                                                         "message template for this transition, rendered"},
         },
     }
     error = {
@@ -271,17 +273,32 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                             "points": {"type": "array", "items": ref("Price")}}}, "oldest first"),
             [path_param("commodity", "^[^/]+$"), path_param("market", "^[^/]+$"), limit_param(500)],
             **bad_query, **no_route)},
-        "/api/v1/alerts": {"get": read("Alert events, oldest first", json_body(
-            {"type": "object", "required": ["alerts"],
-             "properties": {"alerts": {"type": "array", "items": ref("Alert")}}}, "alerts"),
+        "/api/v1/alerts": {"get": {**read(
+            "Alerts firing now (state=firing), or the alert event history, oldest first",
+            json_body({"type": "object", "required": ["alerts"],
+                       "properties": {"alerts": {"type": "array", "items": ref("Alert")}}},
+                      "with state=firing and no history: one entry per alert key, its latest event; "
+                      "otherwise alert events (firing and resolved) in the order they happened"),
             [limit_param(200),
+             {"name": "state", "in": "query", "required": False, "schema": {"enum": ["firing", "resolved"]},
+              "description": "firing: the alerts firing now, one per key (the engine's current set); "
+                             "resolved: the resolution events of the history"},
+             {"name": "history", "in": "query", "required": False,
+              "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+              "description": "true: read the event history, where one alert that fired, escalated and "
+                             "repeated is several events; with state=firing, the past firing events. "
+                             "Without state the history is read anyway"},
              {"name": "since", "in": "query", "required": False,
-              "description": "only alerts after this alert id (default: the newest `limit`)",
+              "description": "history only: events after this alert id (default: the newest `limit`); "
+                             "refused with state=firing unless history=true",
               "schema": {"type": "string", "pattern": STREAM_ID_PATTERN}},
-             {"name": "state", "in": "query", "required": False, "schema": {"enum": ["firing", "resolved"]}},
              list_param("commodity", "commodity ids"), list_param("province", "province codes"),
              list_param("market", "market ids"), list_param("severity", "severities")],
-            **bad_query)},
+            **bad_query),
+            "description": "`?state=firing` answers \"what is firing now?\": one entry per alert key, "
+                           "as many as `pasarwatch_alerts_firing` counts. The event history (every "
+                           "firing and resolved event, what `/ws/prices` resumes with `since`) is "
+                           "`?history=true` (or no `state`)."}},
         "/api/v1/forecast": {"get": read("The online model's forecast of one series, with a 95% interval",
             json_body({"type": "object",
                        "required": ["commodity", "market", "horizon", "interval", "warm", "steps"],

@@ -32,7 +32,7 @@ let i18n = new I18n(localStorage.getItem(LANG_KEY) || "id");
 let catalog = null;
 let autoCommodity = false; // the commodity was picked by the page, not by the user
 const store = new Store();
-const selection = readSelection(location.hash); // {commodity, province, market}
+const selection = readSelection(location.hash, location.search); // {commodity, province, market}
 let buffer = new SeriesBuffer();
 let map = null;
 const chart = new PriceChart($("chart"), i18n);
@@ -239,10 +239,13 @@ function pickMarket() {
 
 /** (Re)starts the chart on the selected series. */
 function showSeries() {
-  writeSelection(selection);
+  writeSelection(selection, autoCommodity);
   buffer = new SeriesBuffer();
   const market = catalog.markets.get(selection.market);
-  chart.show(market ? { commodity: selection.commodity, market: market.id, zone: catalog.zone(market.province) } : null);
+  chart.show(market ? {
+    commodity: selection.commodity, market: market.id, zone: catalog.zone(market.province),
+    ceilingKind: catalog.ceilingKind(selection.commodity),
+  } : null);
   refreshSeries();
   invalidate(...ALL_VIEWS);
 }
@@ -265,6 +268,7 @@ function selectProvince(code) {
 }
 
 function selectMarket(id) {
+  autoCommodity = false; // a market the visitor chose: the commodity is theirs now too
   selection.market = id || null;
   const market = catalog.markets.get(selection.market);
   if (market && selection.province && market.province !== selection.province) {
@@ -277,6 +281,7 @@ function selectMarket(id) {
 }
 
 function jumpToAlert(alert) {
+  autoCommodity = false;
   showSelection({ commodity: alert.commodity, province: alert.province, market: alert.market });
   $("chart").scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
@@ -300,7 +305,7 @@ ui.commodity.addEventListener("change", () => {
   showSelection({ ...selection, commodity: ui.commodity.value });
 });
 ui.province.addEventListener("change", () => { autoCommodity = false; selectProvince(ui.province.value); });
-ui.market.addEventListener("change", () => { autoCommodity = false; selectMarket(ui.market.value); });
+ui.market.addEventListener("change", () => selectMarket(ui.market.value));
 
 // ---- language ------------------------------------------------------------------------------
 
@@ -326,7 +331,10 @@ ui.lang.addEventListener("click", () => {
 ui.connection.addEventListener("click", () => socket.retryNow());
 window.addEventListener("online", () => socket.retryNow());
 window.addEventListener("hashchange", () => {
-  if (catalog) showSelection(readSelection(location.hash));
+  if (!catalog) return;
+  const wanted = readSelection(location.hash, location.search);
+  if (wanted.commodity) autoCommodity = false;
+  showSelection(wanted);
 });
 
 // ---- start ---------------------------------------------------------------------------------

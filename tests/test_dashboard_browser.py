@@ -16,6 +16,7 @@ from server.config import PROJECT_ROOT
 from tests.browser import Dashboard, launch, save_screenshot
 from tests.system import System, wait_for
 from tests.test_pipeline import MARKETS, day_ticks, feed
+from workers.messages import dashboard_link
 
 COMMODITY = "cabai-rawit-merah"
 WEST_JAVA = "32"
@@ -87,6 +88,9 @@ def test_a_spike_shows_in_the_alert_feed_on_the_chart_and_on_the_map(system, das
     expect(item).to_have_attribute("data-state", "firing")
     expect(item).to_have_attribute("data-severity", "warning")
     expect(item).to_have_attribute("data-province", WEST_JAVA)
+    # The item says the rule's message (rules/prices.yaml, harga-menyimpang), as Telegram does.
+    expect(item.get_by_test_id("alert-text")).to_have_text(re.compile(
+        r"^Harga Cabai Rawit Merah di Pasar Cisalak Rp 445\.000, jauh dari pasar lain: periksa entri\."))
     expect(dashboard.feed).to_have_attribute("data-count", "1")
     expect(dashboard.by_testid("feed-firing")).to_be_visible()
     west_java = dashboard.province(WEST_JAVA)
@@ -156,6 +160,49 @@ def test_after_the_server_drops_the_page_reconnects_and_shows_what_it_missed(sys
     # The chart has no gap: the ticks of the time away came with the history after the snapshot.
     expect(dashboard.chart).to_have_attribute("data-points", "24")
     expect(dashboard.page.locator("[data-testid=chart-marker][data-kinds~=alert]")).to_have_count(1)
+    assert dashboard.errors == []
+
+
+def test_a_first_visit_opens_on_a_commodity_that_has_prices(system, dashboard):
+    # Only chilli has prices; the catalog's first commodity (Beras Medium) has none.
+    system.wait_processed(feed(system, range(3)))
+    dashboard.page.goto(f"{system.url}/")
+    expect(dashboard.by_testid("select-commodity")).to_have_value(COMMODITY)
+    expect(dashboard.chart).to_have_attribute("data-series", re.compile(f"^{COMMODITY}/"))
+    expect(dashboard.chart).to_have_attribute("data-points", "3")
+    assert dashboard.errors == []
+
+
+def test_a_page_opened_before_any_price_moves_to_the_first_commodity_with_prices(system, dashboard):
+    dashboard.page.goto(f"{system.url}/")
+    expect(dashboard.connection).to_have_attribute("data-state", "open")
+    first = dashboard.by_testid("select-commodity").input_value()
+    # Reloading a page that chose for the visitor is still a first visit: it must not stay
+    # on an empty commodity because the address now names it.
+    dashboard.page.reload()
+    expect(dashboard.connection).to_have_attribute("data-state", "open")
+    system.wait_processed(feed(system, range(3)))
+    expect(dashboard.by_testid("select-commodity")).to_have_value(COMMODITY)
+    expect(dashboard.chart).to_have_attribute("data-points", "3")
+    assert first != COMMODITY and dashboard.errors == []
+
+
+def test_the_telegram_link_opens_the_series_of_its_alert(system, dashboard):
+    # Two commodities with prices, the shallots first by name: a link the page did not read
+    # would open them instead of the chilli of the alert.
+    for day in range(3):
+        assert system.post(day_ticks(day, commodity="bawang-merah")).status_code == 202
+    system.wait_processed(feed(system, range(3)) + 3 * len(MARKETS))
+    alert = {"commodity": COMMODITY, "market": "pasar-kanoman", "province": WEST_JAVA}
+    link = re.search(r'href="([^"]+)"', dashboard_link(system.url, alert))[1].replace("&amp;", "&")
+    # The link Telegram messages carry now, and the query form of links already sent.
+    for url in (link, f"{system.url}/?commodity={COMMODITY}&market=pasar-kanoman"):
+        dashboard.page.goto("about:blank")
+        dashboard.page.goto(url)
+        expect(dashboard.by_testid("select-commodity")).to_have_value(COMMODITY)
+        expect(dashboard.by_testid("select-market")).to_have_value("pasar-kanoman")
+        expect(dashboard.chart).to_have_attribute("data-series", f"{COMMODITY}/pasar-kanoman")
+        expect(dashboard.chart).to_have_attribute("data-points", "3")
     assert dashboard.errors == []
 
 

@@ -279,6 +279,6 @@ def test_ceiling_fires_above_het_and_does_not_quarantine():
     assert below["fired"] == []
     above = stack.process(tick(14500.0))
     assert above["fired"] == ["ceiling"] and above["quarantined"] is False
-    assert above["reasons"]["ceiling"] == "Rp 14.500 is 7% above the ceiling (HET) Rp 13.500"
+    assert above["reasons"]["ceiling"] == "Rp 14.500 is 7% above the legal ceiling (HET) Rp 13.500"
     assert stack.process(tick(14500.0, province="94"))["fired"] == []
     assert "ceiling" not in DetectorStack().process(tick(14500.0))["scores"]

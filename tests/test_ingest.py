@@ -128,7 +128,7 @@ def test_metrics_count_accepted_and_refused_ticks(web):
     text = web.http.get("/metrics").text
 
     def value(body: str, line_start: str) -> int:
-        return int(next((line.split()[-1] for line in body.splitlines() if line.startswith(line_start)), 0))
+        return int(float(next((line.split()[-1] for line in body.splitlines() if line.startswith(line_start)), 0)))
 
     assert value(text, "pasarwatch_ticks_accepted_total") == value(before, "pasarwatch_ticks_accepted_total") + 2
     assert value(text, 'pasarwatch_refused_total{reason="invalid_token"}') >= 1

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -82,7 +84,7 @@ def test_firing_message_has_every_part_a_reader_needs():
     assert "• zscore: z=5.1 vs mean Rp 60.000 over 30 ticks" in text
     assert "• crossmarket: premium 4.2 MAD" in text
     assert "1 Jul 2024 09:13 WIB" in text
-    assert 'href="https://pw.example/?commodity=cabai-rawit-merah&amp;market=pasar-agung"' in text
+    assert 'href="https://pw.example/#commodity=cabai-rawit-merah&amp;province=32&amp;market=pasar-agung"' in text
     assert message.silent is False
     assert message.buttons == ((("Bisukan 1 jam", "m:n1"), ("Ack", "a:n1")),)
     assert_valid_html(text)
@@ -158,7 +160,8 @@ def test_a_burst_becomes_one_digest_with_one_line_per_alert():
     assert lines[0] == "📣 <b>13 pemberitahuan harga</b> (12 peringatan, 1 selesai)"
     assert sum(1 for line in lines if line.startswith("⚠️ <b>Cabai Rawit Merah</b>")) == 12
     assert any(line.startswith("✅ ") and "kembali <b>Rp 60.000/kg</b> setelah 1 jam" in line for line in lines)
-    assert lines[-1].startswith('<a href="https://pw.example/?')
+    # The alerts share their commodity and province only: the link opens those, no one market.
+    assert lines[-1] == '<a href="https://pw.example/#commodity=cabai-rawit-merah&amp;province=32">Buka dasbor</a>'
     assert_valid_html(messages[0].text)
 
 
@@ -179,7 +182,8 @@ def test_long_digest_is_split_between_alerts_and_never_mid_tag():
 
 def test_one_alert_with_everything_maximal_still_fits_one_message():
     huge = "&<>" * 5000
-    event = alert(summary=huge, detectors=[huge] * 20, reasons={f"d{i}{huge}": huge for i in range(20)})
+    event = alert(summary=huge, message=huge, detectors=[huge] * 20 + ["ceiling"],
+                  reasons={f"d{i}{huge}": huge for i in range(20)})
     catalog = weird_catalog()
     commodities = dict(catalog.commodities)
     commodities["cabai-rawit-merah"] = dataclasses.replace(commodities["cabai-rawit-merah"], name_id=huge)
@@ -200,3 +204,61 @@ def test_alert_block_uses_the_commodity_unit():
     assert CATALOG.commodities["minyak-goreng-curah"].unit == "liter"
     text = alert_block(alert(commodity="minyak-goreng-curah", price=15700.0), CATALOG, "")
     assert "<b>Minyak Goreng Curah</b>" in text and "<b>Rp 15.700/liter</b>" in text
+
+
+def href(text: str) -> str:
+    match = re.search(r'<a href="([^"]*)">Buka dasbor</a>', text)
+    assert match, text
+    return html.unescape(match[1])
+
+
+def test_the_dashboard_link_names_the_alerts_own_series_in_the_pages_form():
+    [message] = render_notification([alert(commodity="cabai-rawit-merah", market="pasar-agung")],
+                                    CATALOG, "https://pw.example/", "n")
+    link = urlsplit(href(message.text))
+    assert (link.scheme, link.netloc, link.path, link.query) == ("https", "pw.example", "/", "")
+    # The page reads its selection from the fragment (static/js/selection.js).
+    assert parse_qs(link.fragment) == {"commodity": ["cabai-rawit-merah"], "province": ["32"],
+                                       "market": ["pasar-agung"]}
+
+
+def test_a_digest_of_several_commodities_links_to_the_plain_dashboard():
+    events = [alert(), alert(key="k2", commodity="bawang-merah")]
+    [message] = render_notification(events, CATALOG, "https://pw.example", "n")
+    assert href(message.text) == "https://pw.example/"
+
+
+def test_the_rules_message_is_the_text_sent_not_the_summary():
+    event = alert(message="Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500 (+546% dari biasanya Rp 60.000)")
+    [message] = render_notification([event], CATALOG, "", "n")
+    first = message.text.split("\n")[0]
+    assert first == "⚠️ <b>PERINGATAN</b> · Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500 " \
+                    "(+546% dari biasanya Rp 60.000)"
+    assert "Harga melonjak" not in message.text
+    resolved = alert(state="resolved", price=61000.0, duration=60.0,
+                     message="Kenaikan Cabai Rawit Merah di Pasar Agung selesai: Rp 61.000")
+    [done] = render_notification([resolved], CATALOG, "", "n")
+    assert done.text.split("\n")[0] == "✅ <b>SELESAI</b> · Kenaikan Cabai Rawit Merah di Pasar Agung selesai: Rp 61.000"
+
+
+def test_an_event_without_a_message_still_says_its_summary():
+    [message] = render_notification([alert()], CATALOG, "", "n")
+    assert message.text.split("\n")[0] == "⚠️ <b>PERINGATAN</b> · Harga melonjak / price spike"
+
+
+def ceiling_alert(commodity: str, price: float, province: str = "32") -> dict:
+    return alert(commodity=commodity, province=province, price=price, detectors=["ceiling"], reasons={})
+
+
+def test_chilli_above_its_hap_is_told_as_a_reference_price_not_a_legal_ceiling():
+    text = alert_block(ceiling_alert("cabai-rawit-merah", 60000.0), CATALOG, "")
+    assert "Di atas HAP (harga acuan penjualan) Rp 57.000/kg" in text
+    assert "HET" not in text and "eceran tertinggi" not in text
+
+
+def test_rice_above_its_het_is_told_as_the_legal_ceiling_of_its_zone():
+    text = alert_block(ceiling_alert("beras-medium", 14500.0), CATALOG, "")
+    assert "Di atas HET (harga eceran tertinggi) Rp 13.500/kg" in text
+    papua = alert_block(ceiling_alert("beras-medium", 16000.0, province="94"), CATALOG, "")
+    assert "Di atas HET (harga eceran tertinggi) Rp 15.500/kg" in papua
+    assert "HAP" not in text

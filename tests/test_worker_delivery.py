@@ -24,6 +24,7 @@ from rq.registry import FailedJobRegistry
 from starlette.testclient import TestClient
 
 from rules.catalog import DEFAULT_DIR, load_catalog
+from server import histograms
 from tests.fakebot import FakeTelegram, message_update
 from tests.redis_server import start_redis
 from tests.test_telegram_bot import SECRET, make_app
@@ -180,13 +181,16 @@ def test_a_subscriber_hears_of_an_alert_within_seconds(stack):
         assert "⚠️ <b>PERINGATAN</b> · Harga melonjak" in text
         assert "<b>Cabai Rawit Merah</b> di <b>Pasar Agung</b>, Jawa Barat" in text
         assert "<b>Rp 387.500/kg</b> (+545,8% dari biasanya Rp 60.000)" in text
-        assert "WIB" in text and 'href="https://pw.example/?commodity=cabai-rawit-merah&amp;market=pasar-agung"' in text
+        assert "WIB" in text and 'href="https://pw.example/#commodity=cabai-rawit-merah&amp;province=32&amp;market=pasar-agung"' in text
         nid = store.pair_id(alert, chat)
         assert sent["reply_markup"] == {"inline_keyboard": [[
             {"text": "Bisukan 1 jam", "callback_data": f"m:{nid}"}, {"text": "Ack", "callback_data": f"a:{nid}"}]]}
         stack.wait(lambda: stack.record(alert, chat).state == "sent")
         listed = http.get("/api/v1/notifications", params={"state": "sent"}).json()["notifications"]
         assert [(n["id"], n["chat"], n["alerts"], n["keys"]) for n in listed] == [(nid, chat, 1, [KEY])]
+        # The worker timed its sendMessage call for /metrics (pasarwatch_telegram_send_seconds).
+        timed = histograms.from_redis(histograms.TELEGRAM_SEND, stack.client.hgetall(histograms.TELEGRAM_SEND.key))
+        assert timed.count == 1 and 0 < timed.total < 15
 
 
 def test_names_with_html_characters_arrive_escaped(stack):

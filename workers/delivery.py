@@ -31,11 +31,12 @@ from rq import Queue, get_current_job
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from rules.catalog import Catalog, load_catalog
+from server import histograms
 from workers import notifications as store
 from workers import ratelimit
 from workers.dispatch import QUEUE, enqueue_delivery
 from workers.lease import Lease
-from workers.messages import render_notification
+from workers.messages import OutMessage, render_notification
 from workers.settings import NotifySettings, get_settings
 from workers.subscriptions import muted_keys, unsubscribe_all
 from workers.telegram import TelegramClient, retry_after_seconds
@@ -137,7 +138,7 @@ class Delivery:
         if not lease.renew():  # checked right before sending, not only by the renewing thread
             return "lease lost to another worker"
         try:
-            message_id = telegram.send(record.chat, record.parts[index])
+            message_id = self._timed_send(telegram, record.chat, record.parts[index])
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
             until = time.time() + seconds
@@ -163,6 +164,21 @@ class Delivery:
             return f"failed: {exc}"
         store.part_sent(self.client, record, index, message_id, time.time())
         return None
+
+    def _timed_send(self, telegram: TelegramClient, chat: int, part: OutMessage) -> int:
+        """Send one part, and add how long Telegram took (answered or failed) to the
+        ``pasarwatch_telegram_send_seconds`` histogram that /metrics serves."""
+        started = time.perf_counter()
+        try:
+            return telegram.send(chat, part)
+        finally:
+            seconds = time.perf_counter() - started
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                histograms.record(pipe, histograms.TELEGRAM_SEND, [seconds])
+                pipe.execute()
+            except redis.RedisError as exc:  # a lost measurement must not change the send's outcome
+                log.warning("could not record a Telegram send duration: %s", exc)
 
     # -- outcomes -------------------------------------------------------------------------------
     def _finish(self, record: store.Record, state: str, reason: str) -> None:

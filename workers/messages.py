@@ -5,21 +5,27 @@ escaped for Telegram's HTML parse mode, and clipped so that one alert's block al
 message (Telegram's 4096 characters count after entity parsing: ``visible_len``); a
 notification is split only between blocks, so no tag is ever cut.
 
+An alert's headline is its ``message``: the text of the rule's ``message:`` template for this
+transition, rendered by the engine (rules/events.py), or the default text built from the rule's
+summary when the rule has no template. Events stored before messages existed fall back to
+the summary.
+
 >>> from rules.catalog import load_catalog
 >>> alert = {"type": "alert", "key": "price-spike/cabai-rawit-merah/pasar-agung", "state": "firing",
 ...          "severity": "warning", "commodity": "cabai-rawit-merah", "market": "pasar-agung",
 ...          "province": "32", "price": 387500.0, "ts": 1719800000.0, "started_at": 1719800000.0,
 ...          "expected": {"level": 60000.0}, "detectors": ["zscore"],
-...          "reasons": {"zscore": "z=5.1 vs mean Rp 60.000"}, "summary": "Harga melonjak"}
+...          "reasons": {"zscore": "z=5.1 vs mean Rp 60.000"}, "summary": "Harga melonjak",
+...          "message": "Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500"}
 >>> [message] = render_notification([alert], load_catalog(), "https://pw.example", "ref1")
 >>> print(message.text)
-⚠️ <b>PERINGATAN</b> · Harga melonjak
+⚠️ <b>PERINGATAN</b> · Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500
 <b>Cabai Rawit Merah</b> di <b>Pasar Agung</b>, Jawa Barat
 Harga <b>Rp 387.500/kg</b> (+545,8% dari biasanya Rp 60.000)
 Detektor: zscore
 • zscore: z=5.1 vs mean Rp 60.000
 🕒 1 Jul 2024 09:13 WIB
-<a href="https://pw.example/?commodity=cabai-rawit-merah&amp;market=pasar-agung">Buka dasbor</a>
+<a href="https://pw.example/#commodity=cabai-rawit-merah&amp;province=32&amp;market=pasar-agung">Buka dasbor</a>
 >>> message.buttons
 ((('Bisukan 1 jam', 'm:ref1'), ('Ack', 'a:ref1')),)
 """
@@ -57,6 +63,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", 
 # under the 4096 limit even when every character must be escaped.
 NAME_CLIP = 80
 SUMMARY_CLIP = 160
+MESSAGE_CLIP = 400
 REASON_CLIP = 160
 MAX_REASONS = 8
 
@@ -175,11 +182,31 @@ def local_time(ts: float | None, province: Any | None, with_date: bool = True) -
     return f"{moment.day} {MONTHS[moment.month - 1]} {moment.year} {clock}"
 
 
+# What the ceiling detector compares with, by the catalog's ``ceiling_kind``: a HET is a legal
+# cap, a HAP only the government's reference price, and a reader must not confuse them.
+REFERENCE_NAMES = {"HET": "HET (harga eceran tertinggi)", "HAP": "HAP (harga acuan penjualan)"}
+
+
 def dashboard_link(public_url: str, alert: dict) -> str:
+    """A link that opens the dashboard on the alert's series.
+
+    The selection is in the fragment, the form the page writes itself (static/js/selection.js),
+    so the link and the page cannot disagree; the page also reads the query form of older links.
+    """
     if not public_url:
         return ""
-    query = urlencode({"commodity": alert.get("commodity", ""), "market": alert.get("market", "")})
-    return f'<a href="{html.escape(f"{public_url}/?{query}", quote=True)}">Buka dasbor</a>'
+    fields = {name: alert.get(name) for name in ("commodity", "province", "market")}
+    selection = urlencode({name: value for name, value in fields.items() if value})
+    url = f"{public_url.rstrip('/')}/" + (f"#{selection}" if selection else "")
+    return f'<a href="{html.escape(url, quote=True)}">Buka dasbor</a>'
+
+
+def headline(alert: dict) -> str:
+    """The alert's text (escaped): its rendered ``message``, else its summary or rule name."""
+    message = alert.get("message")
+    if isinstance(message, str) and message.strip():
+        return esc(message, MESSAGE_CLIP)
+    return esc(alert.get("summary") or alert.get("rule") or "", SUMMARY_CLIP)
 
 
 # --- names from the catalog ------------------------------------------------------------------
@@ -195,6 +222,8 @@ class Names:
         self.unit = commodity.unit if commodity else "kg"
         self.market = market.name if market else alert.get("market") or "?"
         self.province_name = self.province.name if self.province else alert.get("province") or ""
+        self.reference_kind = getattr(commodity, "ceiling_kind", None)
+        self.reference = commodity.ceiling_for(alert.get("province")) if self.reference_kind else None
 
     def place(self) -> str:
         """``<b>Pasar Agung</b>, Jawa Barat`` (escaped)."""
@@ -212,7 +241,7 @@ def severity_mark(alert: dict) -> tuple[str, str]:
 def alert_block(alert: dict, catalog: Any, public_url: str) -> str:
     """The full message for one alert event (firing or resolved)."""
     names = Names(catalog, alert)
-    summary = esc(alert.get("summary") or alert.get("rule") or "", SUMMARY_CLIP)
+    summary = headline(alert)
     what = f"<b>{esc(names.commodity)}</b> di {names.place()}"
     if alert.get("state") == "resolved":
         lines = [f"✅ <b>SELESAI</b> · {summary}" if summary else "✅ <b>SELESAI</b>", what]
@@ -234,7 +263,7 @@ def alert_block(alert: dict, catalog: Any, public_url: str) -> str:
         change = percent_change(alert.get("price"), level)
         usual = f" ({change} dari biasanya {esc(rupiah(level))})" if change else ""
         lines.append(f"Harga <b>{esc(rupiah(alert.get('price'), names.unit))}</b>{usual}")
-        lines.extend(_detector_lines(alert))
+        lines.extend(_detector_lines(alert, names))
         lines.append(f"🕒 {local_time(alert.get('ts'), names.province)}")
     link = dashboard_link(public_url, alert)
     if link:
@@ -242,10 +271,14 @@ def alert_block(alert: dict, catalog: Any, public_url: str) -> str:
     return "\n".join(lines)
 
 
-def _detector_lines(alert: dict) -> list[str]:
+def _detector_lines(alert: dict, names: Names) -> list[str]:
     detectors = [str(d) for d in alert.get("detectors") or []]
     reasons = alert.get("reasons") or {}
     lines = [f"Detektor: {esc(', '.join(detectors), REASON_CLIP)}"] if detectors else []
+    if "ceiling" in detectors and names.reference_kind in REFERENCE_NAMES:
+        # Said from the catalog in Indonesian, so a reader knows a cap from a reference price.
+        lines.append(f"Di atas {REFERENCE_NAMES[names.reference_kind]} "
+                     f"{esc(rupiah(names.reference, names.unit))}")
     ordered = [d for d in detectors if d in reasons] + [d for d in reasons if d not in detectors]
     for name in ordered[:MAX_REASONS]:
         lines.append(f"• {esc(name, 40)}: {esc(reasons[name], REASON_CLIP)}")
@@ -296,7 +329,7 @@ def render_notification(alerts: list[dict], catalog: Any, public_url: str, ref: 
     if len(alerts) == 1:
         texts = pack([alert_block(alerts[0], catalog, public_url)], limit)
     else:
-        link = dashboard_link(public_url, {}) if public_url else ""
+        link = dashboard_link(public_url, shared_selection(alerts))
         lines = [digest_header(alerts), *(digest_line(a, catalog) for a in alerts)]
         if link:
             lines.append(link)
@@ -305,6 +338,18 @@ def render_notification(alerts: list[dict], catalog: Any, public_url: str, ref: 
     buttons = notification_buttons(alerts, ref)
     return [OutMessage(text, silent, buttons if i == len(texts) - 1 else ())
             for i, text in enumerate(texts)]
+
+
+def shared_selection(alerts: list[dict]) -> dict:
+    """What the alerts of a digest have in common, for its dashboard link: the commodity, and
+    the province and market when those are shared too."""
+    shared: dict = {}
+    for name in ("commodity", "province", "market"):
+        values = {a.get(name) for a in alerts}
+        if len(values) != 1:
+            break
+        shared[name] = values.pop()
+    return shared
 
 
 def notification_buttons(alerts: list[dict], ref: str) -> tuple[tuple[tuple[str, str], ...], ...]:

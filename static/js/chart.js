@@ -207,7 +207,7 @@ export class PriceChart {
       fired.length
         ? h("div", { class: "tip-fired" }, h("div", {}, i18n.t("tip.fired")),
             h("ul", {}, fired.map((name) => h("li", { "data-detector": name },
-              h("b", {}, i18n.detector(name)), reasons[name] ? ": " + reasons[name] : ""))))
+              h("b", {}, i18n.detector(name, this.series.ceilingKind)), reasons[name] ? ": " + reasons[name] : ""))))
         : point.verdict ? h("div", { class: "muted" }, i18n.t("tip.noFire")) : null,
     );
     this.tip.hidden = false;

@@ -1,5 +1,6 @@
 // The alert feed: the subscribed commodity's alerts, one item per episode in its current state
-// (firing or resolved), newest first, with severity colours and acknowledgement. Alerts are rare
+// (firing or resolved), newest first, with severity colours and acknowledgement. Each item leads
+// with the alert's message (the rule's `message:` text), then the rule's title. Alerts are rare
 // next to prices, so the list is rebuilt whole.
 
 import { h } from "./dom.js";
@@ -12,8 +13,10 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
   const market = catalog.markets.get(alert.market);
   const place = [catalog.marketName(alert.market), market && market.city, catalog.provinceName(alert.province)]
     .filter(Boolean).join(", ");
-  const detectors = (alert.detectors || []).map((d) => i18n.detector(d));
-  const reasons = Object.entries(alert.reasons || {}).map(([d, why]) => `${i18n.detector(d)}: ${why}`).join("\n");
+  const kind = catalog.ceilingKind(alert.commodity);
+  const detectors = (alert.detectors || []).map((d) => i18n.detector(d, kind));
+  const reasons = Object.entries(alert.reasons || {}).map(([d, why]) => `${i18n.detector(d, kind)}: ${why}`).join("\n");
+  const text = i18n.alertText(alert), title = i18n.alertTitle(alert);
   const item = h("li", {
     class: `alert sev-${alert.severity} state-${alert.state}` +
       (selectedSeries === `${alert.commodity}/${alert.market}` ? " current" : ""),
@@ -38,7 +41,8 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
       ? `${i18n.time(alert.started_at ?? alert.ts, zone)} → ${i18n.time(alert.resolved_at, zone)}`
       : i18n.time(alert.started_at ?? alert.ts, zone)),
   ),
-  h("div", { class: "alert-title" }, i18n.alertTitle(alert)),
+  h("div", { class: "alert-title", "data-testid": "alert-text" }, text),
+  text !== title ? h("div", { class: "alert-rule muted" }, title) : null,
   h("div", { class: "alert-place" }, catalog.commodityName(alert.commodity, i18n.lang), " · ", place),
   h("div", { class: "alert-price" },
     h("b", {}, formatPrice(alert.price)),

@@ -67,7 +67,9 @@ export const STRINGS = {
     "detector.iqr": "Pagar IQR",
     "detector.forecast": "Prakiraan",
     "detector.crossmarket": "Antarpasar",
-    "detector.ceiling": "Harga eceran tertinggi",
+    "detector.ceiling": "Harga acuan pemerintah (HET/HAP)",
+    "detector.ceiling.HET": "HET (harga eceran tertinggi)",
+    "detector.ceiling.HAP": "HAP (harga acuan penjualan)",
     "detector.stale": "Data basi",
   },
   en: {
@@ -143,7 +145,9 @@ export const STRINGS = {
     "detector.iqr": "IQR fences",
     "detector.forecast": "Forecast",
     "detector.crossmarket": "Cross-market",
-    "detector.ceiling": "Price ceiling",
+    "detector.ceiling": "Government price (HET/HAP)",
+    "detector.ceiling.HET": "Legal retail ceiling (HET)",
+    "detector.ceiling.HAP": "Reference price (HAP)",
     "detector.stale": "Stale feed",
   },
 };
@@ -222,8 +226,26 @@ export class I18n {
     return this.t("age.d", { n: Math.round(s / 86400) });
   }
 
-  detector(name) {
-    return STRINGS[this.lang]["detector." + name] ?? name;
+  /**
+   * A detector's name. The ceiling detector compares with the commodity's government price,
+   * which is a legal cap (HET: rice, MinyaKita) or only a reference (HAP: chilli, shallots);
+   * `ceilingKind` (the catalog's `ceiling_kind`) says which, so the page never calls a HAP a HET.
+   */
+  detector(name, ceilingKind = null) {
+    const strings = STRINGS[this.lang];
+    if (name === "ceiling" && ceilingKind && strings["detector.ceiling." + ceilingKind]) {
+      return strings["detector.ceiling." + ceilingKind];
+    }
+    return strings["detector." + name] ?? name;
+  }
+
+  /**
+   * The alert's text: its `message`, rendered by the server from the rule's `message:` template
+   * (or from its summary when the rule has none), as Telegram sends it; the title for events
+   * without one.
+   */
+  alertText(alert) {
+    return alert.message || this.alertTitle(alert);
   }
 
   /**

@@ -57,6 +57,12 @@ export class Catalog {
     return c ? (lang === "en" ? c.name_en : c.name_id) || c.name_id : id;
   }
 
+  /** "HET" (a legal retail ceiling) or "HAP" (a reference price) of a commodity, or null. */
+  ceilingKind(id) {
+    const c = this.commodities.get(id);
+    return (c && c.ceiling_kind) || null;
+  }
+
   marketName(id) {
     const m = this.markets.get(id);
     return m ? m.name : id;

@@ -10,7 +10,7 @@ const { SeriesBuffer } = await js("series.js");
 const { median, marketDeviation, provinceDeviations, deviationClass } = await js("deviation.js");
 const { Store, Catalog, normaliseName, mostReported } = await js("store.js");
 const { I18n, STRINGS, formatPrice } = await js("i18n.js");
-const { readSelection } = await js("selection.js");
+const { readSelection, selectionAddress } = await js("selection.js");
 
 test("stream ids compare as numbers", () => {
   assert.ok(compareIds("9-0", "10-0") < 0);
@@ -136,4 +136,39 @@ test("selection is read from the address", () => {
   assert.deepEqual(readSelection("#commodity=cabai&market=pasar-agung"),
     { commodity: "cabai", province: null, market: "pasar-agung" });
   assert.deepEqual(readSelection(""), { commodity: null, province: null, market: null });
+});
+
+test("selection is read from the fragment, else from the query of older links", () => {
+  const chilli = { commodity: "cabai-rawit-merah", province: null, market: "pasar-agung" };
+  assert.deepEqual(readSelection("", "?commodity=cabai-rawit-merah&market=pasar-agung"), chilli);
+  assert.deepEqual(readSelection("#commodity=cabai-rawit-merah&market=pasar-agung", "?commodity=bawang-merah"), chilli);
+  assert.deepEqual(readSelection("#x=1", "?commodity=cabai-rawit-merah&market=pasar-agung"), chilli);
+});
+
+test("the address keeps the fragment only, and leaves out what the page chose itself", () => {
+  const where = { pathname: "/", search: "?commodity=cabai-rawit-merah&market=pasar-agung&lang=en" };
+  const chosen = { commodity: "cabai-rawit-merah", province: "32", market: "pasar-agung" };
+  assert.equal(selectionAddress(chosen, where), "/?lang=en#commodity=cabai-rawit-merah&province=32&market=pasar-agung");
+  assert.equal(selectionAddress(chosen, { pathname: "/", search: "" }, true), "/#province=32");
+  assert.equal(selectionAddress({ commodity: "beras-medium" }, { pathname: "/", search: "" }, true), "/");
+});
+
+test("the ceiling detector is named by the commodity's kind of government price", () => {
+  const catalog = new Catalog({ commodities: [{ id: "cabai-rawit-merah", ceiling_kind: "HAP" },
+    { id: "beras-medium", ceiling_kind: "HET" }, { id: "cabai-merah-besar", ceiling_kind: null }] });
+  const id = new I18n("id"), en = new I18n("en");
+  assert.equal(id.detector("ceiling", catalog.ceilingKind("cabai-rawit-merah")), "HAP (harga acuan penjualan)");
+  assert.equal(id.detector("ceiling", catalog.ceilingKind("beras-medium")), "HET (harga eceran tertinggi)");
+  assert.equal(en.detector("ceiling", catalog.ceilingKind("cabai-rawit-merah")), "Reference price (HAP)");
+  assert.equal(en.detector("ceiling", catalog.ceilingKind("beras-medium")), "Legal retail ceiling (HET)");
+  assert.equal(catalog.ceilingKind("cabai-merah-besar"), null);
+  assert.doesNotMatch(id.detector("ceiling", "HAP"), /eceran tertinggi/);
+  assert.equal(id.detector("zscore", "HAP"), "Skor-z");
+});
+
+test("an alert reads as its rule's message, else its title", () => {
+  const id = new I18n("id");
+  const alert = { rule: "kenaikan-tajam", summary: "Kenaikan", message: "Cabai Rawit Merah di Pasar Agung naik ke Rp 90.000" };
+  assert.equal(id.alertText(alert), "Cabai Rawit Merah di Pasar Agung naik ke Rp 90.000");
+  assert.equal(id.alertText({ rule: "kenaikan-tajam", summary: "Kenaikan" }), "Kenaikan");
 });
