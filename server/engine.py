@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import orjson
 import redis
 
+from detectors.ceiling import Reference, references
 from detectors.contained import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
-from server import keys
+from server import histograms, keys
 from server.checkpoint import StateError, decode_state, encode_state, register
 from server.config import Settings
 from server.reliability import SourceReliability
@@ -48,6 +49,7 @@ class Batch:
     sources: list[dict] = field(default_factory=list)  # reliability changes of devices/sources
     series: set[tuple[str, str]] = field(default_factory=set)
     panels: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.perf_counter)  # for the batch-duration histogram
 
     def __bool__(self) -> bool:
         return bool(self.tick_ids or self.alerts or self.health or self.sources)
@@ -396,6 +398,7 @@ class Engine:
         wall = time.time()
         if batch.tick_ids:
             pipe.set(keys.ENGINE_PROGRESS, repr(wall))
+        histograms.engine_commit(pipe, batch.tick_ids, batch.started)
         pipe.execute()
         if batch.tick_ids:
             self.last_committed = batch.tick_ids[-1]
@@ -488,15 +491,10 @@ class ErrorLog:
         return counts
 
 
-def ceilings_of(catalog: Catalog) -> dict[str | tuple[str, str], float]:
-    """National ceilings per commodity, and regional ones (HET zones) per (commodity, province)."""
-    ceilings: dict[str | tuple[str, str], float] = {}
-    for commodity in catalog.commodities.values():
-        if commodity.ceiling:
-            ceilings[commodity.id] = commodity.ceiling
-        for province, value in commodity.ceiling_by_province.items():
-            ceilings[(commodity.id, province)] = value
-    return ceilings
+def ceilings_of(catalog: Catalog) -> dict[str | tuple[str, str], Reference]:
+    """National references (HET or HAP) per commodity, and regional ones (HET zones) per
+    (commodity, province), each with its kind so the ceiling detector names it right."""
+    return references(catalog.commodities.values())
 
 
 def _decoded(blob: bytes, key: bytes, expect: type):

@@ -59,6 +59,13 @@ def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
         labels=["reason"])
     for reason, count in sorted(values["refused"].items()):
         refused.add_metric([reason], count)
+    errors = CounterMetricFamily(
+        "pasarwatch_engine_errors_total",
+        "Failures the engine contained, by cause: detector:<name> and rule:<name> (skipped for one "
+        "tick), engine:batch (a batch retried tick by tick), engine:deadletter (a tick moved to pw:deadletter).",
+        labels=["cause"])
+    for cause, count in sorted(values["errors"].items()):
+        errors.add_metric([cause], count)
     status = values["rules"]
     return [
         counter("pasarwatch_ticks_accepted_total", "Ticks appended to the stream and acknowledged (202).",
@@ -70,6 +77,10 @@ def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
                 values["alerts"]),
         gauge("pasarwatch_alerts_firing", "Alerts firing now, one per alert key.", values["firing"]),
         refused,
+        errors,
+        counter("pasarwatch_ticks_deadlettered_total",
+                "Ticks the engine could not process at all, moved to pw:deadletter for an operator.",
+                values["deadlettered"]),
         counter("pasarwatch_rules_reload_failures_total", "Rule file changes refused because of an error.",
                 status.get("reload_failures", 0)),
         gauge("pasarwatch_rules_ok", "1 when the last rules load succeeded, else 0.", 1 if status.get("ok") else 0),
@@ -92,9 +103,11 @@ async def read(redis) -> dict:
     pipe.hlen(keys.FIRING)
     pipe.xinfo_groups(keys.TICKS)
     pipe.get(keys.RULES_STATUS)
+    pipe.hgetall(keys.ERRORS)
+    pipe.get(keys.DEADLETTERED)
     for spec in histograms.SHARED:
         pipe.hgetall(spec.key)
-    accepted, processed, alerts, refused, firing, groups, rules, *stored = \
+    accepted, processed, alerts, refused, firing, groups, rules, errors, deadlettered, *stored = \
         await pipe.execute(raise_on_error=False)
     pending = 0
     if isinstance(groups, list):
@@ -105,6 +118,9 @@ async def read(redis) -> dict:
         "accepted": _number(accepted), "processed": _number(processed), "alerts": _number(alerts),
         "refused": {reason.decode(): int(count) for reason, count in refused.items()}
         if isinstance(refused, dict) else {},
+        "errors": {cause.decode(): int(count) for cause, count in errors.items()}
+        if isinstance(errors, dict) else {},
+        "deadlettered": _number(deadlettered),
         "firing": firing if isinstance(firing, int) else 0,
         "pending": pending,
         "rules": orjson.loads(rules) if isinstance(rules, bytes) else {},

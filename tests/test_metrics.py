@@ -110,3 +110,38 @@ def test_histograms_written_by_other_processes_are_served_with_their_buckets(sys
     assert buckets["10.0"] - before["10.0"] == 3
     assert buckets["+Inf"] == sample(families, name, "_count") >= 6
     assert sample(families, name, "_sum") == pytest.approx(2 * 7.5)
+
+
+def histogram_count(families: dict, name: str) -> float:
+    return sample(families, name, "_count")
+
+
+def test_the_engine_times_each_tick_from_acceptance_to_commit_and_each_batch(system):
+    from tests.test_pipeline import feed
+    before = scrape(system)
+    sent = feed(system, range(2))
+    system.wait_processed(sent + int(sample(before, "pasarwatch_ticks_processed", "_total")))
+    after = scrape(system)
+    assert histogram_count(after, "pasarwatch_tick_commit_seconds") - \
+        histogram_count(before, "pasarwatch_tick_commit_seconds") == sent
+    batches = histogram_count(after, "pasarwatch_engine_batch_seconds") - \
+        histogram_count(before, "pasarwatch_engine_batch_seconds")
+    assert 1 <= batches <= sent
+
+
+def test_prices_sent_to_a_websocket_client_are_timed_from_publish_to_send(system):
+    import orjson
+    from websockets.sync.client import connect
+    before = histogram_count(scrape(system), "pasarwatch_ws_publish_to_send_seconds")
+    with connect(f"{system.ws_url}/ws/prices") as ws:
+        ws.send(orjson.dumps({"type": "subscribe", "commodity": ["bawang-merah"]}).decode())
+        ws.recv(timeout=10)  # the snapshot: not a published message, not timed
+        # Three series: the hub sends a series' newest price only, so each is sure to arrive.
+        markets = ("pasar-kosambi", "pasar-anyar", "pasar-kanoman")
+        ticks = [{**GOOD, "commodity": "bawang-merah", "market": market, "price": 30000.0} for market in markets]
+        assert system.post(ticks).status_code == 202
+        got = 0
+        while got < 3:
+            got += sum(1 for m in orjson.loads(ws.recv(timeout=10)) if m["type"] == "price")
+    frames = histogram_count(scrape(system), "pasarwatch_ws_publish_to_send_seconds") - before
+    assert 1 <= frames <= 3

@@ -7,6 +7,7 @@ import signal
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.stack import DetectorStack
 from rules.catalog import load_catalog
@@ -92,6 +93,10 @@ def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
     errors = {k.decode(): int(v) for k, v in system.redis.hgetall("pw:stats:errors").items()}
     assert errors["detector:ipa"] >= 3 and errors["engine:deadletter"] == 2
     assert system.log("engine").count("detector:ipa failed") == 1
+    served = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(system.http.get("/metrics").text) for s in family.samples}
+    assert served[("pasarwatch_engine_errors_total", (("cause", "detector:ipa"),))] >= 3
+    assert served[("pasarwatch_ticks_deadlettered_total", ())] == 2
 
     # An operator replays one with a correction (it is then scored) and discards the other.
     fixed = {**day_ticks(14)[1]}
