@@ -22,6 +22,7 @@ ENGINE_HEARTBEAT = "pw:engine:heartbeat"
 ACCEPTED = "pw:stats:accepted"  # ticks acknowledged with 202
 PROCESSED = "pw:stats:processed"  # ticks the engine has committed
 ALERTS_RAISED = "pw:stats:alerts"
+DEMO_STATUS = "pw:demo:status"  # the demo replay: {"state": running|finished|failed, "from", "to", "updated_at"}
 
 
 def series_key(commodity: str, market: str) -> str:
