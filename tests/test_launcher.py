@@ -73,6 +73,10 @@ class Launcher:
         except httpx.HTTPError:
             return False
 
+    def _port_open(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -204,3 +208,24 @@ def test_ctrl_c_removes_the_url_file_and_commands_then_say_up_stopped(up):
     assert_one_line_refusal(pasarwatch("device", "list", cwd=up.home), "has stopped",
                             str(Path("var") / "redis.url"))
     assert urlsplit(url).password not in pasarwatch("device", "list", cwd=up.home).stderr
+
+
+def test_a_killed_launcher_takes_its_parts_along_and_the_next_up_finds_the_data(tmp_path):
+    first = Launcher(tmp_path).wait_serving(tmp_path / "var")
+    url = store_url(tmp_path)
+    try:
+        assert pasarwatch("device", "add", "hp-before-kill", cwd=tmp_path).returncode == 0
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+        # Redis and every part stop with it (SIGTERM, a clean stop), instead of running on unowned.
+        wait_for(lambda: not first._port_open(), 60, "the web part to stop")
+        wait_for(lambda: pasarwatch("device", "list", cwd=tmp_path).returncode == 2, 60, "Redis to stop")
+        second = Launcher(tmp_path).wait_serving(tmp_path / "var")
+        try:
+            assert urlsplit(store_url(tmp_path)).password == urlsplit(url).password  # one per data directory
+            listed = pasarwatch("device", "list", cwd=tmp_path)
+            assert "hp-before-kill\tactive" in listed.stdout, listed.stderr
+        finally:
+            assert second.stop() == 0
+    finally:
+        first.stop()
