@@ -34,6 +34,7 @@ from server.redis_process import RedisProcess, exit_with_parent, owner_only_dir,
 log = logging.getLogger("pasarwatch.up")
 
 RESTART_BACKOFF_MAX = 30.0
+PID_FILE = "up.pid"  # the running launcher's pid, beside redis.url
 
 
 @dataclass
@@ -81,9 +82,10 @@ def _wait_http(url: str, timeout: float) -> bool:
 def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
     data_dir = settings.data_dir if data_dir_given or not demo else settings.data_dir / "demo"
     owner_only_dir(data_dir)
-    if _already_running(data_dir):
+    running = running_launcher(data_dir)
+    if running is not None:
         print(f"pasarwatch up is already running with data directory {data_dir.resolve()} "
-              f"({redis_url.url_file(data_dir)} names a Redis that answers); stop it first", file=sys.stderr)
+              f"(pid {running}); stop it first", file=sys.stderr)
         return 2
     if settings.redis_url and not demo:
         try:
@@ -113,6 +115,7 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
     days: list = []
     try:
         url_path = redis_url.write_url_file(data_dir, url)
+        (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         print(f"  commands run beside find its Redis in {url_path}"
               f"{'' if data_dir == Path('var') else f' (give them --data-dir {data_dir})'}", flush=True)
         if demo:
@@ -139,6 +142,7 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
     finally:
         log.info("stopping")
         redis_url.remove_url_file(data_dir, url)
+        (data_dir / PID_FILE).unlink(missing_ok=True)
         for part in reversed(parts):
             part.stop()
         if redis_process is not None:
@@ -172,13 +176,18 @@ def _supervise(parts: list[Part], env: dict, url: str, days: list) -> None:
         _restart(part, code, env)
 
 
-def _already_running(data_dir: Path) -> bool:
-    """True when ``data_dir``'s url file names a Redis that answers: another launcher owns it."""
+def running_launcher(data_dir: Path) -> int | None:
+    """The pid in ``up.pid`` when that launcher lives and the Redis in ``redis.url`` answers.
+
+    Either alone is not enough: a killed launcher's external Redis still answers, and a pid
+    from before a reboot may belong to another process by now."""
     try:
+        pid = int((data_dir / PID_FILE).read_text().strip())
+        os.kill(pid, 0)
         redis_url.connect(redis_url.locate(data_dir, "", data_dir_given=True), timeout=1).close()
-    except redis_url.RedisUnavailable:
-        return False  # no file, or one a stopped launcher left behind
-    return True
+    except (OSError, ValueError, redis_url.RedisUnavailable):
+        return None  # no launcher, or files a killed one left behind
+    return pid
 
 
 def _demo_status(url: str, state: str, days: list, **extra) -> None:

@@ -201,7 +201,7 @@ def test_a_second_up_in_the_same_data_directory_is_refused(up):
 def test_ctrl_c_removes_the_url_file_and_commands_then_say_up_stopped(up):
     url = store_url(up.home)
     assert up.stop() == 0
-    assert not (up.home / "var" / "redis.url").exists()
+    assert not (up.home / "var" / "redis.url").exists() and not (up.home / "var" / "up.pid").exists()
     assert_one_line_refusal(pasarwatch("audit", "verify", cwd=up.home), "no `pasarwatch up` is running")
     # A launcher killed outright leaves its file behind: the command says that Redis is gone.
     (up.home / "var" / "redis.url").write_text(url + "\n")
@@ -229,3 +229,25 @@ def test_a_killed_launcher_takes_its_parts_along_and_the_next_up_finds_the_data(
             assert second.stop() == 0
     finally:
         first.stop()
+
+
+def test_files_a_killed_launcher_left_beside_an_external_redis_do_not_block_the_next(tmp_path):
+    from server import redis_url
+    from server.launcher import PID_FILE, running_launcher
+    from tests.redis_server import start_redis
+
+    external = start_redis(tmp_path / "external", password="pw")
+    try:
+        data_dir = tmp_path / "var"
+        data_dir.mkdir()
+        redis_url.write_url_file(data_dir, external.url)
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait(timeout=30)
+        (data_dir / PID_FILE).write_text(f"{gone.pid}\n")
+        assert running_launcher(data_dir) is None  # its Redis answers, but the launcher is gone
+        (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        assert running_launcher(data_dir) == os.getpid()
+        redis_url.write_url_file(data_dir, f"redis://127.0.0.1:{free_port()}/0")
+        assert running_launcher(data_dir) is None  # a live pid, but no Redis behind the file
+    finally:
+        external.stop()
