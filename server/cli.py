@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+from pathlib import Path
+
+import redis
 
 from rules import cli as rules_cli
-from server import audit, backtest, devices
+from server import audit, backtest, devices, redis_url
 from server.config import Settings
+
+# Commands that talk to Redis, and find it through server/redis_url.py. The long-running parts
+# only need its address (they wait for it themselves); the tools check it answers first.
+PARTS = {"engine", "web", "worker"}
+TOOLS = {"device", "token", "audit"}
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
@@ -49,20 +58,41 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _bot(settings: Settings, args: argparse.Namespace) -> int:
     from server.telegram_bot import run_polling, set_webhook
+    from telegram.error import TelegramError
+    from workers.settings import get_settings
 
-    if args.action == "set-webhook":
-        return 0 if set_webhook(args.url) else 1
-    if not args.poll:
-        print("pasarwatch bot: give --poll, or set-webhook URL", file=sys.stderr)
+    notify = dataclasses.replace(get_settings(), redis_url=settings.redis_url)
+    try:
+        if args.action == "set-webhook":
+            if not set_webhook(args.url, notify):
+                print(f"pasarwatch bot: Telegram did not accept the webhook {args.url}", file=sys.stderr)
+                return 1
+            print(f"webhook registered with Telegram: {args.url} (updates carry TELEGRAM_WEBHOOK_SECRET; "
+                  f"`pasarwatch bot --poll` removes it again)")
+            return 0
+        if not args.poll:
+            print("pasarwatch bot: give --poll, or set-webhook URL", file=sys.stderr)
+            return 2
+        print(f"polling Telegram for updates (webhook removed; Redis at {redis_url.redact(settings.redis_url)}); "
+              f"Ctrl-C stops", flush=True)
+        try:
+            run_polling(notify)
+        except KeyboardInterrupt:
+            pass
+        print("stopped polling")
+        return 0
+    except RuntimeError as exc:  # a setting is missing: the message names it
+        print(f"pasarwatch bot: {exc}", file=sys.stderr)
         return 2
-    run_polling()
-    return 0
+    except TelegramError as exc:
+        print(f"pasarwatch bot: Telegram refused: {exc} (base URL {notify.base_url})", file=sys.stderr)
+        return 1
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from server.launcher import run_up
 
-    return run_up(settings, demo=args.demo)
+    return run_up(settings, demo=args.demo, data_dir_given=args.data_dir is not None)
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,6 +109,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pasarwatch", description=__doc__)
+    parser.add_argument("--data-dir", help="data directory of the `pasarwatch up` whose Redis a command "
+                                           "uses, or that `up` uses (default PASARWATCH_DATA_DIR); "
+                                           "may come anywhere on the line")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start Redis (unless REDIS_URL is set), engine, web and worker")
     up.add_argument("--demo", action="store_true", help="also replay real PIHPS prices as a device would")
@@ -110,10 +143,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_data_dir(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Take ``--data-dir DIR`` (or ``--data-dir=DIR``) from anywhere before ``--``, so that
+    ``pasarwatch device add X --data-dir var/demo`` works as well as ``pasarwatch --data-dir ...``."""
+    data_dir, rest, index = None, [], 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest.extend(argv[index:])
+            break
+        if arg == "--data-dir" and index + 1 < len(argv):
+            data_dir, index = argv[index + 1], index + 2
+            continue
+        if arg.startswith("--data-dir="):
+            data_dir = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        index += 1
+    return data_dir, rest
+
+
+def _needs_redis(args: argparse.Namespace) -> bool:
+    return args.command in TOOLS or (args.command == "bot" and args.poll and not args.action)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    return args.run(Settings.from_env(), args)
+    data_dir, rest = split_data_dir(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(rest)
+    args.data_dir = data_dir
+    settings = Settings.from_env()
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=Path(data_dir))
+    if args.command in PARTS or _needs_redis(args):
+        try:
+            located = redis_url.locate(settings.data_dir, settings.redis_url, data_dir is not None)
+            if _needs_redis(args):
+                redis_url.connect(located).close()
+        except redis_url.RedisUnavailable as exc:
+            print(f"pasarwatch {args.command}: {exc}", file=sys.stderr)
+            return 2
+        settings = dataclasses.replace(settings, redis_url=located.url)
+    if not _needs_redis(args):
+        return args.run(settings, args)
+    try:
+        return args.run(settings, args)
+    except redis.RedisError as exc:  # Redis went away, or refused a command, after it answered
+        print(f"pasarwatch {args.command}: Redis at {redis_url.redact(settings.redis_url)} failed: "
+              f"{' '.join(str(exc).split())[:200]}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

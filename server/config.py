@@ -13,8 +13,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (default, meaning); the single source of truth for the README table too.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
-    "REDIS_URL": ("", "Redis to use; when empty, `pasarwatch up` starts an embedded redis-server"),
-    "PASARWATCH_DATA_DIR": ("var", "where the embedded Redis keeps its append-only file"),
+    "REDIS_URL": ("", "Redis to use (redis://, or rediss:// for TLS; user and password in the URL); when "
+                      "empty, `pasarwatch up` starts an embedded redis-server with a password, and "
+                      "other commands use the running one's (DATA_DIR/redis.url)"),
+    "PASARWATCH_DATA_DIR": ("var", "data directory (0700, or `--data-dir`): the embedded Redis's files and "
+                                   "password, and redis.url, the running `pasarwatch up`'s Redis URL (0600)"),
     "PASARWATCH_AUDIT_DIR": ("", "where the audit chain's key (audit.key, 0600) and its witnesses outside Redis "
                              "(audit.head, audit.breaks) live (default: the data directory)"),
     "PASARWATCH_HOST": ("127.0.0.1", "address the web server binds"),

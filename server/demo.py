@@ -1,9 +1,15 @@
 """``pasarwatch demo``: replay real PIHPS prices over HTTP, as a field device would.
 
-The data (``server/demo_data/``) are daily prices of 18 West Java markets. Each reporting day is
-posted as one batch, ``PASARWATCH_DEMO_SPEED`` days per second. The feed resumes after the
-newest price the server already holds (so a second run continues instead of repeating), loops
-over the data with dates moved on by its length, and stops before reaching the future.
+The data (``server/demo_data/``) are daily prices of 18 West Java markets, 2023-09-01 to
+2024-06-28. Each reporting day is posted as one batch with its real date,
+``PASARWATCH_DEMO_SPEED`` days per second, once: the feed resumes after the newest price the
+server already holds and stops after the last day of the data. Nothing is shifted or looped,
+so the page shows the period as it happened.
+
+``pasarwatch up --demo`` records the replay's state in ``pw:demo:status`` (JSON: ``state``
+running, finished or failed, ``from`` and ``to`` the replayed period, ``updated_at``) and
+announces each change on ``pw:events`` as ``{"type": "demo", ...}``; ``GET /api/v1/demo``
+returns it (``{"state": "off"}`` when no demo runs).
 """
 from __future__ import annotations
 
@@ -16,6 +22,10 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
+
+from starlette.routing import Route
+
+from server import keys
 
 log = logging.getLogger("pasarwatch.demo")
 
@@ -41,18 +51,40 @@ def load_days(directory: Path = DEMO_DIR) -> list[tuple[datetime, list[dict]]]:
 
 
 def timeline(days: list[tuple[datetime, list[dict]]], after: float) -> Iterator[tuple[float, list[dict]]]:
-    """(ts, rows) for every day later than ``after``, looping with dates moved on."""
-    if not days:
-        return
-    span = days[-1][0] - days[0][0] + timedelta(days=1)
-    loop = 0
-    while True:
-        shift = span * loop
-        for day, rows in days:
-            ts = (day + shift).timestamp()
-            if ts > after:
-                yield ts, rows
-        loop += 1
+    """(ts, rows) for every day later than ``after``, at its real date, oldest first, once."""
+    for day, rows in days:
+        ts = day.timestamp()
+        if ts > after:
+            yield ts, rows
+
+
+def period(days: list[tuple[datetime, list[dict]]]) -> tuple[str, str]:
+    """The first and last reporting day of the data, as ISO dates."""
+    return days[0][0].date().isoformat(), days[-1][0].date().isoformat()
+
+
+# -- the replay's state, for the page ---------------------------------------------------------------
+
+def publish_status(client, state: str, days: list[tuple[datetime, list[dict]]], **extra) -> dict:
+    """Store the replay's state in ``pw:demo:status`` and announce it on ``pw:events``."""
+    first, last = period(days)
+    status = {"state": state, "from": first, "to": last, "updated_at": time.time(), **extra}
+    pipe = client.pipeline(transaction=True)
+    pipe.set(keys.DEMO_STATUS, json.dumps(status))
+    pipe.publish(keys.EVENTS, json.dumps({"type": "demo", **status}))
+    pipe.execute()
+    return status
+
+
+async def status_endpoint(request):
+    """GET /api/v1/demo: the replay's state, or ``{"state": "off"}`` when no demo runs."""
+    from server.responses import ORJSONResponse
+
+    raw = await request.app.state.redis.get(keys.DEMO_STATUS)
+    return ORJSONResponse(json.loads(raw) if raw else {"state": "off"})
+
+
+routes = [Route("/api/v1/demo", status_endpoint)]
 
 
 def _request(url: str, body: bytes | None = None, token: str | None = None) -> dict:
@@ -73,8 +105,10 @@ def run_demo(base_url: str, days_per_second: float, token: str, max_days: int | 
     days = load_days()
     sent_days = 0
     seq = int(time.time() * 1000)  # unique per run; the server drops a repeated (source, seq)
+    first, last = period(days)
+    log.info("demo feed: replaying %s to %s at their real dates", first, last)
     for ts, rows in timeline(days, newest_ts(base_url)):
-        if ts > time.time() or (max_days is not None and sent_days >= max_days):
+        if max_days is not None and sent_days >= max_days:
             break
         ticks = []
         for row in rows:
@@ -95,5 +129,5 @@ def run_demo(base_url: str, days_per_second: float, token: str, max_days: int | 
         if sent_days % 20 == 0:
             log.info("demo feed at %s", datetime.fromtimestamp(ts, WIB).date())
         time.sleep(1.0 / days_per_second)  # pacing the feed, as a device reports over time
-    log.info("demo feed sent %d days", sent_days)
+    log.info("demo feed sent %d days; the replay of %s to %s has ended", sent_days, first, last)
     return 0

@@ -26,6 +26,7 @@ DEADLETTER = "pw:deadletter"  # ticks the engine could not process at all, for a
 DEADLETTERED = "pw:stats:deadlettered"  # ticks ever moved to the dead-letter stream
 ERRORS = "pw:stats:errors"  # hash "detector:<name>" / "rule:<name>" -> failures contained
 ENGINE_PROGRESS = "pw:engine:progress"  # wall time the engine last committed ticks or was caught up
+DEMO_STATUS = "pw:demo:status"  # the demo replay: {"state": running|finished|failed, "from", "to", "updated_at"}
 
 
 def series_key(commodity: str, market: str) -> str:

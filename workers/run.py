@@ -2,7 +2,8 @@
 (429 reschedules, retry backoff and digest windows are scheduled jobs) and the recovery sweep
 for notifications whose worker died.
 
-    python -m workers.run            # what `pasarwatch worker` runs; REDIS_URL as for the rest
+    python -m workers.run            # what `pasarwatch worker` runs; finds Redis as every command
+                                     # does (server/redis_url.py), or --url
 
 Plain ``rq worker notifications --with-scheduler --url $REDIS_URL`` also delivers; then only
 the engine's dispatcher runs the recovery sweep.
@@ -13,11 +14,14 @@ import argparse
 import dataclasses
 import logging
 import os
+import sys
 import threading
 
 import redis
 from rq import Queue, Worker
 
+from server.config import Settings
+from server.redis_url import RedisUnavailable, locate
 from workers.delivery import worker_catalog
 from workers.dispatch import QUEUE, maybe_recover
 from workers.settings import NotifySettings, get_settings
@@ -62,11 +66,18 @@ def main(redis_url: str | None = None, burst: bool = False, name: str | None = N
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=None, help="Redis URL (default REDIS_URL)")
+    parser.add_argument("--url", default=None, help="Redis URL (default: REDIS_URL, else the running "
+                                                    "`pasarwatch up`'s, from DATA_DIR/redis.url)")
     parser.add_argument("--burst", action="store_true", help="stop once the queue is empty")
     parser.add_argument("--name", default=None, help="worker name (default: random)")
     args = parser.parse_args(argv)
-    return main(args.url, burst=args.burst, name=args.name)
+    settings = Settings.from_env()
+    try:
+        url = args.url or locate(settings.data_dir, settings.redis_url).url
+    except RedisUnavailable as exc:
+        print(f"python -m workers.run: {exc}", file=sys.stderr)
+        return 2
+    return main(url, burst=args.burst, name=args.name)
 
 
 if __name__ == "__main__":
