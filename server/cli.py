@@ -15,11 +15,15 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.wsprotocol import FlowControlledWebSocketProtocol
 
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        # uvicorn's websockets-sansio protocol, but it stops reading a client whose replies
+        # back up (no unbounded pongs) and resets connections that cannot close (wsprotocol.py).
+        ws=FlowControlledWebSocketProtocol,
         ws_ping_interval=settings.ws_ping,
         ws_ping_timeout=settings.ws_ping,
         ws_per_message_deflate=False,  # server-to-browser streams: compression costs more than it saves

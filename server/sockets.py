@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from starlette.responses import Response
 
 from server import keys, params
-from server.access import REFUSED, authorize
+from server.access import REFUSED, TokenBucket, authorize
 from server.api import read_alerts
 from server.hub import Filter
 from server.ticks import BodyError, parse_body
@@ -52,7 +52,7 @@ async def receive_text(websocket: WebSocket) -> str:
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await websocket.close(code=code, reason=reason[:120])
-    except RuntimeError:  # already closed, or the client is gone
+    except (RuntimeError, WebSocketDisconnect):  # already closed, or the client is gone
         pass
 
 
@@ -166,6 +166,10 @@ async def _serve_prices(websocket: WebSocket) -> None:
 
 async def _read_subscriptions(websocket: WebSocket, client) -> None:
     redis = websocket.app.state.redis
+    per_minute = websocket.app.state.settings.ws_subscribes_per_minute
+    # Each subscribe reads every latest price and firing alert: a client may not make the
+    # server do that more than per_minute times a minute (a burst of per_minute at once).
+    subscribes = TokenBucket(rate=per_minute / 60, burst=per_minute)
     try:
         while True:
             raw = await receive_text(websocket)
@@ -180,9 +184,12 @@ async def _read_subscriptions(websocket: WebSocket, client) -> None:
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 client.offer(error_message(str(exc)))
                 continue
+            if subscribes.take(1):
+                client.offer(error_message(f"too many subscribes: at most {per_minute} a minute"))
+                continue
             client.filter = wanted
             try:
-                client.put_first(await snapshot_messages(redis, wanted, since))
+                client.put_snapshot(await snapshot_messages(redis, wanted, since))
             except RedisError:
                 client.offer(error_message("store unavailable, retry"))
     except WebSocketDisconnect:
@@ -206,6 +213,7 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
 async def _serve_ingest(websocket: WebSocket, credential) -> None:
     ingestor = websocket.app.state.ingestor
     bucket = websocket.app.state.gate.bucket(credential)
+    send_timeout = websocket.app.state.settings.ws_send_timeout
     await websocket.accept()
     try:
         while True:
@@ -226,7 +234,12 @@ async def _serve_ingest(websocket: WebSocket, credential) -> None:
             except RedisError:
                 status, body = 503, {"errors": [{"index": None, "field": "body", "reason": "unavailable",
                                                  "detail": "store unavailable: nothing was accepted, retry"}]}
-            await websocket.send_text(orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode())
+            ack = orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode()
+            try:
+                await asyncio.wait_for(websocket.send_text(ack), send_timeout)
+            except asyncio.TimeoutError:  # a device that does not read its acks
+                await close_quietly(websocket, CLOSE_TRY_AGAIN, "acks not read")
+                return
     except Refused as refused:
         await close_quietly(websocket, refused.code, refused.reason)
     except (WebSocketDisconnect, RuntimeError):
