@@ -22,6 +22,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from server import auth
 from tests.system import System, wait_for
 
 MIB = 1 << 20
@@ -274,3 +275,34 @@ def test_a_client_the_hub_dropped_is_disconnected_without_its_help(system):
     finally:
         attacker.close()
         watcher.close()
+
+
+def test_a_revoked_device_is_cut_off_its_open_ingest_socket(system):
+    created = system.http.post("/api/v1/devices", json={"id": "hp-revoked", "markets": ["pasar-kosambi"]})
+    assert created.status_code == 201
+    headers = {"authorization": f"Bearer {created.json()['token']}"}
+    tick = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000}
+    with connect(f"{system.ws_url}/ws/ingest", additional_headers=headers) as ws:
+        ws.send(orjson.dumps(tick).decode())
+        assert orjson.loads(ws.recv(timeout=10))["status"] == 202
+        assert system.http.delete("/api/v1/devices/hp-revoked").status_code == 200
+        revoked_at = time.monotonic()
+        accepted_after = 0
+        with pytest.raises(ConnectionClosed) as closed:
+            while time.monotonic() - revoked_at < 10:
+                ws.send(orjson.dumps({**tick, "price": 38000 + accepted_after}).decode())
+                ack = orjson.loads(ws.recv(timeout=10))
+                accepted_after += ack["status"] == 202
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert time.monotonic() - revoked_at < 3
+
+
+@pytest.mark.parametrize("path,kind,role", [("/ws/ingest", "device", "device"), ("/ws/prices", "person", "viewer")])
+def test_a_revoked_token_ends_an_idle_socket_too(system, path, kind, role):
+    token = auth.issue(system.redis, kind, f"idle-{role}", role, ("pasar-kosambi",) if kind == "device" else ())
+    with connect(f"{system.ws_url}{path}", additional_headers={"authorization": f"Bearer {token}"}) as ws:
+        auth.revoke(system.redis, kind, f"idle-{role}")
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=5)  # /ws/prices may push prices meanwhile
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
