@@ -8,6 +8,7 @@ import sys
 
 from rules import cli as rules_cli
 from server import audit, backtest, devices
+from server.redact import redact_root_handlers
 from server.config import Settings
 
 
@@ -15,6 +16,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.redact import uvicorn_log_config
     from server.wsprotocol import FlowControlledWebSocketProtocol
 
     uvicorn.run(
@@ -28,6 +30,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.ws_ping,
         ws_per_message_deflate=False,  # server-to-browser streams: compression costs more than it saves
         ws_max_size=1 << 20,
+        log_config=uvicorn_log_config(),  # ?token= in a handshake line is redacted
         log_level="info",
         access_log=False,
     )
@@ -116,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact_root_handlers()
     args = build_parser().parse_args(argv)
     return args.run(Settings.from_env(), args)
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 import orjson
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from server import auth
@@ -306,3 +306,20 @@ def test_a_revoked_token_ends_an_idle_socket_too(system, path, kind, role):
             while True:
                 ws.recv(timeout=5)  # /ws/prices may push prices meanwhile
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_tokens_in_the_query_string_never_reach_the_log(system):
+    secret = auth.issue(system.redis, "person", "log-viewer", "viewer")
+    with connect(f"{system.ws_url}/ws/prices?token={secret}"):
+        pass
+    forged = "pw_0123456789abcdef_" + "s3cr3t" * 7
+    with pytest.raises(InvalidStatus):
+        with connect(f"{system.ws_url}/ws/ingest?token={forged}"):
+            pass
+    assert system.http.get(f"/api/v1/series?token={secret}").status_code == 200
+    # The refused handshake is logged last, just before its 403 is sent.
+    wait_for(lambda: '"WebSocket /ws/ingest?token=' in system.log("web"), 10, "the handshake log lines")
+    log = system.log("web")
+    assert secret.split("_", 2)[2] not in log and "s3cr3t" not in log
+    assert '"WebSocket /ws/prices?token=[redacted]" [accepted]' in log
+    assert '"WebSocket /ws/ingest?token=[redacted]" 403' in log
