@@ -9,7 +9,9 @@ drain, so a client that stopped reading keeps its connection ESTABLISHED, and it
 data in our memory, for as long as it likes. (The ``websockets`` legacy protocol awaits a drain
 per pong, but it is deprecated in uvicorn and in websockets; ``wsproto`` writes pongs unbounded.)
 
-This subclass changes three things:
+It relies on that class's connection state (``read_paused``, ``writable``, ``close_sent``,
+``close_timer``), as in uvicorn 0.55; tests/test_ws_limits.py fails if that changes. This
+subclass changes three things:
 
 - While the transport's write buffer is above its high-water mark, it reads nothing from the
   client (so parses no pings, owes no pongs); TCP flow control then pushes back on the client.
@@ -22,9 +24,12 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import TYPE_CHECKING
 
-from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 
 # Seconds a closing connection may take to flush and finish the close handshake before it is
 # reset. Long enough for a reading client on a slow mobile link to get the close frame.
