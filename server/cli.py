@@ -12,6 +12,7 @@ import redis
 
 from rules import cli as rules_cli
 from server import audit, backtest, devices, redis_url
+from server.redact import redact_root_handlers
 from server.config import Settings
 
 # Commands that talk to Redis, and find it through server/redis_url.py. The long-running parts
@@ -24,15 +25,21 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.redact import uvicorn_log_config
+    from server.wsprotocol import FlowControlledWebSocketProtocol
 
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        # uvicorn's websockets-sansio protocol, but it stops reading a client whose replies
+        # back up (no unbounded pongs) and resets connections that cannot close (wsprotocol.py).
+        ws=FlowControlledWebSocketProtocol,
         ws_ping_interval=settings.ws_ping,
         ws_ping_timeout=settings.ws_ping,
         ws_per_message_deflate=False,  # server-to-browser streams: compression costs more than it saves
         ws_max_size=1 << 20,
+        log_config=uvicorn_log_config(),  # ?token= in a handshake line is redacted
         log_level="info",
         access_log=False,
     )
@@ -169,6 +176,7 @@ def _needs_redis(args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact_root_handlers()
     data_dir, rest = split_data_dir(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(rest)
     args.data_dir = data_dir

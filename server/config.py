@@ -35,6 +35,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_WS_QUEUE": ("1000", "alerts a slow /ws/prices client may have queued before it is dropped"),
     "PASARWATCH_WS_SEND_TIMEOUT": ("10", "seconds a /ws/prices send may take before the client is dropped"),
     "PASARWATCH_WS_PING": ("20", "seconds between WebSocket heartbeats (pings)"),
+    "PASARWATCH_WS_SUBSCRIBES_PER_MINUTE": ("30", "subscribe messages one /ws/prices client may send per minute; "
+                                            "past that each is answered with an error, not a snapshot"),
     "PASARWATCH_DEMO_SPEED": ("5", "demo feed: simulated days per second"),
     "PASARWATCH_PUBLIC_READ": ("true", "read APIs and /ws/prices open without a token (write APIs always need one)"),
     "PASARWATCH_ALLOWED_ORIGINS": ("", "comma-separated browser origins allowed on WebSockets besides the server's own ('*' = any)"),
@@ -80,6 +82,7 @@ class Settings:
     ws_queue: int
     ws_send_timeout: float
     ws_ping: float
+    ws_subscribes_per_minute: int
     demo_speed: float
     public_read: bool
     allowed_origins: tuple[str, ...]
@@ -117,6 +120,7 @@ class Settings:
             ws_queue=int(_env("PASARWATCH_WS_QUEUE")),
             ws_send_timeout=float(_env("PASARWATCH_WS_SEND_TIMEOUT")),
             ws_ping=float(_env("PASARWATCH_WS_PING")),
+            ws_subscribes_per_minute=int(_env("PASARWATCH_WS_SUBSCRIBES_PER_MINUTE")),
             demo_speed=float(_env("PASARWATCH_DEMO_SPEED")),
             public_read=_env("PASARWATCH_PUBLIC_READ").lower() in ("1", "true", "yes"),
             allowed_origins=tuple(o.strip() for o in _env("PASARWATCH_ALLOWED_ORIGINS").split(",") if o.strip()),

@@ -3,9 +3,9 @@
 Each web process holds ONE subscription to ``pw:events``. A message arrives already encoded by
 the engine; the hub reads its routing fields once, decodes it to text once, and hands the same
 string to every matching client. Each client has a bounded backlog: prices are conflated per
-series (a newer price replaces an unsent older one), alerts and other messages are never
-dropped, and a client whose backlog of those overflows, or whose send stalls, is disconnected
-rather than allowed to slow the others. A client's whole backlog goes out as one frame (a JSON
+series (a newer price replaces an unsent older one), a new snapshot replaces an unsent older
+one, alerts and other messages are never dropped, and a client whose backlog of those
+overflows, or whose send stalls, is disconnected rather than allowed to slow the others. A client's whole backlog goes out as one frame (a JSON
 array), so a burst costs one send per client, not one per message.
 """
 from __future__ import annotations
@@ -75,6 +75,7 @@ class Client:
         self._send_text = send_text
         self._max_backlog = max_backlog
         self._send_timeout = send_timeout
+        self._snapshot: list[str] = []
         self._prices: dict[str, str] = {}
         self._messages: deque[str] = deque()
         self._wake = asyncio.Event()
@@ -96,10 +97,14 @@ class Client:
         self._messages.append(text)
         self._wake.set()
 
-    def put_first(self, texts: list[str]) -> None:
-        """Queue a snapshot ahead of everything; prices queued before it are older than it."""
+    def put_snapshot(self, texts: list[str]) -> None:
+        """Queue a snapshot ahead of everything, in place of any snapshot not yet sent.
+
+        Prices queued before it are older than it. At most one snapshot waits per client, so a
+        client that subscribes again and again without reading holds one, not one per subscribe.
+        """
         self._prices.clear()
-        self._messages.extendleft(reversed(texts))
+        self._snapshot = texts
         self._wake.set()
 
     def drop(self, reason: str) -> None:
@@ -121,10 +126,10 @@ class Client:
                 self._wake.clear()
                 if self.closed.is_set():
                     return
-                if not self._messages and not self._prices:
+                if not self._snapshot and not self._messages and not self._prices:
                     continue
-                parts = list(self._messages)
-                parts.extend(self._prices.values())
+                parts = [*self._snapshot, *self._messages, *self._prices.values()]
+                self._snapshot = []
                 self._messages.clear()
                 self._prices.clear()
                 frame = "[" + ",".join(parts) + "]"

@@ -1,4 +1,8 @@
-"""WebSocket endpoints: ``/ws/prices`` (live prices and alerts) and ``/ws/ingest`` (devices)."""
+"""WebSocket endpoints: ``/ws/prices`` (live prices and alerts) and ``/ws/ingest`` (devices).
+
+A socket opened with a token lives no longer than the token: it is looked up again every
+``TOKEN_RECHECK`` seconds, and the socket is closed with 1008 once it is revoked.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -6,12 +10,12 @@ import logging
 
 import orjson
 from redis.exceptions import RedisError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from starlette.responses import Response
 
-from server import keys, params
-from server.access import REFUSED, authorize
+from server import auth, keys, params
+from server.access import REFUSED, TokenBucket, authorize, presented_token
 from server.api import read_alerts
 from server.hub import Filter
 from server.ticks import BodyError, parse_body
@@ -23,6 +27,9 @@ MISSED_ALERTS_LIMIT = 5000
 CLOSE_TRY_AGAIN = 1013
 CLOSE_POLICY = 1008
 CLOSE_UNSUPPORTED = 1003
+# Seconds between look-ups of an open socket's token: how long a revoked token may go on
+# pushing or reading. One HGET per open authenticated socket per interval.
+TOKEN_RECHECK = 1.0
 
 
 class Refused(Exception):
@@ -52,8 +59,24 @@ async def receive_text(websocket: WebSocket) -> str:
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await websocket.close(code=code, reason=reason[:120])
-    except RuntimeError:  # already closed, or the client is gone
+    except (RuntimeError, WebSocketDisconnect):  # already closed, or the client is gone
         pass
+
+
+async def until_revoked(websocket: WebSocket) -> None:
+    """Return once the token this socket was opened with no longer names a live credential.
+
+    A store that cannot answer is not a revocation: the socket stays until it can.
+    """
+    token = presented_token(websocket)
+    redis = websocket.app.state.redis
+    while True:
+        await asyncio.sleep(TOKEN_RECHECK)
+        try:
+            if await auth.lookup(redis, token) is None:
+                return
+        except RedisError:
+            continue
 
 
 def error_message(reason: str) -> str:
@@ -137,28 +160,36 @@ class _Counted:
 
 
 async def prices_endpoint(websocket: WebSocket) -> None:
-    if await admit(websocket, "read") is False:
+    credential = await admit(websocket, "read")
+    if credential is False:
         return
     with _Counted(websocket.app.state.gate, websocket):
-        await _serve_prices(websocket)
+        await _serve_prices(websocket, credential)
 
 
-async def _serve_prices(websocket: WebSocket) -> None:
+async def _serve_prices(websocket: WebSocket, credential) -> None:
     hub = websocket.app.state.hub
     await websocket.accept()
     client = hub.add(websocket.send_text)
     writer = asyncio.create_task(client.write_forever())
     reader = asyncio.create_task(_read_subscriptions(websocket, client))
+    closed = asyncio.create_task(client.closed.wait())
+    tasks = {writer, reader, closed}
+    revoked = None
+    if credential is not None:  # an anonymous public reader has nothing to revoke
+        revoked = asyncio.create_task(until_revoked(websocket))
+        tasks.add(revoked)
     try:
-        await asyncio.wait({writer, reader, asyncio.create_task(client.closed.wait())},
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         hub.remove(client)
-        for task in (writer, reader):
+        for task in tasks:
             task.cancel()
         refused = reader.exception() if reader.done() and not reader.cancelled() else None
         if isinstance(refused, Refused):
             await close_quietly(websocket, refused.code, refused.reason)
+        elif revoked is not None and revoked.done() and not revoked.cancelled():
+            await close_quietly(websocket, CLOSE_POLICY, "token revoked")
         elif client.close_reason not in ("", "closed", "client went away"):
             log.info("dropping /ws/prices client: %s", client.close_reason)
             await close_quietly(websocket, CLOSE_TRY_AGAIN, client.close_reason)
@@ -166,6 +197,10 @@ async def _serve_prices(websocket: WebSocket) -> None:
 
 async def _read_subscriptions(websocket: WebSocket, client) -> None:
     redis = websocket.app.state.redis
+    per_minute = websocket.app.state.settings.ws_subscribes_per_minute
+    # Each subscribe reads every latest price and firing alert: a client may not make the
+    # server do that more than per_minute times a minute (a burst of per_minute at once).
+    subscribes = TokenBucket(rate=per_minute / 60, burst=per_minute)
     try:
         while True:
             raw = await receive_text(websocket)
@@ -180,9 +215,12 @@ async def _read_subscriptions(websocket: WebSocket, client) -> None:
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
                 client.offer(error_message(str(exc)))
                 continue
+            if subscribes.take(1):
+                client.offer(error_message(f"too many subscribes: at most {per_minute} a minute"))
+                continue
             client.filter = wanted
             try:
-                client.put_first(await snapshot_messages(redis, wanted, since))
+                client.put_snapshot(await snapshot_messages(redis, wanted, since))
             except RedisError:
                 client.offer(error_message("store unavailable, retry"))
     except WebSocketDisconnect:
@@ -204,12 +242,36 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
 
 
 async def _serve_ingest(websocket: WebSocket, credential) -> None:
+    await websocket.accept()
+    serving = asyncio.create_task(_ingest_messages(websocket, credential))
+    revoked = asyncio.create_task(until_revoked(websocket))
+    try:
+        await asyncio.wait({serving, revoked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        was_revoked = revoked.done() and not revoked.cancelled()
+        revoked.cancel()
+        if was_revoked and not serving.done():
+            # Close first, so that a message being ingested now is the last one (its ack finds
+            # the socket closed) and one waiting to be read is never read.
+            await close_quietly(websocket, CLOSE_POLICY, "token revoked")
+            await asyncio.wait({serving}, timeout=websocket.app.state.settings.ws_send_timeout)
+        serving.cancel()
+    if serving.done() and not serving.cancelled():
+        try:
+            serving.result()
+        except Refused as refused:
+            await close_quietly(websocket, refused.code, refused.reason)
+
+
+async def _ingest_messages(websocket: WebSocket, credential) -> None:
     ingestor = websocket.app.state.ingestor
     bucket = websocket.app.state.gate.bucket(credential)
-    await websocket.accept()
+    send_timeout = websocket.app.state.settings.ws_send_timeout
     try:
         while True:
             raw = await receive_text(websocket)
+            if websocket.application_state is not WebSocketState.CONNECTED:
+                return  # read after we closed (a revoked token): not to be ingested
             ref = None
             try:
                 items = parse_body(raw.encode(), "")
@@ -226,8 +288,11 @@ async def _serve_ingest(websocket: WebSocket, credential) -> None:
             except RedisError:
                 status, body = 503, {"errors": [{"index": None, "field": "body", "reason": "unavailable",
                                                  "detail": "store unavailable: nothing was accepted, retry"}]}
-            await websocket.send_text(orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode())
-    except Refused as refused:
-        await close_quietly(websocket, refused.code, refused.reason)
+            ack = orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode()
+            try:
+                await asyncio.wait_for(websocket.send_text(ack), send_timeout)
+            except asyncio.TimeoutError:  # a device that does not read its acks
+                await close_quietly(websocket, CLOSE_TRY_AGAIN, "acks not read")
+                return
     except (WebSocketDisconnect, RuntimeError):
         return

@@ -29,6 +29,15 @@ class BlockedSocket:
         await self.release.wait()
         self.frames.append(orjson.loads(text))
 
+    async def read(self, client: Client, writer: asyncio.Task, frames: int) -> list[list[dict]]:
+        """Start reading; once ``frames`` frames came, close the client and return them."""
+        self.release.set()
+        while len(self.frames) < frames:
+            await asyncio.sleep(0)
+        client.drop("done")
+        await writer
+        return self.frames
+
 
 def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 10))
@@ -47,12 +56,7 @@ def test_a_slow_client_gets_the_newest_price_per_series_and_every_alert_in_one_f
             hub.broadcast(price("pasar-b", value * 10))
         hub.broadcast(alert(1))
         hub.broadcast(alert(2))
-        socket.release.set()
-        while len(socket.frames) < 2:
-            await asyncio.sleep(0)
-        client.drop("done")
-        await writer
-        return socket.frames
+        return await socket.read(client, writer, 2)
 
     first, second = run(scenario())
     assert [m["price"] for m in first] == [1]
@@ -105,10 +109,28 @@ def test_filters_route_only_matching_series():
     assert Filter().matches(orjson.loads(price("pasar-a", 1)))
 
 
-def test_put_first_places_the_snapshot_before_queued_messages_and_drops_older_prices():
-    client = Client(send_text=None, max_backlog=10, send_timeout=1)
-    client.offer_price("cabai/pasar-a", '{"old":1}')
-    client.offer('{"alert":1}')
-    client.put_first(['{"snapshot":1}'])
-    assert list(client._messages) == ['{"snapshot":1}', '{"alert":1}']
-    assert client._prices == {}
+def test_a_snapshot_goes_out_before_queued_messages_and_drops_older_prices():
+    async def scenario():
+        socket = BlockedSocket()
+        client = Client(socket.send, max_backlog=10, send_timeout=5)
+        client.offer_price("cabai/pasar-a", '{"old":1}')
+        client.offer('{"alert":1}')
+        client.put_snapshot(['{"snapshot":1}'])
+        return await socket.read(client, asyncio.create_task(client.write_forever()), 1)
+
+    assert run(scenario()) == [[{"snapshot": 1}, {"alert": 1}]]
+
+
+def test_a_new_snapshot_replaces_an_unsent_one_so_a_client_holds_at_most_one():
+    async def scenario():
+        socket = BlockedSocket()
+        client = Client(socket.send, max_backlog=10, send_timeout=5)
+        writer = asyncio.create_task(client.write_forever())
+        client.put_snapshot(['{"snapshot":0}'])
+        await asyncio.sleep(0)  # the writer takes the first snapshot and blocks on the socket
+        for n in range(1, 400):
+            client.put_snapshot([f'{{"snapshot":{n}}}', f'{{"missed":{n}}}'])
+        client.offer('{"alert":1}')
+        return await socket.read(client, writer, 2)
+
+    assert run(scenario()) == [[{"snapshot": 0}], [{"snapshot": 399}, {"missed": 399}, {"alert": 1}]]
