@@ -255,6 +255,10 @@ def verify_with_files(redis, settings) -> dict:
     try:
         key, pin = files.key(), files.pin()
     except AuditError as exc:
+        if not redis.exists(keys.TICKS, keys.AUDIT_HEAD, keys.AUDIT_ANCHOR):
+            # Nothing accepted yet, so nothing to check (the key is made with the first web start).
+            return {"intact": True, "checked": 0, "from": None, "head": None, "newest": None,
+                    "unkeyed": 0, "pinned": None}
         return _broken(0, None, str(exc), None)
     retention_ms = int(settings.ticks_retention_days * 86_400_000)
     anchor = redis.get(keys.AUDIT_ANCHOR)
@@ -287,6 +291,9 @@ def _verify_command(settings, args) -> int:
     import redis as redis_sync
 
     result = verify_with_files(redis_sync.Redis.from_url(settings.redis_url), settings)
+    if result["intact"] and not result["checked"]:
+        print("audit chain intact: no ticks accepted yet")
+        return 0
     if result["intact"]:
         print(f"audit chain intact: {result['checked']} ticks from {result['from']}")
         # Printed so an operator can keep it elsewhere and compare next time.

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server import keys
+from server.metrics import WS_SEND
 
 log = logging.getLogger("pasarwatch.hub")
 
@@ -84,17 +85,23 @@ class Client:
         self._sending_since: float | None = None
         self._writer: asyncio.Task | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        # Loop time the oldest unsent published message arrived (publish-to-send histogram).
+        self._oldest: float | None = None
 
-    def offer_price(self, series: str, text: str) -> None:
+    def offer_price(self, series: str, text: str, arrived: float | None = None) -> None:
         self._prices.pop(series, None)  # re-insert so the newest price goes out last
         self._prices[series] = text
+        if self._oldest is None:
+            self._oldest = arrived
         self._wake.set()
 
-    def offer(self, text: str) -> None:
+    def offer(self, text: str, arrived: float | None = None) -> None:
         if len(self._messages) >= self._max_backlog:
             self.drop("backlog of alerts overflowed")
             return
         self._messages.append(text)
+        if self._oldest is None:
+            self._oldest = arrived
         self._wake.set()
 
     def put_snapshot(self, texts: list[str]) -> None:
@@ -133,6 +140,7 @@ class Client:
                 self._messages.clear()
                 self._prices.clear()
                 frame = "[" + ",".join(parts) + "]"
+                oldest, self._oldest = self._oldest, None
                 self._sending_since = loop.time()
                 try:
                     await self._send_text(frame)
@@ -141,6 +149,8 @@ class Client:
                         raise
                     return
                 self._sending_since = None
+                if oldest is not None:
+                    WS_SEND.observe(loop.time() - oldest)
         finally:
             self._watchdog.cancel()
 
@@ -197,13 +207,14 @@ class Hub:
         series = None
         if kind == "price":
             series = keys.series_key(message["commodity"], message["market"])
+        arrived = asyncio.get_running_loop().time()  # once per message, not per client
         for client in self.clients:
             if "commodity" in message and not client.filter.matches(message):
                 continue
             if series is not None:
-                client.offer_price(series, text)
+                client.offer_price(series, text, arrived)
             else:
-                client.offer(text)
+                client.offer(text, arrived)
         self.delivered += len(self.clients)
 
     async def _listen_forever(self) -> None:
