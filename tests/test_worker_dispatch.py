@@ -1,7 +1,9 @@
 """From pw:alerts to RQ jobs (workers/dispatch.py), against a real Redis; no worker runs here."""
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -12,6 +14,7 @@ from rq.registry import ScheduledJobRegistry
 
 from rules.catalog import load_catalog
 from tests.redis_server import start_redis
+from workers import groups
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.dispatch import ALERTS, CONSUMER, GROUP, QUEUE, dispatch_alerts, recipients, recover_stalled
@@ -183,3 +186,29 @@ def test_a_stalled_notification_gets_a_fresh_job_unless_a_worker_holds_it(client
     assert recover_stalled(client, SETTINGS, now=later + 3600) == 0
     assert client.zscore(store.DUE, stalled) is None
     lease.release()
+
+
+def test_two_processes_flushing_one_group_at_once_make_its_notifications_once(client):
+    chats = list(range(1, 21))
+    for chat in chats:
+        subscribe(client, chat, "cabai-rawit-merah")
+    for n in range(1, 4):
+        add_alert(client, n)
+    t0 = time.time()
+    dispatch_alerts(client, CATALOG, SETTINGS, now=t0)
+    url = "redis://{host}:{port}/0".format(**client.connection_pool.connection_kwargs)
+    connections = [redis.Redis.from_url(url) for _ in range(4)]
+    start = threading.Barrier(len(connections))
+
+    def flush(connection):
+        start.wait()
+        return groups.flush_due(connection, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window)
+
+    with ThreadPoolExecutor(len(connections)) as pool:
+        made = list(pool.map(flush, connections))
+    assert sum(made) == len(chats)
+    assert client.zcard(store.INDEX) == len(chats)
+    assert sorted(store.load(client, nid.decode()).chat for nid in client.zrange(store.INDEX, 0, -1)) == chats
+    assert all(store.load(client, nid.decode()).count == 3 for nid in client.zrange(store.INDEX, 0, -1))
+    for connection in connections:
+        connection.close()

@@ -136,19 +136,25 @@ def stage(client: Any, alert: dict, targets: list[Target], marker: str, now: flo
     ``on_commit`` adds commands to the transaction (the stream entry's XACK).
     """
     key = str(alert.get("key"))
+    targets = list({t.gid: t for t in targets}.values())  # two routes, one group: taken once
+    own = [t.gid for t in targets]
     with client.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(staged_key(marker), member_key(key), *(state_key(t.gid) for t in targets))
-                fresh = not pipe.exists(staged_key(marker))
-                if fresh:
-                    own = {t.gid for t in targets}
-                    others = []
-                    if mute or alert.get("state") == RESOLVED:
-                        others = sorted({m.decode() for m in pipe.smembers(member_key(key))} - own)
+                # Reads go through a plain pipeline (one round trip): the WATCH taken first
+                # still voids the transaction if anything read changes before it runs.
+                pipe.watch(staged_key(marker), member_key(key), *(state_key(gid) for gid in own))
+                with client.pipeline(transaction=False) as read:
+                    read.exists(staged_key(marker))
+                    read.smembers(member_key(key))
+                    taken, members = read.execute()
+                fresh = not taken
+                others: list[str] = []
+                if fresh and (mute or alert.get("state") == RESOLVED):
+                    others = sorted({m.decode() for m in members} - set(own))
                     if others:
                         pipe.watch(*(state_key(gid) for gid in others))
-                    loaded = {gid: _load(pipe, gid, key) for gid in [*own, *others]}
+                loaded = _load(client, [*own, *others], key) if fresh else {}
                 pipe.multi()
                 if fresh:
                     for target in targets:
@@ -177,11 +183,20 @@ def holds(client: Any, alert_key: str) -> bool:
     return bool(client.exists(member_key(alert_key)))
 
 
-def _load(pipe: Any, gid: str, key: str) -> _Loaded:
-    raw = pipe.get(state_key(gid))
-    current = pipe.hget(alerts_key(gid), key)
-    return _Loaded(orjson.loads(raw) if raw else None, orjson.loads(current) if current else None,
-                   int(pipe.hlen(alerts_key(gid))))
+def _load(client: Any, gids: list[str], key: str) -> dict[str, _Loaded]:
+    """The groups' state and their copy of alert ``key``, in one round trip."""
+    with client.pipeline(transaction=False) as read:
+        for gid in gids:
+            read.get(state_key(gid))
+            read.hget(alerts_key(gid), key)
+            read.hlen(alerts_key(gid))
+        replies = read.execute()
+    loaded = {}
+    for index, gid in enumerate(gids):
+        raw, current, size = replies[3 * index:3 * index + 3]
+        loaded[gid] = _Loaded(orjson.loads(raw) if raw else None, orjson.loads(current) if current else None,
+                              int(size))
+    return loaded
 
 
 def _admit(pipe: Any, gid: str, found: _Loaded, event: dict, now: float, meta: dict | None) -> None:
