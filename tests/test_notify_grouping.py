@@ -19,6 +19,8 @@ from rq import Queue
 from rules.catalog import load_catalog
 from rules.loader import load_rules
 from rules.routing import Router, routes_json
+from rules.silences import new_silence
+from server.silences import save_silence
 from tests.redis_server import start_redis
 from tests.test_worker_delivery import Stack, stack  # noqa: F401 - the fixture
 from workers import groups
@@ -218,6 +220,23 @@ def test_a_muted_alert_leaves_its_group_unannounced_and_comes_back_as_news(alert
     alerts.dispatch(T + 11000)
     alerts.dispatch(T + 40 + 10800 + 600)
     assert alerts.notifications()[2:] == [(CHILLI, ["firing:pasar-kosambi", "firing:pasar-agung"])]
+
+
+def test_a_silence_made_after_an_alert_was_told_keeps_it_out_of_reminders(alerts, client):
+    alerts.emit(T, "pasar-agung")
+    alerts.emit(T, "pasar-agung", commodity="bawang-merah")
+    alerts.dispatch(T)
+    alerts.dispatch(T + 40)
+    assert len(alerts.notifications()) == 2
+    silence = new_silence({"matchers": ['commodity="cabai-rawit-merah"'], "duration": "4h", "author": "budi",
+                           "comment": "panen"}, now=T + 100)
+    with client.pipeline() as pipe:
+        save_silence(pipe, silence)
+        pipe.execute()
+    alerts.dispatch(T + 40 + 10800)  # no new event: the silence is read when the group flushes
+    assert alerts.notifications()[2:] == [(SHALLOT, ["firing:pasar-agung"])]
+    alerts.dispatch(T + 40 + 2 * 10800)  # the silence is over: reminded again
+    assert sorted(chat for chat, _ in alerts.notifications()[3:]) == [CHILLI, SHALLOT]
 
 
 def test_a_replayed_stream_changes_no_group(alerts, client):

@@ -34,6 +34,7 @@ import orjson
 from redis.exceptions import WatchError
 from rq import Queue
 
+from rules.silences import is_silenced
 from workers import notifications as store
 from workers.grouping import RESOLVED, GroupState, Timing, admit, is_news, plan_flush, withdraw
 from workers.jobs import QUEUE, enqueue_delivery
@@ -269,7 +270,8 @@ def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: fl
                     return 0
                 alerts = [orjson.loads(blob) for blob in pipe.hvals(alerts_key(gid))]
                 plan = plan_flush(state, Timing(**meta["timing"]), alerts, now)
-                notes = _notifications(client, pipe, gid, state, plan.kind, plan.send, catalog) if plan.kind else []
+                send = _unsilenced(client, plan.send, now)
+                notes = _notifications(client, pipe, gid, state, plan.kind, send, catalog) if send else []
                 pipe.multi()
                 for nid, chat, events in notes:
                     store.queue_create(pipe, nid, chat, [orjson.dumps(e) for e in events], now, settings.lease)
@@ -285,6 +287,20 @@ def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: fl
                 return len(notes)
             except WatchError:
                 continue
+
+
+def _unsilenced(client: Any, events: list[dict], now: float) -> list[dict]:
+    """The events no silence mutes at ``now``: a silence made after an alert was taken into its
+    group keeps it out of the group's messages (reminders too), as Alertmanager's mute stage
+    does; resolves still go out."""
+    if not events:
+        return events
+    from server.silences import active_silences  # the engine's own read of the silences in force
+
+    silences = active_silences(client, now)
+    if not silences:
+        return events
+    return [e for e in events if e.get("state") == RESOLVED or is_silenced(e, silences, now) is None]
 
 
 def _notifications(client: Any, pipe: Any, gid: str, state: GroupState, kind: str, send: list[dict],
