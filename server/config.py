@@ -50,11 +50,15 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
     "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),
     "TELEGRAM_TIMEOUT": ("10", "seconds one Bot API request may take (connect, write, read)"),
-    "PASARWATCH_NOTIFY_GROUP_WINDOW": ("5", "seconds during which alerts for one chat are gathered into one digest"),
+    "PASARWATCH_NOTIFY_GROUP_WINDOW": ("5", "seconds during which alert events that carry no routing receivers "
+                                       "(written before routing trees) are gathered into one digest; routed "
+                                       "alerts follow routing.yaml's group_wait, group_interval and "
+                                       "repeat_interval"),
     "PASARWATCH_NOTIFY_RETRY_INTERVALS": ("5,15,60,300,900", "seconds between retries of a send that met a "
                                           "network error or a 5xx; after the last one the notification fails"),
     "PASARWATCH_NOTIFY_LEASE": ("15", "seconds a worker's claim on a notification lasts unless renewed"),
-    "PASARWATCH_NOTIFY_SWEEP": ("5", "seconds between sweeps for notifications whose worker died"),
+    "PASARWATCH_NOTIFY_SWEEP": ("5", "seconds between sweeps for notifications whose worker died (the "
+                                 "worker's sweep also flushes alert groups that are due while the engine is down)"),
 }
 
 

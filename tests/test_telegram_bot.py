@@ -266,7 +266,7 @@ def test_notifications_api_lists_newest_first_and_filters_by_state(bot):
     now = time.time()
     with bot.client.pipeline() as pipe:
         for i, chat in enumerate((1, 2, 3, 4)):
-            store.queue_create(pipe, f"n{i}", chat, b"{}", now + i, 5, 15)
+            store.queue_create(pipe, f"n{i}", chat, [b"{}"], now + i, 15)
         pipe.execute()
     store.finalize(bot.client, "n0", "sent", "1 message(s)", now)
     store.finalize(bot.client, "n1", "failed", "403 Forbidden: chat unsubscribed", now)

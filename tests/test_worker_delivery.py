@@ -31,6 +31,7 @@ from tests.test_telegram_bot import SECRET, make_app
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.dispatch import ALERTS, GROUP, QUEUE, dispatch_alerts, enqueue_delivery
+from workers.groups import GROUPS_DUE
 from workers.messages import TELEGRAM_LIMIT, visible_len
 from workers.settings import NotifySettings
 
@@ -117,6 +118,11 @@ class Stack:
     def record(self, alert: dict, chat: int) -> store.Record:
         return store.load(self.client, store.pair_id(alert, chat))
 
+    def state(self, alert: dict, chat: int) -> str | None:
+        """The notification's state; None until its group is flushed."""
+        record = self.record(alert, chat)
+        return record.state if record is not None else None
+
     def wait(self, predicate, timeout: float = 30.0, what: str = ""):
         try:
             return self.fake.wait_until(predicate, timeout, what)
@@ -124,8 +130,8 @@ class Stack:
             raise AssertionError(f"{exc}\n--- worker logs ---\n{self.logs()}") from None
 
     def wait_settled(self, timeout: float = 30.0) -> None:
-        """Until every notification is final, nothing waits in the queue and no worker holds a
-        lease: from then on no job can send anything (sending needs a pending notification and
+        """Until no alert group waits for its flush, every notification is final, nothing waits
+        in the queue and no worker holds a lease: from then on no job can send anything (sending needs a pending notification and
         its lease). Scheduled leftovers (a retry of a job that a recovery overtook) may remain:
         they find the notification final and do nothing."""
         queue = Queue(QUEUE, connection=self.client)
@@ -133,7 +139,7 @@ class Stack:
         def settled() -> bool:
             states = [store.load(self.client, nid.decode()).state for nid in self.client.zrange(store.INDEX, 0, -1)]
             return (all(s in store.FINAL for s in states) and queue.count == 0
-                    and not self.client.keys(store.lease_key("*")))
+                    and not self.client.keys(store.lease_key("*")) and not self.client.zcard(GROUPS_DUE))
 
         self.wait(settled, timeout, "every notification final and RQ idle")
 
@@ -251,7 +257,7 @@ def test_after_the_last_retry_the_job_is_in_rqs_failed_registry_with_the_reason(
     alert = stack.add_alert()
     stack.dispatch()
     nid = store.pair_id(alert, 22)
-    stack.wait(lambda: stack.record(alert, 22).state == "failed", timeout=40)
+    stack.wait(lambda: stack.state(alert, 22) == "failed", timeout=40)
     record = stack.record(alert, 22)
     assert "Internal Server Error" in record.reason and "after 3 attempt(s)" in record.reason
     assert len(stack.fake.calls("sendMessage", "5xx", 22)) == 3  # first try and two retries
@@ -271,7 +277,7 @@ def test_403_unsubscribes_that_chat_everywhere(stack):
     stack.start_worker()
     alert = stack.add_alert()
     stack.dispatch()
-    stack.wait(lambda: stack.record(alert, blocked).state == "failed")
+    stack.wait(lambda: stack.state(alert, blocked) == "failed")
     assert "403" in stack.record(alert, blocked).reason
     assert stack.client.smembers(subs.chat_key(blocked)) == set()
     assert stack.client.smembers(subs.topic_key("cabai-rawit-merah")) == {b"32"}
@@ -380,7 +386,7 @@ def test_without_a_token_a_notification_is_recorded_as_not_sent(stack):
     stack.start_worker()
     alert = stack.add_alert()
     stack.dispatch()
-    stack.wait(lambda: stack.record(alert, 71).state == "not_sent")
+    stack.wait(lambda: stack.state(alert, 71) == "not_sent")
     assert stack.record(alert, 71).reason == "TELEGRAM_BOT_TOKEN is not set"
     assert stack.fake.calls() == []
     with TestClient(make_app(stack.env["REDIS_URL"], stack.settings)) as http:

@@ -1,51 +1,48 @@
-"""From the alert stream to RQ jobs: who hears of each alert, gathered per chat into digests.
+"""From the alert stream to RQ jobs: alerts gathered into their receivers' groups, and groups
+flushed into notifications when Alertmanager's timers say so (``workers.groups``).
 
 The engine appends alert events to the stream ``pw:alerts`` and calls ``dispatch_alerts``
-after each batch commit. It reads the stream through its own consumer group ``notify``, so a
-restart resumes where it stopped, and for every (alert, chat) pair it does, in one Redis
-transaction with the XACK of the entry:
-
-- set the pair's marker (``pw:notif:seen:{pair}``); a pair already marked is skipped, so an
-  alert re-dispatched after a crash is never queued twice;
-- add the alert to the chat's open digest if one is still gathering (``pw:notif:open:{chat}``),
-  or open a new notification and schedule its RQ job (id ``notif-{pair}``, derived from the
-  alert's key, state and id and the chat) for the end of the group window.
-
-The transaction WATCHes the markers, the open digests and their records, so it either
-happens whole or is retried; a worker sealing a digest (``workers.delivery``) makes a
-concurrent append retry into a new digest.
+after each batch (at least once a second). It reads the stream through its own consumer group
+``notify``, so a restart resumes where it stopped. Each event goes into the group of each
+receiver its routes name (``routes.receivers``: group key, ``group_wait``, ``group_interval``,
+``repeat_interval`` from ``rules/routing.yaml``), in one Redis transaction with the XACK of
+its entry and a marker, so an event re-read after a crash is never taken twice. Then every
+group that is due is flushed: one notification per chat, whose RQ job (id ``notif-{id}``)
+delivers it at once. A receiver held by quiet hours gets the event when its window opens (a
+scheduled job, ``release_held``). An event that tells nobody (silenced, inhibited, awaiting
+confirmation) takes its alert out of the groups that hold it, unannounced.
 
 ``recover_stalled`` is the safety net for crashed workers: a pending notification whose
-deadline passed while no worker holds its lease gets a fresh job.
+deadline passed while no worker holds its lease gets a fresh job; the worker's sweep also
+flushes due groups while the engine is down.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 import redis
-from redis.exceptions import ResponseError, WatchError
-from rq import Queue, Retry
+from redis.exceptions import ResponseError
+from rq import Queue
 from rq.job import Job
 
+from workers import groups
 from workers import notifications as store
+from workers.groups import Target, recipients
+from workers.jobs import QUEUE, RESULT_TTL, at_datetime, enqueue_delivery
 from workers.settings import NotifySettings, get_settings
-from workers.subscriptions import topics_for
+
+__all__ = ["ALERTS", "GROUP", "CONSUMER", "QUEUE", "dispatch_alerts", "enqueue_delivery", "recipients",
+           "recover_stalled", "maybe_recover", "release_held"]
 
 log = logging.getLogger("pasarwatch.notify")
 
 ALERTS = "pw:alerts"
 GROUP = "notify"
 CONSUMER = "dispatcher"
-QUEUE = "notifications"
-JOB_FUNC = "workers.delivery.deliver"
-JOB_TIMEOUT = 300
-RESULT_TTL = 86400
 READ_COUNT = 200
 SWEEP_KEY = "pw:notif:sweep"
 
@@ -67,11 +64,13 @@ return redis.call('HINCRBY', KEYS[3], 'recoveries', 1)
 """
 
 
-def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings | None = None) -> int:
-    """Queue notifications for new alert events; returns how many (alert, chat) pairs were queued."""
+def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings | None = None,
+                    now: float | None = None) -> int:
+    """Take new alert events into their groups and flush the groups that are due; returns how
+    many (alert, chat) pairs the new events reach now."""
     settings = settings or get_settings()
     queue = Queue(QUEUE, connection=redis)
-    queued = 0
+    staged = 0
     # "0" first: entries read before a crash but never acknowledged; then new ones.
     for start in ("0", ">"):
         while True:
@@ -81,16 +80,30 @@ def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings |
             nothing_to_do = []
             for entry_id, fields in entries:
                 alert = _read_alert(entry_id, fields)
-                if alert is None or _tells_nobody(alert):
+                if alert is None:
                     nothing_to_do.append(entry_id)
-                else:
-                    alert.setdefault("id", entry_id.decode())
+                    continue
+                alert.setdefault("id", entry_id.decode())
+                if not _tells_nobody(alert):
                     _hold_for_later(queue, alert)
-                    queued += stage_alert(redis, queue, catalog, alert, settings, entry_id)
-            if nothing_to_do:  # unreadable, muted, inhibited or unrouted: one XACK for all of them
+                    staged += stage_alert(redis, catalog, alert, settings, entry_id, now=now)
+                elif groups.holds(redis, str(alert.get("key"))):
+                    groups.stage(redis, alert, [], groups.marker_of(alert), _now(now), _acker(entry_id), mute=True)
+                else:
+                    nothing_to_do.append(entry_id)
+            if nothing_to_do:  # unreadable, or muted/unrouted with nothing to take back: one XACK
                 redis.xack(ALERTS, GROUP, *nothing_to_do)
+    groups.flush_due(redis, catalog, settings, now)
     maybe_recover(redis, settings)
-    return queued
+    return staged
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+def _acker(entry_id: bytes) -> Any:
+    return lambda pipe: pipe.xack(ALERTS, GROUP, entry_id)
 
 
 def _read(client: redis.Redis, start: str) -> list:
@@ -113,44 +126,12 @@ def ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def recipients(client: redis.Redis, alert: dict, catalog: Any) -> list[int]:
-    """Chats that hear of ``alert``: its rule's fixed chats, and subscribers unless routed off."""
-    routes = alert.get("routes") or {}
-    chats = {int(chat) for chat in routes.get("telegram") or []}
-    if routes.get("topics", True):
-        commodity = str(alert.get("commodity") or "")
-        province = str(alert.get("province") or "")
-        market = catalog.markets.get(alert.get("market")) if catalog is not None else None
-        if not province and market is not None:
-            province = market.province
-        chats.update(int(member) for member in client.sunion(topics_for(commodity, province)))
-    return sorted(chats)
-
-
-def enqueue_delivery(queue: Queue, nid: str, settings: NotifySettings, at: float | None = None,
-                     attempt: str = "", pipeline: Any = None) -> Job:
-    """Queue (or schedule for ``at``) the job delivering notification ``nid``."""
-    options: dict[str, Any] = {
-        "job_id": store.job_id(nid, attempt), "job_timeout": JOB_TIMEOUT,
-        "result_ttl": RESULT_TTL, "failure_ttl": store.RETENTION,
-        "description": f"Telegram notification {nid}", "pipeline": pipeline,
-    }
-    if settings.retry_intervals:
-        options["retry"] = Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals))
-    if at is None or at <= time.time():
-        job = queue.enqueue(JOB_FUNC, nid, **options)
-    else:
-        # RQ keeps whole seconds and would round down: round up, never run before `at`.
-        job = queue.enqueue_at(datetime.fromtimestamp(math.ceil(at), tz=timezone.utc), JOB_FUNC, nid, **options)
-    (pipeline if pipeline is not None else queue.connection).hset(store.record_key(nid), "job", job.id)
-    return job
-
-
 _last_sweep_try = 0.0
 
 
 def maybe_recover(client: redis.Redis, settings: NotifySettings) -> int:
-    """``recover_stalled`` at most once per sweep interval across all processes."""
+    """``recover_stalled`` and ``flush_groups`` at most once per sweep interval across all
+    processes; returns how many notifications were queued."""
     global _last_sweep_try
     # Checked locally first: the engine calls dispatch_alerts after every batch.
     if time.monotonic() - _last_sweep_try < settings.sweep_interval:
@@ -158,7 +139,15 @@ def maybe_recover(client: redis.Redis, settings: NotifySettings) -> int:
     _last_sweep_try = time.monotonic()
     if not client.set(SWEEP_KEY, 1, nx=True, px=max(1, int(settings.sweep_interval * 1000))):
         return 0
-    return recover_stalled(client, settings)
+    return recover_stalled(client, settings) + flush_groups(client, settings)
+
+
+def flush_groups(client: redis.Redis, settings: NotifySettings) -> int:
+    """Flush the groups that are due: what the engine's dispatcher does each call, done by the
+    worker's sweep too, so that timers still fire while the engine is down."""
+    from workers.delivery import worker_catalog
+
+    return groups.flush_due(client, worker_catalog(settings.catalog_dir), settings)
 
 
 def recover_stalled(client: redis.Redis, settings: NotifySettings, now: float | None = None) -> int:
@@ -201,80 +190,63 @@ def _tells_nobody(alert: dict) -> bool:
     return not routes.get("telegram") and routes.get("topics") is False and not routes.get("receivers")
 
 
-def stage_alert(client: redis.Redis, queue: Queue, catalog: Any, alert: dict, settings: NotifySettings,
-                entry_id: bytes | None = None) -> int:
-    """Queue the alert for its recipients now (and ack its stream entry in the same step)."""
-    chats = recipients(client, alert, catalog)
-    blob = orjson.dumps(alert)
-    pairs = [(chat, store.pair_id(alert, chat)) for chat in chats]
-    with client.pipeline() as pipe:
-        while True:
-            try:
-                queued = _stage(pipe, queue, blob, pairs, settings) if pairs else 0
-                if not pairs:
-                    pipe.multi()
-                if entry_id is not None:
-                    pipe.xack(ALERTS, GROUP, entry_id)
-                pipe.execute()
-                return queued
-            except WatchError:
-                continue
+def targets_now(alert: dict, settings: NotifySettings, now: float) -> list[Target]:
+    """The groups the alert goes into now: its receivers not held by quiet hours."""
+    routes = alert.get("routes") or {}
+    receivers = routes.get("receivers")
+    if not receivers:
+        return [Target.legacy(routes, settings.group_window)]
+    return [Target.of(r, settings.group_window) for r in receivers
+            if isinstance(r, dict) and (not r.get("deliver_at") or r["deliver_at"] <= now)]
+
+
+def stage_alert(client: redis.Redis, catalog: Any, alert: dict, settings: NotifySettings,
+                entry_id: bytes | None = None, scope: str = "", now: float | None = None) -> int:
+    """Take the alert into its groups now (and ack its stream entry in the same step); returns
+    how many chats it reaches now, 0 if it was taken before."""
+    now = _now(now)
+    targets = targets_now(alert, settings, now)
+    ack = _acker(entry_id) if entry_id is not None else None
+    if not groups.stage(client, alert, targets, groups.marker_of(alert, scope), now, ack):
+        return 0
+    return len({chat for t in targets for chat in recipients(client, t.narrow(alert), catalog)})
 
 
 def _hold_for_later(queue: Queue, alert: dict) -> None:
     """Receivers held by a route's quiet hours get the alert when their window opens.
 
     One scheduled job per (alert, receiver), with an id derived from both, so a re-dispatch
-    after a crash schedules nothing twice; the pair markers keep a chat from hearing it twice.
+    after a crash schedules nothing twice; the marker of (alert, receiver) keeps it from being
+    taken into the group twice.
     """
     now = time.time()
     for receiver in (alert.get("routes") or {}).get("receivers") or []:
         deliver_at = receiver.get("deliver_at")
         if not deliver_at or deliver_at <= now:
             continue
-        held = {**alert, "routes": {"telegram": receiver.get("telegram") or [],
-                                     "topics": bool(receiver.get("topics"))}}
-        digest = hashlib.sha1(f"{alert['id']}|{receiver.get('name')}|{receiver.get('route')}".encode()).hexdigest()
-        queue.enqueue_at(datetime.fromtimestamp(math.ceil(deliver_at), tz=timezone.utc), release_held,
+        held = {**alert, "routes": {"telegram": [], "topics": False,
+                                     "receivers": [{**receiver, "deliver_at": None}]}}
+        digest = hashlib.sha1(_scope(alert, receiver).encode()).hexdigest()
+        queue.enqueue_at(at_datetime(deliver_at), release_held,
                          orjson.dumps(held), job_id=f"held-{digest[:24]}", result_ttl=RESULT_TTL,
                          description=f"held notification of {alert.get('key')} for {receiver.get('name')}")
 
 
+def _scope(alert: dict, receiver: dict) -> str:
+    return f"{alert['id']}|{receiver.get('name')}|{receiver.get('route')}"
+
+
 def release_held(blob: bytes) -> int:
-    """RQ job: a held alert's quiet hours are over; queue it for that receiver's chats now."""
+    """RQ job: a held alert's quiet hours are over; into its receiver's group it goes, and the
+    group is flushed now if it is due (else the dispatcher flushes it when it is)."""
     from rq import get_current_job
 
-    from rules.catalog import load_catalog
+    from workers.delivery import worker_catalog
 
     settings = get_settings()
     client = get_current_job().connection
-    return stage_alert(client, Queue(QUEUE, connection=client), load_catalog(settings.catalog_dir),
-                       orjson.loads(blob), settings)
-
-
-def _stage(pipe: Any, queue: Queue, blob: bytes, pairs: list[tuple[int, str]],
-           settings: NotifySettings) -> int:
-    markers = [store.seen_key(pair) for _, pair in pairs]
-    opens = [store.open_key(chat) for chat, _ in pairs]
-    pipe.watch(*markers, *opens)
-    seen = pipe.mget(markers)
-    open_ids = [value.decode() if value else None for value in pipe.mget(opens)]
-    live = sorted({nid for nid in open_ids if nid})
-    if live:
-        pipe.watch(*(store.record_key(nid) for nid in live))
-    sealed = {nid: pipe.hget(store.record_key(nid), "sealed") for nid in live}
-    now = time.time()
-    pipe.multi()
-    queued = 0
-    for (chat, pair), was_seen, open_id in zip(pairs, seen, open_ids):
-        if was_seen:
-            continue
-        if open_id and sealed.get(open_id) == b"0":
-            store.queue_append(pipe, open_id, blob)
-            pipe.set(store.seen_key(pair), open_id, ex=store.RETENTION)
-        else:
-            store.queue_create(pipe, pair, chat, blob, now, settings.group_window, settings.lease)
-            pipe.set(store.seen_key(pair), pair, ex=store.RETENTION)
-            enqueue_delivery(queue, pair, settings, at=now + settings.group_window, pipeline=pipe)
-        queued += 1
-    return queued
+    catalog = worker_catalog(settings.catalog_dir)
+    alert = orjson.loads(blob)
+    staged = stage_alert(client, catalog, alert, settings, scope=_scope(alert, alert["routes"]["receivers"][0]))
+    groups.flush_due(client, catalog, settings)
+    return staged

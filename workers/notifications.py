@@ -1,20 +1,19 @@
 """Notification records in Redis: what was (or will be) sent to which chat, and how it went.
 
-A notification is one chat's message about one alert, or a digest of several alerts that
-arrived for that chat within the group window. Its id is derived from the first alert's key,
-state and stream id and the chat, and the RQ job that delivers it is named after it.
+A notification is one chat's message about one flush of an alert group (``workers.groups``):
+the group's alerts that chat hears of. Its id is derived from the alert event that opened it
+and the chat (``pair_id``), or for a reminder from the group, its flush and the chat
+(``flush_id``); the RQ job that delivers it is named after it.
 
 | key | type | what |
 |---|---|---|
 | pw:notif:{id} | hash | the record: chat, state, reason, times, parts, progress |
 | pw:notif:{id}:items | list | the alert events (orjson) it is about, in arrival order |
 | pw:notif:index | zset | id by creation time, capped at ``INDEX_CAP``: what the API lists |
-| pw:notif:open:{chat} | string, TTL | the chat's digest still gathering alerts (its id) |
-| pw:notif:seen:{pair} | string, TTL | marker: this alert (key, state, id) was queued for this chat |
 | pw:notif:due | zset | pending id by the time after which a worker must have finished it |
 | pw:notif:lease:{id} | string, TTL | the worker delivering it (a random token), renewed while alive |
 
-States: ``pending`` (gathering, queued, waiting for a send slot or a retry), then ``sent``,
+States: ``pending`` (queued, waiting for a send slot or a retry), then ``sent``,
 ``failed`` (with the reason; RQ's failed registry also holds the job when retries ran out) or
 ``not_sent`` (never attempted, with the reason: no bot token, muted).
 """
@@ -50,14 +49,6 @@ def lease_key(nid: str) -> str:
     return f"pw:notif:lease:{nid}"
 
 
-def open_key(chat: int | str) -> str:
-    return f"pw:notif:open:{chat}"
-
-
-def seen_key(pair: str) -> str:
-    return f"pw:notif:seen:{pair}"
-
-
 def pair_id(alert: dict, chat: int) -> str:
     """Identity of "this alert event for this chat": alert key, state, stream id and chat.
 
@@ -69,6 +60,11 @@ def pair_id(alert: dict, chat: int) -> str:
     """
     text = f"{alert.get('key')}|{alert.get('state')}|{alert.get('id')}|{chat}"
     return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+
+def flush_id(flush: str, chat: int) -> str:
+    """Identity of a notification by the group flush that made it (``flush`` names it) and the chat."""
+    return hashlib.sha1(f"{flush}|{chat}".encode()).hexdigest()[:24]
 
 
 def job_id(nid: str, attempt: str = "") -> str:
@@ -124,25 +120,17 @@ class Record:
 
 # --- creating (dispatcher) ------------------------------------------------------------------
 
-def queue_create(pipe: Any, nid: str, chat: int, alert_blob: bytes, now: float, window: float,
-                 lease: float) -> None:
-    """A new notification for ``chat`` that gathers alerts for ``window`` seconds."""
-    due = now + window
+def queue_create(pipe: Any, nid: str, chat: int, alert_blobs: list[bytes], now: float, lease: float) -> None:
+    """A new notification for ``chat`` about these alert events, to be delivered now."""
     pipe.hset(record_key(nid), mapping={
-        "id": nid, "chat": chat, "state": "pending", "reason": "gathering alerts",
-        "created": now, "updated": now, "due": due, "count": 1, "sealed": 0,
+        "id": nid, "chat": chat, "state": "pending", "reason": "queued",
+        "created": now, "updated": now, "due": now, "count": len(alert_blobs), "sealed": 0,
         "sent_parts": 0, "attempts": 0,
     })
-    pipe.rpush(items_key(nid), alert_blob)
+    pipe.rpush(items_key(nid), *alert_blobs)
     pipe.zadd(INDEX, {nid: now})
     pipe.zremrangebyrank(INDEX, 0, -INDEX_CAP - 1)
-    pipe.zadd(DUE, {nid: due + lease + SCHEDULER_SLACK})
-    pipe.set(open_key(chat), nid, px=max(1, int(window * 1000)))
-
-
-def queue_append(pipe: Any, nid: str, alert_blob: bytes) -> None:
-    pipe.rpush(items_key(nid), alert_blob)
-    pipe.hincrby(record_key(nid), "count", 1)
+    pipe.zadd(DUE, {nid: now + lease + SCHEDULER_SLACK})
 
 
 # --- progress (worker) ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The notification worker process: an RQ worker on queue ``notifications``, with RQ's scheduler
-(429 reschedules, retry backoff and digest windows are scheduled jobs) and the recovery sweep
-for notifications whose worker died.
+(429 reschedules, retry backoff and quiet-hour releases are scheduled jobs) and the sweep that
+recovers notifications whose worker died and flushes alert groups that are due (the engine's
+dispatcher flushes them too, each loop).
 
     python -m workers.run            # what `pasarwatch worker` runs; finds Redis as every command
                                      # does (server/redis_url.py), or --url
