@@ -1,0 +1,189 @@
+"""Work one request can make: input bounded before matching, matching bounded, the event loop
+kept serving while a big request is handled, and anonymous readers kept from the devices' Redis
+connections. Real web process, real Redis, the fake Bot API, all on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from difflib import SequenceMatcher
+from typing import Callable
+
+import httpx
+import orjson
+import pytest
+
+import rules.names as names_module
+from rules.catalog import load_catalog
+from server import auth
+from server.telegram_bot import SECRET_HEADER
+from server.ticks import validate_ticks
+from tests.fakebot import FakeTelegram, message_update
+from tests.system import System
+
+CATALOG = load_catalog()
+NOW = 1_719_800_000.0
+TICK = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000}
+SECRET = "edge-secret_token"
+READ_BURST = 10
+READ_RATE = 2.0
+# A cheap request answered while a heavy one is in the works must not wait for it: generous,
+# since the machine is shared, but far below the seconds a blocked event loop costs.
+LOOP_LATENCY = 1.0
+
+
+class CountingMatcher(SequenceMatcher):
+    """difflib's matcher, counting how many the catalog makes and how many full comparisons."""
+
+    made = 0
+    compared = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).made += 1
+        super().__init__(*args, **kwargs)
+
+    def ratio(self) -> float:
+        type(self).compared += 1
+        return super().ratio()
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    CountingMatcher.made = CountingMatcher.compared = 0
+    monkeypatch.setattr(names_module, "SequenceMatcher", CountingMatcher)
+    return CountingMatcher
+
+
+# -- timestamps ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ts", ["1900-01-01T00:00:00+07:00", "1999-12-31T23:59:59Z", 0, -1, 946_684_799,
+                                "2070-01-01T00:00:00Z", "2077-11-17T00:00:00+07:00", 3_200_000_000])
+def test_timestamps_before_2000_or_from_2070_are_refused_as_text_and_as_number(ts):
+    # ``now`` late enough that the future check cannot be what refuses 2070.
+    result = validate_ticks([{**TICK, "ts": ts}], CATALOG, now=4_000_000_000.0)
+    assert result.ticks == []
+    [error] = result.errors
+    assert (error["field"], error["reason"]) == ("ts", "bad_timestamp")
+    assert "2000-01-01" in error["detail"] and "2070-01-01" in error["detail"]
+
+
+@pytest.mark.parametrize("ts, seconds", [("2000-01-01T00:00:00Z", 946_684_800.0), (946_684_800, 946_684_800.0),
+                                         ("2000-01-01T07:00:00+07:00", 946_684_800.0),
+                                         ("2069-12-31T23:59:59+00:00", 3_155_759_999.0)])
+def test_the_edges_of_the_range_are_accepted(ts, seconds):
+    result = validate_ticks([{**TICK, "ts": ts}], CATALOG, now=4_000_000_000.0)
+    assert result.errors == [] and result.ticks[0][1]["ts"] == seconds
+
+
+# -- text fields: bounded before anything matches them ---------------------------------------------
+
+def test_a_200k_character_commodity_is_refused_without_fuzzy_matching(counting):
+    huge = "cabai rawit " * 20_000
+    started = time.monotonic()
+    result = validate_ticks([{**TICK, "commodity": huge}, {**TICK, "province": huge}, {**TICK, "unit": huge},
+                             {**TICK, "ts": "2024-" + huge}], CATALOG, NOW)
+    assert time.monotonic() - started < 0.5
+    assert counting.made == 0
+    assert [(e["field"], e["reason"]) for e in result.errors] == [
+        ("commodity", "too_long"), ("province", "too_long"), ("unit", "too_long"), ("ts", "bad_timestamp")]
+    assert all(len(e["detail"]) < 200 for e in result.errors)  # the text is not echoed back
+    assert CATALOG.suggest_commodity(huge) == [] and CATALOG.suggest_province(huge) == []
+    assert counting.made == 0
+
+
+def test_unknown_field_names_are_reported_in_a_bounded_detail():
+    tick = {**TICK, **{f"{'x' * 1000}{i}": 1 for i in range(1000)}}
+    [error] = validate_ticks([tick], CATALOG, NOW).errors
+    assert error["reason"] == "unknown_field" and "and 995 more" in error["detail"]
+    assert len(error["detail"]) < 500 and len(error["field"]) <= 64
+
+
+def test_a_batch_of_unknown_names_makes_a_bounded_number_of_fuzzy_matches(counting):
+    batch = [{**TICK, "commodity": f"komoditas-{i:04d}", "province": f"provinsi {i:04d}"} for i in range(500)]
+    result = validate_ticks(batch, CATALOG, NOW)
+    assert len(result.errors) == 1000
+    assert {e["reason"] for e in result.errors} == {"unknown_commodity", "unknown_province"}
+    assert counting.made <= 50  # one matcher per suggestion, and suggestions per batch are capped
+    assert counting.compared <= 50 * 400  # each compares with a fixed list of names
+
+
+def test_a_repeated_unknown_name_is_matched_once_per_batch(counting):
+    result = validate_ticks([{**TICK, "commodity": "bawang merh"}] * 300, CATALOG, NOW)
+    assert counting.made == 1
+    assert all("did you mean bawang-merah?" in e["detail"] for e in result.errors)
+
+
+def test_suggestion_work_does_not_grow_with_the_words_typed(counting):
+    CATALOG.suggest_commodity("cabe rawt")
+    short = counting.compared
+    counting.compared = 0
+    CATALOG.suggest_commodity("cabe rawt " * 24)  # 240 characters: longer than any name
+    assert counting.compared == 0
+    assert 0 < short < 400
+
+
+# -- the web process: heavy requests, a free event loop ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeTelegram() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory, fake):
+    running = System(tmp_path_factory.mktemp("edges"), env={
+        "TELEGRAM_BOT_TOKEN": "123:TEST", "TELEGRAM_BASE_URL": fake.base_url, "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_TIMEOUT": "5", "PASARWATCH_READ_RATE": str(READ_RATE), "PASARWATCH_READ_BURST": str(READ_BURST),
+    }).start("web")
+    yield running
+    running.stop()
+
+
+def while_serving(web: System, heavy: Callable[[httpx.Client], httpx.Response]) -> tuple[httpx.Response, list[float]]:
+    """Send ``heavy`` from a thread; meanwhile time GET /healthz, again and again, until it is
+    answered. Returns its response and the probes' latencies (seconds)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        with httpx.Client(base_url=web.url, headers=web.auth_headers, timeout=60) as client:
+            try:
+                outcome["response"] = heavy(client)
+            except httpx.HTTPError as exc:
+                outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    latencies: list[float] = []
+    deadline = time.monotonic() + 90
+    with httpx.Client(base_url=web.url, timeout=60) as probe:
+        while (thread.is_alive() or not latencies) and time.monotonic() < deadline:
+            started = time.monotonic()
+            assert probe.get("/healthz").status_code == 200
+            latencies.append(time.monotonic() - started)
+    thread.join(timeout=60)
+    assert "response" in outcome, outcome.get("error")
+    return outcome["response"], latencies  # type: ignore[return-value]
+
+
+def test_a_poison_timestamp_is_a_named_422(web):
+    before = web.redis.xlen("pw:ticks")
+    response = web.post({**TICK, "ts": "1900-01-01T00:00:00+07:00"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["index"], error["field"], error["reason"]) == (0, "ts", "bad_timestamp")
+    assert "2000-01-01" in error["detail"]
+    assert web.redis.xlen("pw:ticks") == before
+
+
+def test_a_200k_character_commodity_is_refused_at_once_and_the_loop_keeps_serving(web):
+    body = orjson.dumps({**TICK, "commodity": "x" * 200_000})
+    started = time.monotonic()
+    response, latencies = while_serving(web, lambda client: client.post(
+        "/api/v1/ticks", content=body, headers={"content-type": "application/json"}))
+    assert time.monotonic() - started < 10
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["field"], error["reason"]) == ("commodity", "too_long")
+    assert len(response.content) < 1000
+    assert max(latencies) < LOOP_LATENCY, latencies
