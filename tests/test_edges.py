@@ -187,3 +187,16 @@ def test_a_200k_character_commodity_is_refused_at_once_and_the_loop_keeps_servin
     assert (error["field"], error["reason"]) == ("commodity", "too_long")
     assert len(response.content) < 1000
     assert max(latencies) < LOOP_LATENCY, latencies
+
+
+def test_10000_unknown_names_are_refused_quickly_and_the_loop_keeps_serving(web):
+    batch = [{**TICK, "commodity": f"komoditas-baru-{i:05d}"} for i in range(10_000)]
+    body = orjson.dumps(batch)
+    started = time.monotonic()
+    response, latencies = while_serving(web, lambda client: client.post(
+        "/api/v1/ticks", content=body, headers={"content-type": "application/json"}))
+    assert time.monotonic() - started < 15
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert len(errors) == 10_000 and {e["reason"] for e in errors} == {"unknown_commodity"}
+    assert max(latencies) < LOOP_LATENCY, latencies
