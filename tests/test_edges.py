@@ -200,3 +200,18 @@ def test_10000_unknown_names_are_refused_quickly_and_the_loop_keeps_serving(web)
     errors = response.json()["errors"]
     assert len(errors) == 10_000 and {e["reason"] for e in errors} == {"unknown_commodity"}
     assert max(latencies) < LOOP_LATENCY, latencies
+
+
+def test_a_4096_character_bot_command_is_answered_at_once_and_the_loop_keeps_serving(web, fake):
+    chat = 5150
+    text = ("/langganan " + "cabe rawit jabar " * 300)[:4096]
+    update = orjson.dumps({**message_update(chat, text), "update_id": 1})
+    response, latencies = while_serving(web, lambda client: client.post(
+        "/telegram/webhook", content=update, headers={SECRET_HEADER: SECRET}))
+    assert response.status_code == 200
+    [reply] = fake.messages(chat)
+    assert "Terlalu panjang" in reply["text"]
+    assert max(latencies) < LOOP_LATENCY, latencies
+    subscribed = orjson.dumps({**message_update(chat, "/langganan cabe rawit jabar"), "update_id": 2})
+    assert httpx.post(f"{web.url}/telegram/webhook", content=subscribed, headers={SECRET_HEADER: SECRET}).status_code == 200
+    assert web.redis.smembers(f"pw:sub:chat:{chat}") == {b"cabai-rawit-merah:32"}
