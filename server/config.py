@@ -36,6 +36,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_DEVICE_RATE": ("2000", "ticks per second one device (token) may push, sustained"),
     "PASARWATCH_DEVICE_BURST": ("20000", "ticks one device may push at once before its rate applies"),
     "PASARWATCH_WS_MAX_PER_ADDRESS": ("256", "open WebSocket connections allowed per client address"),
+    "PASARWATCH_READ_RATE": ("20", "read requests per second one client address may make without a token, "
+                             "sustained (429 above; requests with a token are not counted)"),
+    "PASARWATCH_READ_BURST": ("100", "read requests one client address may make at once without a token"),
+    "PASARWATCH_READ_ADDRESSES": ("10000", "client addresses whose read rate is tracked; the least recently "
+                                  "seen is forgotten first"),
+    "PASARWATCH_REDIS_POOL": ("100", "Redis connections the web process may open; a request waits for a free one"),
+    "PASARWATCH_REDIS_POOL_TIMEOUT": ("5", "seconds a request waits for a free Redis connection before it gets 503"),
     "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
     "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
     "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),
@@ -77,6 +84,11 @@ class Settings:
     device_rate: float
     device_burst: float
     ws_max_per_address: int
+    read_rate: float
+    read_burst: float
+    read_addresses: int
+    redis_pool: int
+    redis_pool_timeout: float
 
     @property
     def catalog_dir(self) -> Path:
@@ -110,6 +122,11 @@ class Settings:
             device_rate=float(_env("PASARWATCH_DEVICE_RATE")),
             device_burst=float(_env("PASARWATCH_DEVICE_BURST")),
             ws_max_per_address=int(_env("PASARWATCH_WS_MAX_PER_ADDRESS")),
+            read_rate=float(_env("PASARWATCH_READ_RATE")),
+            read_burst=float(_env("PASARWATCH_READ_BURST")),
+            read_addresses=int(_env("PASARWATCH_READ_ADDRESSES")),
+            redis_pool=int(_env("PASARWATCH_REDIS_POOL")),
+            redis_pool_timeout=float(_env("PASARWATCH_REDIS_POOL_TIMEOUT")),
         )
 
 

@@ -16,6 +16,7 @@ import pytest
 import rules.names as names_module
 from rules.catalog import load_catalog
 from server import auth
+from server.access import AddressBuckets
 from server.telegram_bot import SECRET_HEADER
 from server.ticks import validate_ticks
 from tests.fakebot import FakeTelegram, message_update
@@ -215,3 +216,60 @@ def test_a_4096_character_bot_command_is_answered_at_once_and_the_loop_keeps_ser
     subscribed = orjson.dumps({**message_update(chat, "/langganan cabe rawit jabar"), "update_id": 2})
     assert httpx.post(f"{web.url}/telegram/webhook", content=subscribed, headers={SECRET_HEADER: SECRET}).status_code == 200
     assert web.redis.smembers(f"pw:sub:chat:{chat}") == {b"cabai-rawit-merah:32"}
+
+
+# -- anonymous readers and the devices' Redis connections ------------------------------------------
+
+async def _crowd(url: str, reads: int, device_token: str) -> tuple[list[httpx.Response], httpx.Response]:
+    """``reads`` anonymous GET /api/v1/series at once, and one device push among them."""
+    limits = httpx.Limits(max_connections=reads + 1, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        push = client.post("/api/v1/ticks", content=orjson.dumps(TICK),
+                           headers={"authorization": f"Bearer {device_token}"})
+        *answers, pushed = await asyncio.gather(*(client.get("/api/v1/series") for _ in range(reads)), push)
+    return answers, pushed
+
+
+def test_anonymous_readers_over_their_rate_get_429_while_a_device_still_pushes(web):
+    device = auth.issue(web.redis, "device", "hp-edge", "device", ("*",))
+    started = time.monotonic()
+    answers, pushed = asyncio.run(_crowd(web.url, 100, device))
+    elapsed = time.monotonic() - started
+    assert pushed.status_code == 202, pushed.text
+    served = [a for a in answers if a.status_code == 200]
+    limited = [a for a in answers if a.status_code == 429]
+    assert len(served) + len(limited) == 100
+    assert 1 <= len(served) <= READ_BURST + READ_RATE * elapsed + 1
+    [error] = limited[0].json()["errors"]
+    assert (error["field"], error["reason"]) == ("address", "read_rate_limited")
+    assert int(limited[0].headers["retry-after"]) >= 1
+    # A reader with a token is not counted against the address.
+    assert web.http.get("/api/v1/series").status_code == 200
+    assert int(web.redis.hget("pw:stats:refused", "read_rate_limited")) == len(limited)
+
+
+def test_readers_beyond_the_redis_pool_wait_for_a_connection_instead_of_503(tmp_path):
+    running = System(tmp_path, env={"PASARWATCH_READ_RATE": "100000", "PASARWATCH_READ_BURST": "100000",
+                                    "PASARWATCH_REDIS_POOL": "10", "PASARWATCH_REDIS_POOL_TIMEOUT": "20"}).start("web")
+    try:
+        device = auth.issue(running.redis, "device", "hp-pool", "device", ("*",))
+        # Redis holds every command for 3 s: each request in flight keeps its connection, so
+        # 150 at once need more connections than the pool (or the default pool of 100) has.
+        running.redis.client_pause(3000, all=True)
+        answers, pushed = asyncio.run(_crowd(running.url, 150, device))
+        assert pushed.status_code == 202, pushed.text
+        assert [a.status_code for a in answers if a.status_code != 200] == []
+    finally:
+        running.stop()
+
+
+def test_address_buckets_keep_a_bounded_number_of_addresses():
+    buckets = AddressBuckets(rate=1.0, burst=2.0, capacity=3)
+    now = time.monotonic() + 1  # a clock value after the buckets were made
+    assert [buckets.take("10.0.0.1", now) for _ in range(3)] == [0.0, 0.0, 1.0]
+    for n in range(2, 100):
+        buckets.take(f"10.0.0.{n}", now)
+    assert len(buckets.buckets) == 3 and "10.0.0.1" not in buckets.buckets
+    buckets.take("10.0.0.98", now)  # seen again: kept when a new address comes
+    buckets.take("10.0.0.200", now)
+    assert list(buckets.buckets) == ["10.0.0.99", "10.0.0.98", "10.0.0.200"]
