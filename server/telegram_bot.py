@@ -37,9 +37,10 @@ from server import params
 from server.access import requires
 from server.api import ORJSONResponse, error
 from workers import notifications as store
-from workers.commands import BadUpdate, Reply, handle_update
+from workers.commands import Reply, handle_update
 from workers.settings import NotifySettings, get_settings
 from workers.telegram import POLL_TIMEOUT, close_bot, make_bot, perform, retry_after_seconds
+from workers.updates import BadUpdate
 
 log = logging.getLogger("pasarwatch.bot")
 
