@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rules import yaml_lines
+from rules.names import NameIndex, normalise, slugify
 from rules.yaml_lines import LineDict, LineList
 
 __all__ = [
-    "Catalog", "CatalogError", "Commodity", "DEFAULT_DIR", "Market", "Province",
-    "load_catalog", "slugify",
+    "Catalog", "CatalogError", "Commodity", "DEFAULT_DIR", "Market", "NameIndex", "Province",
+    "load_catalog", "normalise", "slugify",
 ]
 
 DEFAULT_DIR = Path(__file__).with_name("catalog")
@@ -48,7 +47,6 @@ LON_RANGE, LAT_RANGE = (94.0, 142.0), (-12.0, 7.0)
 # No national ceiling is below this; a smaller number is almost always "13.500" written with
 # the Indonesian thousands separator, which YAML reads as 13.5.
 MIN_CEILING = 100.0
-SUGGEST_CUTOFF = 0.75
 
 _UNSET = object()
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -130,39 +128,28 @@ class Catalog:
 
     def resolve_commodity(self, text: str) -> str | None:
         """The commodity id that ``text`` names exactly (id, name or alias, any case)."""
-        return _resolve(text, self._commodity_names)
+        return self.commodity_names.resolve(text)
 
     def resolve_province(self, text: str) -> str | None:
         """The province code that ``text`` names exactly (code, name or alias, any case)."""
-        return _resolve(text, self._province_names)
+        return self.province_names.resolve(text)
 
     def suggest_commodity(self, text: str, limit: int = 3) -> list[str]:
         """Ids of commodities whose id, names or aliases are close to ``text``, best first."""
-        return _suggest(text, self._commodity_names, limit)
+        return self.commodity_names.suggest(text, limit)
 
     def suggest_province(self, text: str, limit: int = 3) -> list[str]:
         """Codes of provinces whose code, name or aliases are close to ``text``, best first."""
-        return _suggest(text, self._province_names, limit)
+        return self.province_names.suggest(text, limit)
 
     @cached_property
-    def _commodity_names(self) -> dict[str, list[str]]:
-        return {c.id: [_normalise(n) for n in (c.id, c.name_id, c.name_en, *c.aliases)]
-                for c in self.commodities.values()}
+    def commodity_names(self) -> NameIndex:
+        return NameIndex({c.id: (c.id, c.name_id, c.name_en, *c.aliases)
+                          for c in self.commodities.values()})
 
     @cached_property
-    def _province_names(self) -> dict[str, list[str]]:
-        return {p.code: [_normalise(n) for n in (p.code, p.name, *p.aliases)]
-                for p in self.provinces.values()}
-
-
-def slugify(text: str) -> str:
-    """Lowercase ASCII words joined by hyphens: the form of commodity and market ids.
-
-    >>> slugify("Pasar Warung Jambu 2"), slugify("  Kab. Cirebon "), slugify("Cabai Rawit Merah")
-    ('pasar-warung-jambu-2', 'kab-cirebon', 'cabai-rawit-merah')
-    """
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    def province_names(self) -> NameIndex:
+        return NameIndex({p.code: (p.code, p.name, *p.aliases) for p in self.provinces.values()})
 
 
 def load_catalog(directory: str | Path = DEFAULT_DIR) -> Catalog:
@@ -174,39 +161,6 @@ def load_catalog(directory: str | Path = DEFAULT_DIR) -> Catalog:
     markets_file, market_entries, _ = _read(directory / "markets.yaml", "markets")
     markets = _load_markets(markets_file, market_entries, provinces)
     return Catalog(commodities=commodities, provinces=provinces, markets=markets)
-
-
-# --- matching ---------------------------------------------------------------------------------
-
-def _normalise(text: str) -> str:
-    return slugify(text).replace("-", " ")
-
-
-def _resolve(text: str, names: dict[str, list[str]]) -> str | None:
-    wanted = _normalise(text)
-    return next((key for key, candidates in names.items() if wanted in candidates), None)
-
-
-def _similarity(query: str, candidate: str) -> float:
-    # People type part of a long name ("cabe rawit" for "cabe rawit merah", "rice" for
-    # "medium quality rice"), so compare against each run of as many words as the query has
-    # too; such a part match scores a little below a whole-name match so that "papua barat"
-    # ranks Papua Barat above Papua Barat Daya.
-    words, width = candidate.split(), len(query.split())
-    parts = {" ".join(words[i:i + width]) for i in range(max(1, len(words) - width + 1))}
-    return max(SequenceMatcher(None, query, candidate).ratio(),
-               *(0.95 * SequenceMatcher(None, query, part).ratio() for part in parts))
-
-
-def _suggest(text: str, names: dict[str, list[str]], limit: int) -> list[str]:
-    query = _normalise(text)
-    if not query:
-        return []
-    scored = [(max(_similarity(query, c) for c in candidates), key)
-              for key, candidates in names.items()]
-    # sorted() is stable, so equal scores keep the catalog's order.
-    ranked = sorted((s for s in scored if s[0] >= SUGGEST_CUTOFF), key=lambda s: -s[0])
-    return [key for _, key in ranked[:limit]]
 
 
 def _read(path: Path, key: str) -> tuple[str, list[LineDict], int]:
@@ -304,7 +258,7 @@ def _claim_names(fields: _Fields, owner: str, names: list[tuple[str, str]],
                  claimed: dict[str, str], what: str) -> None:
     # Resolution and suggestions need each (field, name) to point at one entry only.
     for key, name in names:
-        normalised = _normalise(name)
+        normalised = normalise(name)
         if claimed.get(normalised, owner) != owner:
             raise fields.error(key, f"{name!r} is already a name of {what} {claimed[normalised]!r}")
         claimed[normalised] = owner

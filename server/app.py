@@ -5,7 +5,7 @@ import contextlib
 import logging
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
@@ -40,17 +40,23 @@ async def bad_query(request: Request, exc: api.QueryError) -> Response:
     return error(422, exc.field, "bad_query", str(exc))
 
 
-def store_client(url: str, retry_once: bool) -> Redis:
+def store_client(url: str, retry_once: bool, pool_size: int = 100, pool_timeout: float = 5.0) -> Redis:
     """The async Redis client of the web process: a stalled Redis is a 503 within seconds.
 
     ``retry_once``: a command that meets a broken connection is sent once more on a new one.
     After Redis restarts, every pooled connection is broken, and without this the first request
     to take each would get a 503 although Redis is back. A timeout is never retried (the
     command may have run; the caller hears 503 and decides).
+
+    The pool blocks: with all ``pool_size`` connections busy, a request waits up to
+    ``pool_timeout`` seconds for one to come free (a 503 after that), where the default pool
+    would refuse it at once, so a burst of readers delays the devices instead of failing them.
     """
     retry = Retry(NoBackoff(), 1 if retry_once else 0, supported_errors=(RedisConnectionError,))
-    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
-                          retry_on_timeout=False, retry=retry)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=pool_timeout, socket_timeout=5,
+        socket_connect_timeout=2, health_check_interval=10, retry_on_timeout=False, retry=retry)
+    return Redis.from_pool(pool)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -58,7 +64,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        redis = store_client(settings.redis_url, retry_once=True)
+        redis = store_client(settings.redis_url, retry_once=True, pool_size=settings.redis_pool,
+                             pool_timeout=settings.redis_pool_timeout)
         # The hub's subscription has a client of its own that never retries behind its back:
         # the hub must see every lost connection, to tell its clients to resync.
         feed = store_client(settings.redis_url, retry_once=False)
@@ -105,7 +112,8 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.gate = Gate(settings.public_read, settings.device_rate, settings.device_burst,
-                          settings.ws_max_per_address, settings.allowed_origins)
+                          settings.ws_max_per_address, settings.allowed_origins,
+                          settings.read_rate, settings.read_burst, settings.read_addresses)
     app.state.catalog = catalog
     app.state.catalog_json = orjson.dumps(catalog.to_json())
     return app

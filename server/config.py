@@ -46,6 +46,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_ALLOWED_LATENESS": ("0", "seconds a tick may be older than its series' newest and still be scored as news (older: stored as history, not scored, never alerts)"),
     "PASARWATCH_DEADLETTER_LEN": ("10000", "ticks the engine could not process kept in pw:deadletter for replay (oldest dropped beyond)"),
     "PASARWATCH_ENGINE_STALL": ("30", "seconds the engine may make no progress on waiting ticks before /readyz says unready"),
+    "PASARWATCH_READ_RATE": ("20", "read requests per second one client address may make without a token, "
+                             "sustained (429 above; requests with a token are not counted)"),
+    "PASARWATCH_READ_BURST": ("100", "read requests one client address may make at once without a token"),
+    "PASARWATCH_READ_ADDRESSES": ("10000", "client addresses whose read rate is tracked; the least recently "
+                                  "seen is forgotten first"),
+    "PASARWATCH_REDIS_POOL": ("100", "Redis connections the web process may open; a request waits for a free one"),
+    "PASARWATCH_REDIS_POOL_TIMEOUT": ("5", "seconds a request waits for a free Redis connection before it gets 503"),
     "TELEGRAM_BOT_TOKEN": ("", "bot token; without it notifications are recorded as not sent"),
     "TELEGRAM_BASE_URL": ("https://api.telegram.org/bot", "Bot API base URL (python-telegram-bot base_url)"),
     "TELEGRAM_WEBHOOK_SECRET": ("", "secret token Telegram sends with webhook updates"),
@@ -93,6 +100,11 @@ class Settings:
     device_rate: float
     device_burst: float
     ws_max_per_address: int
+    read_rate: float
+    read_burst: float
+    read_addresses: int
+    redis_pool: int
+    redis_pool_timeout: float
     deadletter_len: int = 10_000
     allowed_lateness: float = 0.0
     engine_stall: float = 30.0
@@ -134,6 +146,11 @@ class Settings:
             deadletter_len=int(_env("PASARWATCH_DEADLETTER_LEN")),
             allowed_lateness=float(_env("PASARWATCH_ALLOWED_LATENESS")),
             engine_stall=float(_env("PASARWATCH_ENGINE_STALL")),
+            read_rate=float(_env("PASARWATCH_READ_RATE")),
+            read_burst=float(_env("PASARWATCH_READ_BURST")),
+            read_addresses=int(_env("PASARWATCH_READ_ADDRESSES")),
+            redis_pool=int(_env("PASARWATCH_REDIS_POOL")),
+            redis_pool_timeout=float(_env("PASARWATCH_REDIS_POOL_TIMEOUT")),
         )
 
 

@@ -6,7 +6,9 @@ notifications API.
 
 - ``POST /telegram/webhook``: an update from Telegram. Without the header
   ``X-Telegram-Bot-Api-Secret-Token`` equal to TELEGRAM_WEBHOOK_SECRET it gets 403 and changes
-  nothing (with no secret configured, every request gets 403). The update goes through
+  nothing (with no secret configured, every request gets 403). A body above
+  ``MAX_UPDATE_BYTES`` gets 413 and one that is not an update as Telegram shapes it gets 400,
+  naming the field; neither is looked at further. The update goes through
   ``workers.commands.handle_update`` and its replies are sent straight away through the Bot
   API, not through RQ: they answer a person who is waiting, must not queue behind a burst of
   alert notifications, and a lost reply costs only a retyped command (it is logged).
@@ -38,12 +40,16 @@ from workers import notifications as store
 from workers.commands import Reply, handle_update
 from workers.settings import NotifySettings, get_settings
 from workers.telegram import POLL_TIMEOUT, close_bot, make_bot, perform, retry_after_seconds
+from workers.updates import BadUpdate
 
 log = logging.getLogger("pasarwatch.bot")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query"]
 MAX_LIMIT = 1000
+# Telegram's updates are a few kilobytes (a message is at most 4,096 characters): anything near
+# this is not from Telegram, and is refused before it is read whole.
+MAX_UPDATE_BYTES = 1 << 20
 
 
 def _settings(request: Request) -> NotifySettings:
@@ -56,15 +62,30 @@ async def telegram_webhook(request: Request) -> Response:
     given = request.headers.get(SECRET_HEADER, "")
     if not settings.webhook_secret or not hmac.compare_digest(given.encode(), settings.webhook_secret.encode()):
         return error(403, SECRET_HEADER, "forbidden", "wrong or missing webhook secret token")
+    declared = params.whole_number(request.headers.get("content-length"))
+    if declared is not None and declared > MAX_UPDATE_BYTES:
+        return _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_UPDATE_BYTES:
+            return _too_large()
     try:
-        update = orjson.loads(await request.body())
+        update = orjson.loads(body)
     except orjson.JSONDecodeError:
         return error(400, "body", "bad_json", "the body is not JSON")
     if not isinstance(update, dict):
         return error(400, "body", "bad_update", "an update is a JSON object")
-    replies = await handle_update(update, request.app.state.redis, request.app.state.catalog)
+    try:
+        replies = await handle_update(update, request.app.state.redis, request.app.state.catalog)
+    except BadUpdate as exc:
+        return error(400, exc.field, "bad_update", exc.detail)
     await send_replies(settings, replies)
     return ORJSONResponse({"ok": True})
+
+
+def _too_large() -> Response:
+    return error(413, "body", "body_too_large", f"an update is at most {MAX_UPDATE_BYTES} bytes")
 
 
 async def send_replies(settings: NotifySettings, replies: list[Reply]) -> None:
@@ -153,7 +174,11 @@ async def _poll(settings: NotifySettings, catalog: Any, stop: threading.Event, p
                 continue
             backoff = 1.0
             for update in updates:
-                replies = await handle_update(update.to_dict(), redis, catalog)
+                try:
+                    replies = await handle_update(update.to_dict(), redis, catalog)
+                except BadUpdate as exc:
+                    log.warning("update %s skipped: %s: %s", update.update_id, exc.field, exc.detail)
+                    replies = []
                 await _perform_all(bot, replies)
                 offset = update.update_id + 1
     finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -29,6 +29,22 @@ MARKET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}\Z")
 # Epoch values above this are almost certainly milliseconds (year 5138 in seconds).
 MAX_EPOCH_SECONDS = 1e11
+# The range of time a tick may carry, text or number alike. The detectors place a tick in the
+# Hijri calendar (Lebaran seasonality), which hijridate's Umm al-Qura table covers from 1924 to
+# 2077 only: outside it the engine cannot process the tick at all. No market price feed is older
+# than 2000, and 2070 leaves the detectors' year-either-side lookups inside the table.
+TS_MIN = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
+TS_MAX = datetime(2070, 1, 1, tzinfo=timezone.utc).timestamp()
+TS_RANGE = "2000-01-01T00:00:00Z to 2070-01-01T00:00:00Z"
+# Text fields longer than this are refused before anything looks at them: longer than any id or
+# name in the catalog (the longest is under 50), so nothing real is lost, and a 200,000-character
+# commodity costs a length check, not a fuzzy match, nor a 200 kB error message.
+MAX_NAME_CHARS = 64
+# RFC 3339 with nanoseconds and an offset is 35 characters.
+MAX_TS_CHARS = 64
+# Fuzzy "did you mean" hints cost up to a few milliseconds each: a batch gets at most this many
+# distinct ones (repeats are remembered), the other unknown names are refused without a hint.
+MAX_HINTS = 20
 MAX_SEQ = 2**63 - 1
 KNOWN_FIELDS = frozenset({"commodity", "market", "province", "price", "ts", "unit", "source", "seq"})
 
@@ -98,8 +114,9 @@ def validate_ticks(
 ) -> Validated:
     """Validate every raw item; good ones become normalised ticks (see docs/architecture.md)."""
     result = Validated()
+    hints = Hints(catalog)
     for index, item in enumerate(items):
-        tick, errors = validate_tick(item, index, catalog, now, max_future_skew)
+        tick, errors = validate_tick(item, index, catalog, now, max_future_skew, hints)
         if errors:
             result.errors.extend(errors)
         else:
@@ -107,10 +124,38 @@ def validate_ticks(
     return result
 
 
+class Hints:
+    """"Did you mean" hints for one batch: each distinct text is matched once, and at most
+    ``limit`` texts are matched at all, so a batch of 10,000 unknown names costs ``limit``
+    fuzzy matches, not 10,000."""
+
+    def __init__(self, catalog: Catalog, limit: int = MAX_HINTS):
+        self.catalog = catalog
+        self.limit = limit
+        self.memo: dict[tuple[str, str], list[str]] = {}
+
+    def commodity(self, text: str) -> str:
+        return self._hint("commodity", text, self.catalog.suggest_commodity)
+
+    def province(self, text: str) -> str:
+        return self._hint("province", text, self.catalog.suggest_province)
+
+    def _hint(self, kind: str, text: str, suggest) -> str:
+        key = (kind, text)
+        if key not in self.memo:
+            if len(self.memo) >= self.limit:
+                return ""
+            self.memo[key] = suggest(text)
+        found = self.memo[key]
+        return f"; did you mean {', '.join(found)}?" if found else ""
+
+
 def validate_tick(
-    item: Any, index: int, catalog: Catalog, now: float, max_future_skew: float = 300.0
+    item: Any, index: int, catalog: Catalog, now: float, max_future_skew: float = 300.0,
+    hints: Hints | None = None,
 ) -> tuple[dict | None, list[dict]]:
     errors: list[dict] = []
+    hints = hints or Hints(catalog)
 
     def fail(field_name: str, reason: str, detail: str) -> None:
         errors.append({"index": index, "field": field_name, "reason": reason, "detail": detail})
@@ -124,7 +169,10 @@ def validate_tick(
 
     unknown = sorted(set(item) - KNOWN_FIELDS)
     if unknown:
-        fail(unknown[0], "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+        # Names cut short and few: the detail stays small however many and long they are.
+        named = ", ".join(name[:MAX_NAME_CHARS] for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        fail(unknown[0][:MAX_NAME_CHARS], "unknown_field", f"unknown field(s): {named}{more}")
 
     commodity_id = item.get("commodity")
     commodity = None
@@ -132,22 +180,23 @@ def validate_tick(
         fail("commodity", "required", "commodity is required")
     elif not isinstance(commodity_id, str):
         fail("commodity", "bad_type", "commodity must be a string id from the catalog")
+    elif len(commodity_id) > MAX_NAME_CHARS:
+        fail("commodity", "too_long", _too_long("commodity", commodity_id))
     else:
         commodity = catalog.commodities.get(commodity_id)
         if commodity is None:
-            hint = catalog.suggest_commodity(commodity_id)
             fail("commodity", "unknown_commodity",
-                 f"unknown commodity {commodity_id!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+                 f"unknown commodity {commodity_id!r}{hints.commodity(commodity_id)}")
 
     province = item.get("province")
     if province is None:
         fail("province", "required", "province is required (BPS code, e.g. \"32\")")
     elif not isinstance(province, str):
         fail("province", "bad_type", "province must be a string code from the catalog")
+    elif len(province) > MAX_NAME_CHARS:
+        fail("province", "too_long", _too_long("province", province))
     elif province not in catalog.provinces:
-        hint = catalog.suggest_province(province)
-        fail("province", "unknown_province",
-             f"unknown province {province!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+        fail("province", "unknown_province", f"unknown province {province!r}{hints.province(province)}")
 
     market = item.get("market")
     if market is None:
@@ -166,6 +215,8 @@ def validate_tick(
     if unit is not None:
         if not isinstance(unit, str):
             fail("unit", "bad_type", "unit must be a string")
+        elif len(unit) > MAX_NAME_CHARS:
+            fail("unit", "too_long", _too_long("unit", unit))
         elif commodity is not None and unit != commodity.unit:
             fail("unit", "unit_mismatch", f"{commodity.id} is priced per {commodity.unit}, not per {unit}")
 
@@ -218,6 +269,10 @@ def _check_price(price: Any, fail) -> float | None:
     return None
 
 
+def _too_long(name: str, text: str) -> str:
+    return f"{name} is {len(text)} characters, at most {MAX_NAME_CHARS}"
+
+
 def _short(value: Any) -> str:
     """A number for an error detail: a 5000-digit integer must not become a 5000-digit message."""
     text = str(value) if not isinstance(value, int) or value.bit_length() < 200 else "a huge number"
@@ -231,14 +286,17 @@ def _check_ts(ts: Any, now: float, max_future_skew: float, fail) -> float | None
         fail("ts", "bad_timestamp", "ts must be RFC 3339 text or epoch seconds")
         return None
     if isinstance(ts, (int, float)):
-        if (isinstance(ts, float) and not math.isfinite(ts)) or ts < 0:
-            fail("ts", "bad_timestamp", "ts must be finite, non-negative epoch seconds")
+        if isinstance(ts, float) and not math.isfinite(ts):
+            fail("ts", "bad_timestamp", "ts must be finite epoch seconds")
             return None
         if ts > MAX_EPOCH_SECONDS:  # before float(ts): a huge int would overflow it
             fail("ts", "bad_timestamp", "ts looks like milliseconds; send epoch seconds")
             return None
         value = float(ts)
     elif isinstance(ts, str):
+        if len(ts) > MAX_TS_CHARS:
+            fail("ts", "bad_timestamp", f"ts is {len(ts)} characters; RFC 3339 needs at most 35")
+            return None
         try:
             parsed = datetime.fromisoformat(ts.replace("z", "Z"))
         except ValueError:
@@ -250,6 +308,10 @@ def _check_ts(ts: Any, now: float, max_future_skew: float, fail) -> float | None
         value = parsed.timestamp()
     else:
         fail("ts", "bad_timestamp", "ts must be RFC 3339 text or epoch seconds")
+        return None
+    if not TS_MIN <= value < TS_MAX:
+        fail("ts", "bad_timestamp", f"ts must lie from {TS_RANGE} "
+                                    f"(epoch seconds {TS_MIN:.0f} to {TS_MAX:.0f})")
         return None
     if value > now + max_future_skew:
         fail("ts", "future_timestamp", f"ts is {value - now:.0f}s in the future (limit {max_future_skew:.0f}s)")

@@ -2,6 +2,7 @@ import csv
 import json
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,25 @@ def test_suggestions_find_close_names(catalog):
     assert catalog.suggest_province("jawa brat")[0] == "32"
     assert catalog.suggest_province("papua barat")[:2] == ["92", "96"]
     assert catalog.suggest_province("Papua Barat Daya")[0] == "96"
+
+
+def test_common_short_forms_name_provinces_and_commodities(catalog):
+    short = {"Jabar": "32", "Jateng": "33", "Jatim": "35", "DKI": "31", "DIY": "34", "Sumut": "12",
+             "Sulsel": "73", "NTB": "52", "NTT": "53", "Kalbar": "61", "Kaltim": "64", "Sumbar": "13",
+             "Sumsel": "16", "Kalsel": "63", "Kalteng": "62", "Kaltara": "65", "Sulut": "71",
+             "Sulteng": "72", "Sultra": "74", "Sulbar": "76", "Babel": "19", "Kepri": "21", "Malut": "82",
+             "NAD": "11", "Jogja": "34", "Pabar": "92"}
+    assert {name: catalog.resolve_province(name) for name in short} == short
+    assert catalog.resolve_commodity("cabe rawit") == "cabai-rawit-merah"
+    assert catalog.resolve_commodity("Cabai Keriting") == "cabai-merah-keriting"
+
+
+def test_matching_work_is_bounded_whatever_the_text(catalog):
+    huge = "cabe rawit " * 20_000
+    started = time.monotonic()
+    assert catalog.suggest_commodity(huge) == [] and catalog.resolve_commodity(huge) is None
+    assert catalog.commodity_names.match_prefix(huge.split()) == ("cabai-rawit-merah", 2)
+    assert time.monotonic() - started < 0.2
 
 
 def test_resolve_accepts_ids_names_aliases_in_any_case(catalog):

@@ -31,6 +31,9 @@ def web(tmp_path_factory):
     ({"ts": "kemarin"}, "ts", "bad_timestamp"),
     ({"ts": "2024-04-01T08:00:00"}, "ts", "bad_timestamp"),
     ({"ts": 1711958400000}, "ts", "bad_timestamp"),
+    ({"ts": "1900-01-01T00:00:00+07:00"}, "ts", "bad_timestamp"),  # before 2000: the engine cannot place it
+    ({"ts": 0}, "ts", "bad_timestamp"),
+    ({"commodity": "cabai " * 40}, "commodity", "too_long"),
     ({"market": "Pasar Kosambi!"}, "market", "bad_market"),
     ({"unit": "ons"}, "unit", "unit_mismatch"),
     ({"seq": 4}, "seq", "seq_without_source"),

@@ -137,7 +137,9 @@ def test_subscribe_list_and_unsubscribe(bot):
 def test_unknown_names_get_close_matches_and_change_nothing(bot):
     reply = bot.say("/langganan cabe rawt")
     assert "Tidak ada komoditas bernama <b>cabe rawt</b>" in reply
-    assert "<code>cabai-rawit-merah</code>" in reply
+    assert "<code>Cabai Rawit Merah</code>" in reply and "cabai-rawit-merah" not in reply  # names, not ids
+    reply = bot.say("/langganan bawang merh jateng")
+    assert "<code>Bawang Merah</code>" in reply
     reply = bot.say("/langganan cabai rawit merah jawa barta")
     assert "Tidak ada provinsi bernama <b>jawa barta</b>" in reply and "<code>Jawa Barat</code>" in reply
     reply = bot.say("/langganan <b>x</b> & y")
@@ -146,6 +148,50 @@ def test_unknown_names_get_close_matches_and_change_nothing(bot):
     assert "tidak dikenal" in bot.say("/frobnicate")
     assert "/langganan" in bot.say("/bantuan") and "/subscribe" in bot.say("/help")
     assert "peringatan dini" in bot.say("/start")
+
+
+def test_commodities_and_provinces_by_the_names_people_use(bot):
+    assert "<b>Cabai Rawit Merah</b> di <b>Jawa Barat</b>" in bot.say("/langganan cabe rawit jabar")
+    assert "<b>Cabai Merah Keriting</b> di <b>DKI Jakarta</b>" in bot.say("/langganan Cabai Keriting DKI")
+    assert "<b>Telur Ayam Ras</b> di <b>Sumatera Utara</b>" in bot.say("/langganan telur ayam sumut")
+    assert "<b>Gula Pasir</b> di <b>Daerah Istimewa Yogyakarta</b>" in bot.say("/langganan gula-pasir DIY")
+    assert "semua komoditas di <b>Nusa Tenggara Timur</b>" in bot.say("/langganan semua ntt")
+    assert bot.topics() == {"cabai-rawit-merah:32", "cabai-merah-keriting:31", "telur-ayam-ras:12",
+                            "gula-pasir:34", "*:53"}
+
+
+def test_a_command_too_long_to_name_anything_is_refused_before_matching(bot):
+    reply = bot.say("/langganan " + "cabe rawit " * 370)
+    assert "Terlalu panjang" in reply
+    assert bot.topics() == set()
+
+
+@pytest.mark.parametrize("update, field", [
+    ({"update_id": "7", "message": {"chat": {"id": CHAT}, "text": "/start"}}, "update_id"),
+    ({"message": "hello"}, "message"),
+    ({"message": {"chat": CHAT, "text": "/start"}}, "message.chat.id"),
+    ({"message": {"chat": {"id": "4242"}, "text": "/start"}}, "message.chat.id"),
+    ({"message": {"chat": {"id": True}, "text": "/start"}}, "message.chat.id"),
+    ({"message": {"chat": {"id": CHAT}, "text": 42}}, "message.text"),
+    ({"message": {"chat": {"id": CHAT}, "text": "/start", "from": "sari"}}, "message.from"),
+    ({"callback_query": [1]}, "callback_query"),
+    ({"callback_query": {"id": "1", "data": 5, "message": {"chat": {"id": CHAT}}}}, "callback_query.data"),
+    ({"callback_query": {"id": "1", "data": "m:1", "message": 5}}, "callback_query.message"),
+    ({"callback_query": {"id": "1", "data": "m:1", "message": {"chat": {}}}}, "callback_query.message.chat.id"),
+])
+def test_malformed_updates_get_400_naming_the_field(bot, update, field):
+    response = bot.post(update)
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert (error["field"], error["reason"]) == (field, "bad_update")
+    assert bot.fake.calls() == [] and bot.client.keys("pw:tg:update:*") == []
+
+
+def test_a_webhook_body_over_1_mib_gets_413_unread(bot):
+    padded = {**message_update(CHAT, "/start"), "update_id": 1, "pad": "x" * (1 << 20)}
+    response = bot.http.post("/telegram/webhook", content=orjson.dumps(padded), headers={SECRET_HEADER: SECRET})
+    assert response.status_code == 413 and response.json()["errors"][0]["reason"] == "body_too_large"
+    assert bot.fake.calls() == []
 
 
 def test_latest_shows_prices_by_market_and_firing_alerts(bot):

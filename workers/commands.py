@@ -25,9 +25,11 @@ from typing import Any
 
 import orjson
 
+from rules.names import normalise
 from server.silences import acknowledge
 from workers import notifications as store
 from workers import subscriptions as subs
+from workers.updates import check_update
 from workers.messages import MUTE_LABEL, Names, ack_line, esc, local_time, rupiah
 
 LATEST = "pw:latest"
@@ -37,6 +39,9 @@ MAX_MUTE = 30 * 86400
 MUTE_BUTTON_SECONDS = 3600
 LATEST_ROWS = 20
 WILDCARDS = {"semua", "all", "*"}
+# What a topic (commodity and province) may be typed as: the longest names together are under 80
+# characters, and a bound keeps a 4,096-character message from costing more than a short one.
+MAX_TOPIC_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,11 @@ Handler = Callable[[Context], Awaitable[list[Reply]]]
 
 
 async def handle_update(update: dict, redis: Any, catalog: Any, now: float | None = None) -> list[Reply]:
-    """The replies to one update; an update seen before (Telegram redelivers) gets none."""
+    """The replies to one update; an update seen before (Telegram redelivers) gets none.
+
+    Raises BadUpdate, before anything is recorded, for an update of the wrong shape.
+    """
+    check_update(update)
     now = time.time() if now is None else now
     update_id = update.get("update_id")
     marker = f"pw:tg:update:{update_id}"
@@ -114,10 +123,10 @@ def parse_command(text: str) -> tuple[str, list[str]]:
 def user_name(user: dict | None) -> str:
     if not user:
         return "?"
-    if user.get("username"):
-        return "@" + user["username"]
-    name = " ".join(p for p in (user.get("first_name"), user.get("last_name")) if p)
-    return name or str(user.get("id", "?"))
+    if isinstance(user.get("username"), str) and user["username"]:
+        return "@" + user["username"][:64]
+    name = " ".join(p for p in (user.get("first_name"), user.get("last_name")) if isinstance(p, str) and p)
+    return name[:128] or str(user.get("id", "?"))[:32]
 
 
 # --- resolving what a user typed ----------------------------------------------------------------
@@ -128,34 +137,43 @@ class Unknown(Exception):
 
 
 def resolve_topic(catalog: Any, words: list[str]) -> tuple[str, str]:
-    """(commodity id or ``*``, province code or ``*``) from free words, longest commodity first."""
-    for split in range(len(words), 0, -1):
-        commodity = _commodity(catalog, " ".join(words[:split]))
-        if commodity is None:
-            continue
-        rest = " ".join(words[split:])
-        if not rest:
-            return commodity, subs.ALL
-        province = _province(catalog, rest)
-        if province is None:
-            raise Unknown(_unknown("provinsi", rest, [
-                catalog.provinces[c].name for c in catalog.suggest_province(rest)]))
-        return commodity, province
+    """(commodity id or ``*``, province code or ``*``) from free words: the longest run of
+    leading words that names a commodity (id, name or alias), then a province in the rest.
+
+    The text is bounded, then tokenised once; each lookup is one dict probe per word count up to
+    the longest name's, so the work does not grow with what was typed.
+    """
     typed = " ".join(words)
-    suggestions: list[str] = []
-    for split in range(len(words), 0, -1):  # the province may be typed after it: try prefixes
-        suggestions = catalog.suggest_commodity(" ".join(words[:split]))
-        if suggestions:
-            break
-    raise Unknown(_unknown("komoditas", typed, suggestions))
+    if len(typed) > MAX_TOPIC_CHARS:
+        raise Unknown(f"Terlalu panjang ({len(typed)} karakter): sebutkan komoditas dan provinsi "
+                      f"saja, paling banyak {MAX_TOPIC_CHARS} karakter.")
+    if words and words[0].lower() in WILDCARDS:
+        commodity, rest = subs.ALL, normalise(" ".join(words[1:])).split()
+    else:
+        tokens = normalise(typed).split()
+        found = catalog.commodity_names.match_prefix(tokens)
+        if found is None:
+            raise Unknown(_unknown("komoditas", typed, _commodity_hints(catalog, tokens)))
+        commodity, used = found
+        rest = tokens[used:]
+    place = " ".join(rest)
+    if not place or place in WILDCARDS:
+        return commodity, subs.ALL
+    province = catalog.province_names.resolve(place)
+    if province is None:
+        raise Unknown(_unknown("provinsi", place, [
+            catalog.provinces[code].name for code in catalog.suggest_province(place)]))
+    return commodity, province
 
 
-def _commodity(catalog: Any, text: str) -> str | None:
-    return subs.ALL if text.lower() in WILDCARDS else catalog.resolve_commodity(text)
-
-
-def _province(catalog: Any, text: str) -> str | None:
-    return subs.ALL if text.lower() in WILDCARDS else catalog.resolve_province(text)
+def _commodity_hints(catalog: Any, tokens: list[str]) -> list[str]:
+    """Names of commodities close to what was typed; a province may follow the commodity, so
+    shorter runs of leading words are tried too (as many as the longest name has words)."""
+    for count in range(min(len(tokens), catalog.commodity_names.most_words + 1), 0, -1):
+        found = catalog.suggest_commodity(" ".join(tokens[:count]))
+        if found:
+            return [catalog.commodities[cid].name_id for cid in found]
+    return []
 
 
 def _unknown(what: str, typed: str, suggestions: list[str]) -> str:
@@ -186,7 +204,7 @@ def parse_duration(text: str) -> int | None:
     text = text.strip().lower()
     if text in {"off", "0", "batal", "stop", "selesai"}:
         return 0
-    match = re.fullmatch(r"(\d+)\s*(m|min|menit|h|j|jam|hour|hours|d|hari|day|days)", text)
+    match = re.fullmatch(r"(\d{1,9})\s*(m|min|menit|h|j|jam|hour|hours|d|hari|day|days)", text)
     if not match:
         return None
     number, unit = int(match[1]), match[2]
