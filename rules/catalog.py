@@ -167,9 +167,11 @@ def _read(path: Path, key: str) -> tuple[str, list[LineDict], int]:
     """The file name, the entries under its top-level ``key`` and that list's line."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yaml_lines.read_text(path)
     except OSError as exc:
         raise CatalogError(file, None, f"cannot read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, yaml_lines.FileTooLarge) as exc:
+        raise CatalogError(file, None, f"cannot read: {exc}") from None
     try:
         document = yaml_lines.load(text)
     except yaml.YAMLError as exc:

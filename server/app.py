@@ -16,9 +16,9 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, deadletters, devices, forecast_api, metrics, openapi, silences, sockets, telegram_bot
+from server import api, audit, deadletters, demo, devices, forecast_api, metrics, openapi, silences, sockets, telegram_bot
 from server.config import PROJECT_ROOT, Settings
-from server.access import Gate
+from server.access import Gate, count_refusal
 from server.hub import Hub
 from server.ingest import Ingestor
 from server.responses import error
@@ -37,6 +37,10 @@ async def redis_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def bad_query(request: Request, exc: api.QueryError) -> Response:
+    try:
+        await count_refusal(request.app.state.redis, "bad_query")
+    except RedisError:
+        pass  # the 422 matters more than its count
     return error(422, exc.field, "bad_query", str(exc))
 
 
@@ -103,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
         *telegram_bot.routes,
         *silences.routes,
         *deadletters.routes,
+        *demo.routes,
         Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]
     app = Starlette(

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from server import auth, keys, params
 from server.access import REFUSED, TokenBucket, authorize, presented_token
-from server.api import read_alerts
+from server.api import count_refusals, read_alerts
 from server.hub import Filter
 from server.ticks import BodyError, parse_body
 
@@ -288,6 +288,11 @@ async def _ingest_messages(websocket: WebSocket, credential) -> None:
             except RedisError:
                 status, body = 503, {"errors": [{"index": None, "field": "body", "reason": "unavailable",
                                                  "detail": "store unavailable: nothing was accepted, retry"}]}
+            if 400 <= status < 500 and status != 429:  # 429: admit counted it already
+                try:
+                    await count_refusals(websocket.app.state.redis, body)
+                except RedisError:
+                    pass  # counting must not cost the device its ack
             ack = orjson.dumps({"type": "ack", "ref": ref, "status": status, **body}).decode()
             try:
                 await asyncio.wait_for(websocket.send_text(ack), send_timeout)

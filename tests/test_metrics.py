@@ -70,6 +70,20 @@ def test_each_refused_request_is_counted_by_its_reason(system, reason, body, con
     assert refused(system, reason) == before + 1
 
 
+def test_refusals_on_ws_ingest_and_bad_query_parameters_are_counted_too(system):
+    from websockets.sync.client import connect
+
+    before = scrape(system)
+    with connect(f"{system.ws_url}/ws/ingest", additional_headers=system.auth_headers) as ws:
+        ws.send('{"commodity": "cabai-rawit-merah", "market": "pasar-kosambi", "province": "32", "price": -5}')
+        assert '"not_positive"' in ws.recv(timeout=10)
+    assert system.http.get("/api/v1/alerts", params={"limit": "many"}).status_code == 422
+    after = scrape(system)
+    for reason in ("not_positive", "bad_query"):
+        assert sample(after, "pasarwatch_refused", "_total", reason=reason) == \
+            sample(before, "pasarwatch_refused", "_total", reason=reason) + 1
+
+
 def test_a_batch_counts_each_reason_once_and_accepted_ticks_still_count_as_accepted(system):
     before = scrape(system)
     bad = [{**GOOD, "price": -1}, {**GOOD, "price": 0}, {**GOOD, "commodity": "durian"}, GOOD]
