@@ -10,15 +10,15 @@ from pathlib import Path
 
 import redis
 
-from rules import cli as rules_cli
-from server import audit, backtest, devices, redis_url
+from pipeline import backtest, rules_cli
+from server import audit, deadletters, devices, redis_url
 from server.redact import redact_root_handlers
 from server.config import Settings
 
 # Commands that talk to Redis, and find it through server/redis_url.py. The long-running parts
 # only need its address (they wait for it themselves); the tools check it answers first.
 PARTS = {"engine", "web", "worker"}
-TOOLS = {"device", "token", "audit"}
+TOOLS = {"device", "token", "audit", "deadletter"}
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     bot.set_defaults(run=_bot)
     devices.add_commands(commands)
     audit.add_commands(commands)
+    deadletters.add_commands(commands)
     backtest.add_commands(commands)
     bench = commands.add_parser("bench", prefix_chars="+", help="run the benchmarks (docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs="*", help="as python -m bench: --quick, --markdown, benchmark names")
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=Path(data_dir))
+        if not os.environ.get("PASARWATCH_AUDIT_DIR"):  # the audit key lives with the data it guards
+            settings = dataclasses.replace(settings, audit_dir=Path(data_dir))
     if args.command in PARTS or _needs_redis(args):
         try:
             located = redis_url.locate(settings.data_dir, settings.redis_url, data_dir is not None)

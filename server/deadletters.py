@@ -16,7 +16,10 @@ The same from the shell: ``pasarwatch deadletter list|replay ID|discard ID``.
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
 import re
+import sys
 import time
 
 import orjson
@@ -25,8 +28,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules.catalog import Catalog
+from rules.catalog import Catalog, load_catalog
 from server import keys
+from server.audit import AuditFiles, Witness
+from server.config import Settings
 from server.access import requires
 from server.ingest import TickAppender
 from server.responses import ORJSONResponse, error
@@ -155,3 +160,55 @@ routes = [
     Route("/api/v1/deadletters/{id}/replay", post_replay, methods=["POST"]),
     Route("/api/v1/deadletters/{id}", delete_deadletter, methods=["DELETE"]),
 ]
+
+
+# -- the command: pasarwatch deadletter list|replay|discard ----------------------------------------
+
+def add_commands(commands) -> None:
+    parser = commands.add_parser("deadletter", help="ticks the engine could not process: list, replay, discard")
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the dead-lettered ticks, newest first")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true", help="as JSON, as GET /api/v1/deadletters")
+    replaying = actions.add_parser("replay", help="append a dead-lettered tick to the stream again")
+    replaying.add_argument("id", help="its id in pw:deadletter (from list)")
+    replaying.add_argument("--tick", help="the corrected tick as JSON, validated like any tick")
+    discarding = actions.add_parser("discard", help="drop a dead-lettered tick for good")
+    discarding.add_argument("id")
+    parser.set_defaults(run=_command)
+
+
+def _command(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_run(settings, args))
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        if args.action == "list":
+            listed = await list_deadletters(redis, args.limit)
+            if args.json:
+                print(orjson.dumps(listed).decode())
+                return 0
+            for letter in listed["deadletters"]:
+                shown = orjson.dumps(letter["tick"]).decode() if letter["tick"] is not None else letter["raw"]
+                print(f"{letter['id']}  tick {letter['tick_id']}  {letter['error']}\n    {shown}")
+            print(f"{len(listed['deadletters'])} listed, {listed['total']} dead-lettered in all")
+            return 0
+        if args.action == "replay":
+            correction = orjson.loads(args.tick) if args.tick else None
+            appender = TickAppender(redis, Witness(AuditFiles(settings.audit_dir)))
+            result = await replay(redis, appender, load_catalog(settings.catalog_dir), args.id, correction,
+                                  settings.max_future_skew)
+            print(f"replayed {args.id} as {', '.join(result['ids'])}")
+            return 0
+        print(f"discarded {(await discard(redis, args.id))['discarded']}")
+        return 0
+    except orjson.JSONDecodeError as exc:
+        print(f"pasarwatch deadletter: --tick is not JSON: {exc}", file=sys.stderr)
+        return 2
+    except DeadLetterError as exc:
+        print(f"pasarwatch deadletter: {exc.field}: {exc.reason}: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()

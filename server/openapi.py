@@ -25,7 +25,7 @@ from starlette.routing import Route
 from rules.catalog import Catalog
 from server.config import Settings
 from server.forecast_api import MAX_HORIZON
-from server.ticks import MAX_EPOCH_SECONDS
+from server.ticks import TS_MAX, TS_MIN
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -77,9 +77,10 @@ def schemas(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                          "description": "BPS province code; must be the market's if the catalog knows it"},
             "price": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12,
                       "description": "IDR per unit of the commodity"},
-            "ts": {"oneOf": [{"type": "number", "minimum": 0, "maximum": MAX_EPOCH_SECONDS},
+            "ts": {"oneOf": [{"type": "number", "minimum": TS_MIN, "exclusiveMaximum": TS_MAX},
                              {"type": "string", "format": "date-time"}],
-                   "description": "epoch seconds or RFC 3339 with offset; default: when received; "
+                   "description": "epoch seconds or RFC 3339 with offset, from 2000-01-01T00:00:00Z up to "
+                                  "2070-01-01T00:00:00Z; default: when received; "
                                   f"at most {settings.max_future_skew:.0f}s in the future"},
             "unit": {"type": "string", "description": "must equal the commodity's unit when given"},
             "source": {"type": ["string", "null"], "pattern": SOURCE_PATTERN},
@@ -251,7 +252,8 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
         "/healthz": {"get": {"summary": "Liveness: the web process answers", "responses": {
             "200": json_body({"type": "object", "required": ["status"],
                               "properties": {"status": {"const": "ok"}}}, "alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: Redis answers and the engine has loaded its rules",
+        "/readyz": {"get": {"summary": "Readiness: Redis answers, the engine has loaded its rules and is "
+                                       "not stuck on waiting ticks",
                             "responses": {"200": json_body(health, "ready"),
                                           "503": json_body(health, "not ready; checks tell what is missing")}}},
         "/metrics": {"get": {"summary": "Counters and gauges in Prometheus' text format", "responses": {
@@ -338,6 +340,7 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                              "schema": {"enum": ["active", "pending", "expired"]}}], write=False),
             "post": operate("Silence the alerts that match, for a while", {
                 "201": json_body(silence_reply, "created"),
+                "409": json_body(ref("Problems"), "1,000 silences already active or pending"),
                 "413": json_body(ref("Problems"), "body above 64 KiB")},
                 requestBody={"required": True, "content": {JSON: {"schema": {
                     "type": "object", "required": ["matchers", "author", "comment"],
@@ -392,6 +395,9 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                 requestBody={"required": True, "content": {JSON: {"schema": {
                     "type": "object", "required": ["id", "markets"],
                     "properties": {"id": {"type": "string", "pattern": SOURCE_PATTERN},
+                                   "sources": {"type": "array", "maxItems": 64,
+                                               "items": {"type": "string", "pattern": SOURCE_PATTERN},
+                                               "description": "sources its ticks may name (default: its id)"},
                                    "markets": {"type": "array", "minItems": 1, "items": {
                                        "anyOf": [{"const": "*"}, {"type": "string", "pattern": MARKET_PATTERN}]}}}}}}}),
         },
@@ -400,12 +406,35 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                               "properties": {"id": {"type": "string"}, "revoked": {"const": True}}}, "revoked"),
             "404": refusal("no such device")},
             parameters=[path_param("device", "^[^/]+$")])},
+        "/api/v1/deadletters": {"get": operate("Ticks the engine could not process, newest first", {
+            "200": json_body({"type": "object", "required": ["deadletters", "total"], "properties": {
+                "deadletters": {"type": "array", "items": {"type": "object"}},
+                "total": {"type": "integer", "description": "ticks ever dead-lettered"}}}, "dead letters")},
+            parameters=[{"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}])},
+        "/api/v1/deadletters/{id}/replay": {"post": operate("Append a dead-lettered tick to the stream again", {
+            "202": json_body({"type": "object", "required": ["replayed", "ids"]}, "appended as a new entry"),
+            "404": json_body(ref("Problems"), "no such dead letter"),
+            "413": json_body(ref("Problems"), "a corrected tick above 64 KiB")},
+            parameters=[path_param("id", "^[0-9]+-[0-9]+$")],
+            requestBody={"required": False, "content": {JSON: {"schema": {
+                "type": "object", "description": "a corrected tick (as POST /api/v1/ticks takes one); "
+                                                 "without a body the tick is replayed as it was"}}}})},
+        "/api/v1/deadletters/{id}": {"delete": operate("Discard a dead-lettered tick", {
+            "200": json_body({"type": "object", "required": ["discarded"]}, "discarded"),
+            "404": json_body(ref("Problems"), "no such dead letter")},
+            parameters=[path_param("id", "^[^/]+$")])},
+        "/api/v1/demo": {"get": {"summary": "The demo replay's state and period", "responses": {
+            "200": json_body({"type": "object", "required": ["state"], "properties": {
+                "state": {"enum": ["off", "running", "finished", "failed"]},
+                "from": {"type": "string"}, "to": {"type": "string"}}}, "the demo's state")}}},
         "/telegram/webhook": {"post": {
             "summary": "Updates from Telegram",
             "security": [{"telegramSecret": []}],
             "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
             "responses": {name: json_body({"type": "object"}, description) for name, description in (
-                ("200", "handled"), ("400", "not a JSON object"), ("403", "wrong or missing secret token"))}}},
+                ("200", "handled"), ("400", "not a JSON object, or a field of the wrong type"),
+                ("403", "wrong or missing secret token"), ("413", "body above 1 MiB"))}}},
     }
     return {
         "openapi": "3.1.0",

@@ -146,3 +146,32 @@ def test_thousands_of_feeds_going_stale_at_once_are_one_pass_not_one_per_feed():
     fired = {event["key"].split("/", 1)[1] for event in events if event["transition"] == "fired"}
     assert len(fired) == 9_200  # every feed's stale alert, each once
     assert len(engine.firing()) == 9_200
+
+
+def _cli(system: System, *args: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    from server.config import PROJECT_ROOT
+
+    return subprocess.run([sys.executable, "-m", "server.cli", "deadletter", *args], env=system.env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30)
+
+
+def test_an_operator_lists_replays_and_discards_dead_letters_from_the_shell(system):
+    sent = feed(system, range(5))
+    system.wait_processed(sent)
+    broken = _raw(system, b'{"commodity": "cabai-rawit-merah", "price": ')
+    wait_for(lambda: len(_deadletters(system)) == 1, 15, "the broken tick to be dead-lettered")
+    listed = _cli(system, "list")
+    assert listed.returncode == 0 and broken in listed.stdout and "1 dead-lettered in all" in listed.stdout
+    [letter] = orjson.loads(_cli(system, "list", "--json").stdout)["deadletters"]
+    fixed = orjson.dumps(day_ticks(5)[2]).decode()
+    replayed = _cli(system, "replay", letter["id"], "--tick", fixed)
+    assert replayed.returncode == 0, replayed.stderr
+    system.wait_processed(sent + 1)
+    points = system.http.get(f"/api/v1/series/cabai-rawit-merah/{MARKETS[2]}/history").json()["points"]
+    assert points[-1]["ts"] == START + 5 * DAY + 2
+    assert system.http.get("/api/v1/audit/verify").json()["intact"] is True  # replayed through the chain
+    missing = _cli(system, "discard", letter["id"])
+    assert missing.returncode == 1 and "not_found" in missing.stderr and "Traceback" not in missing.stderr
