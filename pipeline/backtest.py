@@ -3,7 +3,7 @@
 Three uses, one command:
 
 * ``pasarwatch backtest PATH...`` replays recorded ticks through the engine's detection path
-  (detectors/replay.py: ``DetectorStack`` with its defaults, the rule files of the rules
+  (pipeline/replay.py: ``DetectorStack`` with its defaults, the rule files of the rules
   directory, one batch per reporting day, the stale sweep after each day) and reports alerts per
   rule and per series, detector firings, quarantines and the forecast error next to the naive
   and seasonal-naive baselines. Inputs: our tick CSV (``date`` or ``ts``, ``commodity``,
@@ -13,7 +13,7 @@ Three uses, one command:
   Commodities are independent (their own panels and alerts), so they run in parallel.
 * ``--events FILE`` adds the real-event evaluation (detectors/events.py): how early and how
   often the alerts warned of each labelled event, and false alarms per series-year.
-* ``--nab DIR`` scores the stack on a NAB-layout folder with server/nab.py and prints
+* ``--nab DIR`` scores the stack on a NAB-layout folder with pipeline/nab.py and prints
   ``{"nab": {profile: score}, "files": N, ...}``; ``--detail`` adds each file, ``--scores-out``
   writes NAB's results layout so NAB's own scorer can check the figure.
 """
@@ -29,11 +29,11 @@ from pathlib import Path
 
 from detectors import recorded
 from detectors.events import evaluate_events, load_events
-from detectors.nab_run import THRESHOLD, score_file
-from detectors.replay import Replay, merge_reports, reporting_days
+from pipeline.nab_run import THRESHOLD, score_file
+from pipeline.replay import Replay, merge_reports, reporting_days
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.engine import RuleEngine
-from server import nab
+from pipeline import nab
 
 
 def add_commands(subparsers) -> None:
@@ -88,13 +88,13 @@ def load_production_rules(rules_dirs: list[Path], catalog_dir: Path) -> tuple:
     """
     from rules.catalog import load_catalog
     from rules.loader import load_rules, rule_files
-    from server.engine import ceilings_of
+    from detectors.ceiling import references
 
     first = rules_dirs[0]
     catalog = load_catalog(first / "catalog" if (first / "catalog").is_dir() else catalog_dir)
     files = [path for directory in rules_dirs for path in rule_files(directory)]
     ruleset = load_rules(files, catalog, set(DETECTOR_NAMES))
-    return ruleset, ceilings_of(catalog), catalog
+    return ruleset, references(catalog.commodities.values()), catalog
 
 
 def replay_group(job: tuple) -> dict:

@@ -1,11 +1,10 @@
 """The engine's detection path over recorded ticks, without Redis: what a backtest runs.
 
-Exactly what ``server/engine.py`` does with a batch, minus the I/O: the ticks of one reporting
-day go through ``DetectorStack.process_batch`` together (as a day's reports reach the engine
-together), every verdict through ``RuleEngine.on_tick``, then the stale-feed sweep runs at the
-day's last timestamp and its health changes go through ``RuleEngine.on_health``. The stack and
-the rules are the production classes with the production defaults; the caller passes the rule
-set and ceilings the engine would load.
+The engine's own step (pipeline/step.py), over the ticks of one reporting day at a time (as a
+day's reports reach the engine together), then the stale-feed sweep at the day's last
+timestamp. The stack and the rules are the production classes with the production defaults;
+the caller passes the rule set and ceilings the engine would load. What differs from the live
+engine is only time: the sweep runs once a reporting day, at event time.
 
 The report counts ticks, quarantined ticks, detector firings and alerts per rule and per series,
 and the forecast error of the online model next to the naive baselines
@@ -31,6 +30,7 @@ from typing import Iterable, Iterator
 
 from detectors.forecast_error import ForecastTracker
 from detectors.stack import DetectorStack
+from pipeline.step import Step
 from rules.engine import RuleEngine
 
 # Reporting days are Indonesian (WIB) calendar days: a morning's reports share one date.
@@ -54,8 +54,8 @@ def reporting_days(ticks: Iterable[dict], tz: timezone = WIB) -> Iterator[list[d
 
 class Replay:
     def __init__(self, stack: DetectorStack, rules: RuleEngine, horizons: tuple[int, ...] = (1, 7)):
-        self.stack = stack
-        self.rules = rules
+        self.step = Step(stack, rules)
+        self.stack, self.rules = stack, rules
         self.trackers = [ForecastTracker(horizon=h) for h in horizons]
         self.alerts: list[dict] = []
         self.ticks = 0
@@ -63,25 +63,22 @@ class Replay:
         self.quarantined = 0
         self.fired: Counter[str] = Counter()
         self.series: set[tuple[str, str]] = set()
-        self.provinces: dict[tuple[str, str], str] = {}
-        self.last_price: dict[tuple[str, str], float] = {}
         self._started = time.perf_counter()
 
     def batch(self, ticks: list[dict]) -> list[dict]:
         """One reporting batch through stack, rules and sweep; returns the verdicts."""
-        verdicts = self.stack.process_batch(ticks)
+        judged = self.step.ticks(ticks)
+        verdicts = judged.verdicts
         longest = max((t.horizon for t in self.trackers), default=0)
+        for event in judged.alerts:
+            self._record(event)
         for tick, verdict in zip(ticks, verdicts):
             key = (tick["commodity"], tick["market"])
             self.series.add(key)
-            self.provinces[key] = tick.get("province", "")
-            self.last_price[key] = tick["price"]
             self.ticks += 1
             self.quarantined += verdict["quarantined"]
             self.fired.update(verdict["fired"])
-            for event in self.rules.on_tick(tick, verdict):
-                self._record(event)
-            if longest:
+            if longest and not verdict.get("late"):
                 steps = self.stack.forecast(key, longest)
                 for tracker in self.trackers:
                     made = steps[tracker.horizon - 1]["level"] if steps else None
@@ -92,12 +89,8 @@ class Replay:
 
     def sweep(self, now: float) -> None:
         """The engine's stale-feed sweep at event time ``now``."""
-        for change in self.stack.sweep(now):
-            key = (change["commodity"], change["market"])
-            health = {"type": "health", **change, "province": self.provinces.get(key, ""),
-                      "price": self.last_price.get(key), "ts": now}
-            for event in self.rules.on_health(health):
-                self._record(event)
+        for event in self.step.sweep(now).alerts:
+            self._record(event)
 
     def _record(self, event: dict) -> None:
         self.alerts.append({

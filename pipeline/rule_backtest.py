@@ -2,7 +2,7 @@
 next to what the rules in force raised, before the change goes live.
 
 The recorded ticks (read by ``detectors.recorded``) go through the production detector stack
-once, one reporting day per batch (``detectors.replay.reporting_days``), followed by the stale
+once, one reporting day per batch (``pipeline.replay.reporting_days``), followed by the stale
 sweep, as in the engine; the same verdicts then go through two rule engines: the rules in force
 and the candidate set (the rules directory with the changed file in place of its namesake).
 Silences are not replayed (past silences are not known); inhibition and routing are.
@@ -14,8 +14,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 from detectors.recorded import WIB, read_paths
-from detectors.replay import reporting_days
 from detectors.stack import DetectorStack
+from pipeline.replay import reporting_days
+from pipeline.step import Step
 from rules.catalog import Catalog
 from rules.engine import RuleEngine
 from rules.errors import RuleSetError
@@ -50,23 +51,13 @@ def compare(data: list[Path], current: RuleSet | None, candidate: RuleSet, catal
     for tick in ticks:
         by_commodity[tick["commodity"]].append(tick)
     for group in by_commodity.values():
-        stack = DetectorStack(ceilings=ceilings)
-        engines = {name: RuleEngine(ruleset) for name, ruleset in sets.items()}
-        provinces: dict[tuple[str, str], str] = {}
-        prices: dict[tuple[str, str], float] = {}
+        # One step per rule set, each with its own stack (the same verdicts: the stack is
+        # deterministic), exactly as the engine would take them.
+        steps = {name: Step(DetectorStack(ceilings=ceilings), RuleEngine(ruleset)) for name, ruleset in sets.items()}
         for day in reporting_days(group):
-            verdicts = stack.process_batch(day)
-            for tick in day:
-                provinces[(tick["commodity"], tick["market"])] = tick["province"]
-                prices[(tick["commodity"], tick["market"])] = tick["price"]
             now = max(t["ts"] for t in day)
-            health = [{"type": "health", **change, "province": provinces.get((change["commodity"], change["market"]), ""),
-                       "price": prices.get((change["commodity"], change["market"])), "ts": now}
-                      for change in stack.sweep(now)]
-            for name, engine in engines.items():
-                events = engine.on_batch(day, verdicts)
-                for message in health:
-                    events.extend(engine.on_health(message))
+            for name, step in steps.items():
+                events = step.ticks(day).alerts + step.sweep(now).alerts
                 tallies[name].add([e for e in events if low <= e["ts"] < high])
     first, last = ticks[0]["ts"], ticks[-1]["ts"]
     return {

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from detectors.stack import DetectorStack, StackConfig
+from pipeline.step import Step
 from rules.catalog import Catalog
 from rules.engine import RuleEngine
 from rules.errors import RuleSetError
@@ -56,31 +57,28 @@ def run_test_file(path: Path, catalog: Catalog, detectors: set[str], ceilings: d
 
 def run_case(spec: TestFile, case: TestCase, engine: RuleEngine, ceilings: dict) -> TestResult:
     result = TestResult(case.name, case.line)
-    stack = DetectorStack(ceilings=ceilings) if case.detectors == "stack" else None
+    step = Step(DetectorStack(ceilings=ceilings) if case.detectors == "stack" else None, engine)
     thresholds = _thresholds(StackConfig())
     steps = max((len(s.prices) for s in case.series), default=0)
     times = {spec.start + i * spec.interval: i for i in range(steps)}
     moments = sorted(set(times) | {h["ts"] for h in case.health} | {e.ts for e in case.expect})
-    last_price: dict[tuple[str, str], float] = {}
     for now in moments:
         engine.set_silences(case.silences)
         raised: list[dict] = []
         if now in times:
             ticks, overrides = _ticks(case.series, times[now], now)
-            verdicts = stack.process_batch(ticks) if stack else [_blank() for _ in ticks]
-            for tick, verdict, override in zip(ticks, verdicts, overrides):
-                _override(verdict, override, thresholds)
-                last_price[(tick["commodity"], tick["market"])] = tick["price"]
-            raised.extend(engine.on_batch(ticks, verdicts))
-            if stack:
-                for change in stack.sweep(now):
-                    series = (change["commodity"], change["market"])
-                    province = next(s.province for s in case.series if (s.commodity, s.market) == series)
-                    raised.extend(engine.on_health({"type": "health", **change, "province": province,
-                                                    "price": last_price.get(series), "ts": now}))
+            given = {id(tick): override for tick, override in zip(ticks, overrides)}
+
+            def adjust(judged: list[dict], verdicts: list[dict]) -> None:
+                for tick, verdict in zip(judged, verdicts):
+                    _override(verdict, given[id(tick)], thresholds)
+
+            raised.extend(step.ticks(ticks, adjust=adjust).alerts)
+            if step.stack is not None:
+                raised.extend(step.sweep(now).alerts)
         for health in (h for h in case.health if h["ts"] == now):
             series = (health["commodity"], health["market"])
-            raised.extend(engine.on_health({"type": "health", **health, "price": last_price.get(series)}))
+            raised.extend(engine.on_health({"type": "health", **health, "price": step.last_price.get(series)}))
         for expectation in (e for e in case.expect if e.ts == now):
             result.failures.extend(_check(spec, expectation, engine.firing(), raised))
     return result
@@ -105,10 +103,6 @@ def _ticks(series: list[SeriesInput], step: int, now: float) -> tuple[list[dict]
 
 def _at(values: list[float | None], step: int) -> float | None:
     return values[step] if step < len(values) else None
-
-
-def _blank() -> dict:
-    return {"scores": {}, "fired": [], "reasons": {}, "quarantined": False, "expected": None}
 
 
 def _override(verdict: dict, override: dict, thresholds: dict[str, float]) -> None:

@@ -42,9 +42,9 @@ def detector_names() -> set[str]:
 
 
 def ceilings_of(catalog) -> dict:
-    from server.engine import ceilings_of
+    from detectors.ceiling import references
 
-    return ceilings_of(catalog)
+    return references(catalog.commodities.values())
 
 
 def check_command(settings, args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def check_command(settings, args: argparse.Namespace) -> int:
 
 
 def test_command(settings, args: argparse.Namespace) -> int:
-    from rules.testing import format_result, run_test_file
+    from pipeline.rule_tests import format_result, run_test_file
 
     files = find_test_files([Path(f) for f in args.files] or [settings.rules_dir / "tests"])
     if not files:
@@ -106,7 +106,7 @@ def find_test_files(paths: list[Path]) -> list[Path]:
 
 
 def backtest_command(settings, args: argparse.Namespace) -> int:
-    from rules.backtest import compare, format_comparison, rule_sets
+    from pipeline.rule_backtest import compare, format_comparison, rule_sets
 
     catalog = load_catalog(settings.catalog_dir)
     try:
@@ -131,7 +131,7 @@ def backtest_command(settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rules.cli check|test|backtest ...``: the same commands without the server CLI."""
+    """``python -m pipeline.rules_cli check|test|backtest ...``: the same commands without the server CLI."""
     from server.config import Settings
 
     parser = argparse.ArgumentParser(prog="pasarwatch rules", description=__doc__)

@@ -3,7 +3,7 @@
 A test file names the rule files under test and lists tests; each test feeds series of prices
 (compact notation, ``rules.notation``) through the detector stack and the rule engine, step by
 step, and states what must be firing and what events must be raised at given times. The
-format is described in docs/rules.md ("Testing rules"); ``rules.testing`` runs it.
+format is described in docs/rules.md ("Testing rules"); ``pipeline.rule_tests`` runs it.
 """
 from __future__ import annotations
 

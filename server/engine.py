@@ -23,6 +23,7 @@ from detectors.contained import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.stack import DETECTOR_NAMES, DetectorStack
+from pipeline.step import Step
 from rules.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
 from server import histograms, keys
@@ -88,13 +89,11 @@ class Engine:
 
     def _fresh_state(self) -> None:
         """Everything the checkpoint holds, as on a first start."""
-        self.stack = DetectorStack(ceilings=ceilings_of(self.catalog))
-        self.rules = RuleEngine(self.rulebook.current)
+        self.step = Step(DetectorStack(ceilings=ceilings_of(self.catalog)), RuleEngine(self.rulebook.current),
+                         self.settings.allowed_lateness)
+        self.stack, self.rules = self.step.stack, self.step.rules
         self.clock = Clock()
         self.last_alert = (0, 0)
-        self.provinces: dict[tuple[str, str], str] = {}
-        self.last_price: dict[tuple[str, str], float] = {}
-        self.latest_ts: dict[tuple[str, str], float] = {}
         self.arrived: dict[tuple[str, str], float] = {}  # wall time each series' newest tick came
         self.sources = SourceReliability()
 
@@ -103,7 +102,7 @@ class Engine:
         tick arrived. A live feed follows the wall clock; a replay of 2024 prices follows its own
         dates; and a tick with an odd time (one without ``ts``, so "now", among a replay) moves
         only its own series, never the staleness of the others."""
-        arrived, latest = self.arrived.get(series), self.latest_ts.get(series)
+        arrived, latest = self.arrived.get(series), self.step.latest_ts.get(series)
         if arrived is None or latest is None:
             return self.clock.now(wall)
         return latest + (wall - arrived)
@@ -119,7 +118,7 @@ class Engine:
         self._load_checkpoint()
         self.publish_rules_status()
         self.restored = True
-        log.info("engine restored %d series, %d alert states", len(self.provinces), len(self.rules.states))
+        log.info("engine restored %d series, %d alert states", len(self.step.provinces), len(self.rules.states))
 
     def reload(self) -> None:
         """Forget what was learned since the last commit: back to the checkpoint in Redis."""
@@ -148,9 +147,9 @@ class Engine:
         if saved:
             self.clock = saved["clock"]
             self.last_alert = saved["last_alert"]
-            self.provinces = saved["provinces"]
-            self.last_price = saved.get("last_price", {})
-            self.latest_ts = saved.get("latest_ts", {})
+            self.step.provinces = saved["provinces"]
+            self.step.last_price = saved.get("last_price", {})
+            self.step.latest_ts = saved.get("latest_ts", {})
             self.arrived = saved.get("arrived", {})
             self.sources = saved.get("sources", self.sources)
 
@@ -247,47 +246,24 @@ class Engine:
             tick = parse_tick(payload)
             tick["id"] = tick_id
             ticks.append(tick)
-        # A late tick (older than its series' newest, beyond the allowed lateness) is history,
-        # not news: it is stored and shown, but not scored, learned or given to the rules.
-        current = [tick for tick in ticks if not self._late(tick)]
-        # Ticks read together are judged together: a day's reports see each other (see
-        # DetectorStack.process_batch), and a crisis later in the batch mutes an earlier warning
-        # of the same series (RuleEngine.on_batch). A replay after a crash re-reads the same batch.
-        verdicts = self.stack.process_batch(current)
-        judged = {tick["id"]: verdict for tick, verdict in zip(current, verdicts)}
-        for tick in ticks:
-            verdict = judged.get(tick["id"])
-            self.record(tick, verdict if verdict is not None else late_verdict(), batch, wall)
-            for name, error in ((verdict or {}).get("errors") or {}).items():
-                self.errors.contained(f"detector:{name}", error, tick["id"])
-        if current:
-            self.rules.set_silences(active_silences(self.redis, wall), wall)
-            batch.alerts.extend(self.rules.on_batch(current, verdicts))
-            for rule, error in self.rules.take_errors():
-                self.errors.contained(f"rule:{rule}", error, ticks[-1]["id"])
+        # One step (pipeline/step.py), as the backtest takes it: late ticks are history, the
+        # others judged together by the detectors, then by the rules. A replay after a crash
+        # re-reads the same batch and comes to the same result.
+        judged = self.step.ticks(ticks, active_silences(self.redis, wall) if ticks else None, wall)
+        for tick, verdict, newest in zip(ticks, judged.verdicts, judged.newest):
+            self.record(tick, verdict, newest, batch, wall)
+        for cause, error in judged.errors:
+            self.errors.contained(cause, error, f"the batch ending {batch.tick_ids[-1]}")
+        batch.alerts.extend(judged.alerts)
         if batch:
             self.commit(batch)
         return batch
 
-    def _late(self, tick: dict) -> bool:
-        """Whether ``tick`` is older than its series' newest by more than the allowed lateness.
-        The newest moves as the batch is read, so a batch out of order is judged in order."""
-        series = (tick["commodity"], tick["market"])
-        newest = self.latest_ts.get(series, float("-inf"))
-        if tick["ts"] < newest - self.settings.allowed_lateness:
-            return True
-        self.latest_ts[series] = max(newest, tick["ts"])
-        return False
-
-    def record(self, tick: dict, verdict: dict, batch: Batch, wall: float) -> None:
+    def record(self, tick: dict, verdict: dict, newest: bool, batch: Batch, wall: float) -> None:
         series = (tick["commodity"], tick["market"])
         self.clock.observe(tick["ts"], wall)
-        self.provinces[series] = tick["province"]
-        if tick["ts"] >= self.latest_ts.get(series, float("-inf")) and not verdict.get("late"):
-            # A late tick (older ts) joins the history but does not replace the latest price.
-            self.latest_ts[series] = tick["ts"]
+        if newest:  # a late tick joins the history but does not replace the latest price
             self.arrived[series] = wall
-            self.last_price[series] = tick["price"]
             batch.newest.add(tick["id"])
         batch.series.add(series)
         batch.panels.add(tick["commodity"])
@@ -307,20 +283,12 @@ class Engine:
     def sweep(self, wall: float) -> None:
         """Stale-feed check over every series, at event time (see Clock)."""
         batch = Batch()
-        now = self.clock.now(wall)
-        self.rules.set_silences(active_silences(self.redis, wall), wall)
-        for change in self.stack.sweep(lambda series: self.series_now(series, wall)):
-            series = (change["commodity"], change["market"])
-            batch.health.append({
-                "type": "health", **change, "province": self.provinces.get(series, ""),
-                "price": self.last_price.get(series),
-            })
-            batch.series.add(series)
-        if batch.health:
-            batch.alerts.extend(self.rules.on_health_batch(batch.health))
-        batch.alerts.extend(self.rules.recheck_muted(now))  # a silence lifted since: tell them now
-        for rule, error in self.rules.take_errors():
-            self.errors.contained(f"rule:{rule}", error, "sweep")
+        swept = self.step.sweep(lambda series: self.series_now(series, wall), active_silences(self.redis, wall),
+                                wall, event_now=self.clock.now(wall))  # event_now: mutes lifted since
+        batch.health, batch.alerts = swept.health, swept.alerts
+        batch.series.update((health["commodity"], health["market"]) for health in swept.health)
+        for cause, error in swept.errors:
+            self.errors.contained(cause, error, "the stale sweep")
         if batch:
             self.commit(batch)
 
@@ -385,7 +353,8 @@ class Engine:
             pipe.publish(keys.EVENTS, encoded)
         pipe.set(keys.STATE_ENGINE, encode_state({
             "clock": self.clock, "last_alert": self.last_alert,
-            "provinces": self.provinces, "last_price": self.last_price, "latest_ts": self.latest_ts, "arrived": self.arrived,
+            "provinces": self.step.provinces, "last_price": self.step.last_price, "latest_ts": self.step.latest_ts,
+            "arrived": self.arrived,
             "sources": self.sources,
         }))
         if batch.tick_ids:
@@ -436,11 +405,6 @@ class Engine:
         pipe.xtrim(keys.TICKS, minid=entry_id.decode(), approximate=False)
         pipe.xdel(keys.TICKS, entry_id)
         pipe.execute()
-
-
-def late_verdict() -> dict:
-    """The verdict of a late tick: judged by nothing (see ``Engine._late``)."""
-    return {"scores": {}, "fired": [], "reasons": {}, "quarantined": False, "expected": None, "late": True}
 
 
 def parse_tick(payload: bytes) -> dict:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from detectors.nab_run import THRESHOLD, anomaly_scores
-from server import backtest, nab
+from pipeline.nab_run import THRESHOLD, anomaly_scores
+from pipeline import backtest, nab
 from server.config import PROJECT_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -114,7 +114,7 @@ def test_an_unknown_layout_is_refused(tmp_path, capsys):
 
 
 def test_module_runs_as_a_command():
-    done = subprocess.run([sys.executable, "-m", "server.backtest", str(CHILLI), "--jobs", "1"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.backtest", str(CHILLI), "--jobs", "1"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "1421 ticks, 18 series" in done.stdout and "harga-menyimpang" in done.stdout

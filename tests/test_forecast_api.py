@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from detectors.recorded import read_paths
-from detectors.replay import reporting_days
+from pipeline.replay import reporting_days
 from detectors.stack import DetectorStack
 from detectors.state import encode_state
 from rules.catalog import load_catalog

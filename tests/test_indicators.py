@@ -29,7 +29,7 @@ from detectors.lebaran import (
 )
 from detectors.likelihood import AnomalyLikelihood
 from detectors.recorded import read_paths
-from detectors.replay import reporting_days
+from pipeline.replay import reporting_days
 from detectors.season import local_day, lunar_period, lunar_season, regression_terms
 from detectors.stack import DetectorStack
 from rules.catalog import load_catalog

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.nab import (
+from pipeline.nab import (
     Profile,
     load_profiles,
     load_series,

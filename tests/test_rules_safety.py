@@ -252,7 +252,7 @@ def test_a_test_series_that_stands_for_a_billion_values_is_refused_at_its_line(t
     """Before, the series was built in full: a MemoryError under this child's 512 MB limit."""
     path = tmp_path / "huge.test.yaml"
     path.write_text(HUGE_SERIES.format(rules=ROOT / "rules"), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "rules.cli", "test", str(path)], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "pipeline.rules_cli", "test", str(path)], cwd=ROOT, capture_output=True,
                           text=True, timeout=50, preexec_fn=_half_a_gigabyte)
     assert done.returncode == 1, done.stderr[-2000:]
     assert f"{path}:7:" in done.stderr and "at most 10000 values" in done.stderr

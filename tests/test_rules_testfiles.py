@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rules.catalog import load_catalog
-from rules.cli import find_test_files
+from pipeline.rules_cli import find_test_files
 from rules.notation import expand
-from rules.testing import format_result, run_test_file
+from pipeline.rule_tests import format_result, run_test_file
 from server.engine import DETECTOR_NAMES, ceilings_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def test_series_notation_follows_promtool():
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rules.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.rules_cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=50)
 
 

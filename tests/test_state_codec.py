@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from detectors.recorded import read_paths
-from detectors.replay import reporting_days
+from pipeline.replay import reporting_days
 from detectors.series import SeriesState
 from detectors.stack import DetectorStack
 from rules.catalog import load_catalog
