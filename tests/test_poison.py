@@ -172,6 +172,8 @@ def test_an_operator_lists_replays_and_discards_dead_letters_from_the_shell(syst
     system.wait_processed(sent + 1)
     points = system.http.get(f"/api/v1/series/cabai-rawit-merah/{MARKETS[2]}/history").json()["points"]
     assert points[-1]["ts"] == START + 5 * DAY + 2
-    assert system.http.get("/api/v1/audit/verify").json()["intact"] is True  # replayed through the chain
+    # The chain breaks where the broken tick was written past the web process, not at the replay,
+    # which went through the process' own appender.
+    assert system.http.get("/api/v1/audit/verify").json()["broken_at"] == broken
     missing = _cli(system, "discard", letter["id"])
     assert missing.returncode == 1 and "not_found" in missing.stderr and "Traceback" not in missing.stderr
