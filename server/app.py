@@ -77,7 +77,8 @@ def create_app(settings: Settings) -> Starlette:
         app.state.redis = redis
         app.state.hub = hub
         app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew,
-                                      audit.Witness(audit.AuditFiles(settings.audit_dir)))
+                                      audit.Witness(audit.AuditFiles(settings.audit_dir)),
+                                      settings.allowed_lateness)
         hub.start()
         try:
             yield

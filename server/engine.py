@@ -334,6 +334,8 @@ class Engine:
             pipe.publish(keys.EVENTS, encoded)
         if latest:  # one command for the batch's newest prices, not one per tick
             pipe.hset(keys.LATEST, mapping=latest)
+            pipe.hset(keys.LATEST_TS, mapping={series: self.step.latest_ts[tuple(series.split("/", 1))]
+                                               for series in latest})
         for message in batch.health:
             encoded = orjson.dumps(message)
             pipe.hset(keys.HEALTH, keys.series_key(message["commodity"], message["market"]), encoded)

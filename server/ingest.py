@@ -162,8 +162,10 @@ class TickAppender:
 class Ingestor:
     """Validate raw tick items and append the good ones: shared by HTTP and /ws/ingest."""
 
-    def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float, witness: Witness):
+    def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float, witness: Witness,
+                 allowed_lateness: float = 0.0):
         self.redis = redis
+        self.allowed_lateness = allowed_lateness
         self.appender = TickAppender(redis, witness)
         self.catalog = catalog
         self.max_batch = max_batch
@@ -205,11 +207,13 @@ class Ingestor:
             return 403, {"accepted": 0, "ids": [], "duplicates": [], "errors": validated.errors}
         if validated.errors and all_or_nothing:
             accepted = []
+        late = await self._late(accepted)
         ids = await self.appender.append([tick for _, tick in accepted])
         body = {
             "accepted": sum(1 for i in ids if i),
             "ids": [i for i in ids if i],
             "duplicates": [index for (index, _), i in zip(accepted, ids) if i is None],
+            "late": [index for (index, _), i in zip(accepted, ids) if i and index in late],
         }
         if validated.errors:
             body["errors"] = validated.errors
@@ -217,6 +221,20 @@ class Ingestor:
                 body["detail"] = "all_or_nothing: nothing was accepted"
             return 422, body
         return 202, body
+
+
+    async def _late(self, accepted: list[tuple[int, dict]]) -> set[int]:
+        """Indexes of ticks older than their series' newest time the engine has committed
+        (``pw:latest:ts``) by more than the allowed lateness: history, which the engine stores
+        but does not score (its verdict says ``late`` too, and is the last word: ticks still in
+        flight are not known here)."""
+        if not accepted:
+            return set()
+        series = sorted({keys.series_key(tick["commodity"], tick["market"]) for _, tick in accepted})
+        newest = dict(zip(series, await self.redis.hmget(keys.LATEST_TS, series)))
+        return {index for index, tick in accepted
+                if newest[keys.series_key(tick["commodity"], tick["market"])] is not None
+                and tick["ts"] < float(newest[keys.series_key(tick["commodity"], tick["market"])]) - self.allowed_lateness}
 
 
 def _refusal(reason: str, detail: str) -> dict:

@@ -9,6 +9,7 @@ SEQ_PREFIX = "pw:seq:"
 ALERTS = "pw:alerts"
 EVENTS = "pw:events"
 LATEST = "pw:latest"
+LATEST_TS = "pw:latest:ts"  # hash: series -> ts of its newest committed tick (what the 202 calls late against)
 FIRING = "pw:firing"
 HISTORY_PREFIX = "pw:hist:"
 STATE_SERIES = "pw:state:series"

@@ -146,6 +146,9 @@ def schemas(catalog: Catalog, settings: Settings) -> dict[str, Any]:
             "ids": {"type": "array", "items": {"type": "string", "pattern": STREAM_ID_PATTERN}},
             "duplicates": {"type": "array", "items": {"type": "integer", "minimum": 0},
                            "description": "indexes of ticks whose (source, seq) was seen before"},
+            "late": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                     "description": "indexes of accepted ticks older than their series' newest: stored as "
+                                    "history, not scored (README: Late ticks)"},
             "errors": {"type": "array", "items": ref("Error")},
             "detail": {"type": "string"},
         },

@@ -34,7 +34,9 @@ def test_a_late_tick_is_history_not_news(system):
     system.wait_processed(sent)
     market = MARKETS[0]
     late = {**day_ticks(3)[0], "price": 450_000.0, "ts": START + 3 * DAY + 3600}  # ten times the price
-    assert system.post([late]).status_code == 202
+    answer = system.post([day_ticks(15)[1], late])
+    assert answer.status_code == 202 and answer.json()["late"] == [1]  # the 202 says which were late
+    sent += 1
     system.wait_processed(sent + 1)
     [latest] = system.http.get("/api/v1/series", params={"commodity": "cabai-rawit-merah",
                                                           "market": market}).json()["series"]
@@ -44,7 +46,7 @@ def test_a_late_tick_is_history_not_news(system):
     assert stored["verdict"]["late"] is True and stored["verdict"]["fired"] == []
     assert [a for a in system.alerts() if a["market"] == market] == []  # never an alert as if news
     # and the detectors did not learn it: the next day's ordinary price is judged ordinary
-    sent += 1 + feed(system, range(15, 16))
+    sent += 1 + feed(system, range(16, 17))
     system.wait_processed(sent)
     points = system.http.get(f"/api/v1/series/cabai-rawit-merah/{market}/history").json()["points"]
-    assert points[-1]["ts"] == START + 15 * DAY and points[-1]["verdict"]["fired"] == []
+    assert points[-1]["ts"] == START + 16 * DAY and points[-1]["verdict"]["fired"] == []
