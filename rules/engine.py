@@ -192,6 +192,16 @@ class RuleEngine:
     def firing(self) -> list[dict]:
         return [state.event for state in self.states.values() if state.firing and state.event]
 
+    def keep_quiet(self, event: dict) -> None:
+        """Record ``event`` without telling anyone: it was raised by history being imported,
+        not by news. If its alert is still firing when live ticks come, it is told then
+        (``unmuted``), as a muted alert is."""
+        _mark(event, [], [], None)
+        event["backfill"] = True
+        state = self.states.get(event["key"])
+        if state is not None and state.event is not None and state.event.get("id") == event.get("id"):
+            state.notified, state.last_notified = False, None
+
     def recheck_muted(self, now: float) -> list[dict]:
         """Firing alerts nobody was told of because a silence or an inhibition muted them, told
         now (``unmuted``) if that mute has lifted: a silence deleted or expired, the inhibiting
