@@ -50,6 +50,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
                                           "network error or a 5xx; after the last one the notification fails"),
     "PASARWATCH_NOTIFY_LEASE": ("15", "seconds a worker's claim on a notification lasts unless renewed"),
     "PASARWATCH_NOTIFY_SWEEP": ("5", "seconds between sweeps for notifications whose worker died"),
+    "PASARWATCH_MAX_TICK_AGE_DAYS": ("3650", "a tick older than this many days is refused (422 `too_old`): older "
+                                     "than the history the system keeps; younger late ticks are stored as history"),
+    "PASARWATCH_MAX_IMPORT_BYTES": ("104857600", "largest file upload to POST /api/v1/imports (413 above)"),
 }
 
 
@@ -86,6 +89,8 @@ class Settings:
     deadletter_len: int = 10_000
     allowed_lateness: float = 0.0
     engine_stall: float = 30.0
+    max_tick_age_days: float = 3650.0
+    max_import_bytes: int = 100 * 2**20
 
     @property
     def catalog_dir(self) -> Path:
@@ -123,6 +128,8 @@ class Settings:
             deadletter_len=int(_env("PASARWATCH_DEADLETTER_LEN")),
             allowed_lateness=float(_env("PASARWATCH_ALLOWED_LATENESS")),
             engine_stall=float(_env("PASARWATCH_ENGINE_STALL")),
+            max_tick_age_days=float(_env("PASARWATCH_MAX_TICK_AGE_DAYS")),
+            max_import_bytes=int(_env("PASARWATCH_MAX_IMPORT_BYTES")),
         )
 
 
