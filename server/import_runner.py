@@ -78,7 +78,9 @@ class Progress:
     phase_started: float = field(default_factory=time.monotonic)
 
     def enter(self, phase: str) -> None:
-        self.phase, self.phase_started = phase, time.monotonic()
+        self.phase = phase
+        if phase != "done":  # done keeps the appending phase's clock: its rate is the import's
+            self.phase_started = time.monotonic()
 
     def snapshot(self) -> dict:
         elapsed = max(time.monotonic() - self.phase_started, 1e-6)
@@ -172,7 +174,7 @@ class Importer:
         started = time.monotonic()
         self.progress = Progress(sources)
         with tempfile.TemporaryDirectory(prefix="pasarwatch-import-") as spill:
-            runs = await asyncio.to_thread(self._read, sources, Path(spill))
+            runs = await asyncio.to_thread(self.read, sources, Path(spill))
             self.progress.enter("appending")
             self.progress.to_append = len(runs)
             merged = heapq.merge(*runs.iterators())
@@ -185,7 +187,8 @@ class Importer:
         return self.report
 
     # -- reading (a worker thread) -------------------------------------------------------------
-    def _read(self, sources: list[Source], spill: Path) -> "Runs":
+    def read(self, sources: list[Source], spill: Path) -> "Runs":
+        """Every file read and validated into sorted runs (``spill`` holds the runs on disk)."""
         runs = Runs(spill)
         pending: list[tuple[str, Record]] = []
         for source in sources:

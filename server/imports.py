@@ -101,7 +101,7 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
             report = await importer.run(sources)
         finally:
             shown.cancel()
-        print(importer.progress.line(), file=sys.stderr)
+        print(("\r" if sys.stderr.isatty() else "") + importer.progress.line(), file=sys.stderr)
     except (LayoutError, FileError, AuditError) as exc:
         return _cannot(exc)
     except ImportStalled as exc:
@@ -118,15 +118,11 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
 async def _show(importer: Importer) -> None:
     """The progress bar on stderr: redrawn in place on a terminal, a line every few seconds else."""
     tty = sys.stderr.isatty()
-    try:
-        while True:
-            await asyncio.sleep(0.2 if tty else 5.0)
-            if importer.progress is not None:
-                print(("\r" if tty else "") + importer.progress.line(), end="" if tty else "\n",
-                      file=sys.stderr, flush=True)
-    finally:
-        if tty:
-            print(file=sys.stderr)
+    while True:
+        await asyncio.sleep(0.2 if tty else 5.0)
+        if importer.progress is not None:
+            print(("\r" if tty else "") + importer.progress.line(), end="" if tty else "\n",
+                  file=sys.stderr, flush=True)
 
 
 def _print_report(report: Report, as_json: bool) -> None:

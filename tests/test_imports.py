@@ -3,6 +3,7 @@ against a real Redis, engine and web process."""
 from __future__ import annotations
 
 import csv
+import heapq
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from rules.catalog import load_catalog
 from server import auth, keys
 from server.config import PROJECT_ROOT
 from tests.system import System, wait_for
@@ -254,3 +256,27 @@ def test_importing_into_an_empty_system_warms_the_detectors(tmp_path):
         assert verdict.get("late") is not True
     finally:
         system.stop()
+
+
+def test_a_large_import_is_sorted_through_runs_on_disk(tmp_path, monkeypatch):
+    """Bounded memory: past RUN ticks, sorted runs go to files and are merged back in time order."""
+    from server import import_runner
+    from server.import_files import Source
+    from server.import_runner import Importer, Progress
+
+    monkeypatch.setattr(import_runner, "RUN", 40)
+    newest_first = tmp_path / "newest-first.csv"
+    with newest_first.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["date", "commodity", "market", "province", "price"])
+        for day in range(60, 0, -1):
+            writer.writerow([f"2024-{1 + day // 28:02d}-{1 + day % 28:02d}", "bawang-merah", "pasar-a", "32", 30000 + day])
+    sources = [Source(newest_first), Source(JABAR)]
+    importer = Importer(None, None, load_catalog())
+    importer.progress = Progress(sources)
+    runs = importer.read(sources, tmp_path)
+    assert len(runs.files) == 6 and len(runs.memory[0]) < 40
+    merged = [(ts, commodity, market) for ts, commodity, market, *_ in heapq.merge(*runs.iterators())]
+    runs.close()
+    assert len(merged) == 260 and merged == sorted(merged)
+    assert merged[0][1] == "cabai-rawit-merah" and merged[-1][1] == "bawang-merah"  # January 1st, March 5th
