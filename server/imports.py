@@ -57,6 +57,7 @@ MAX_RUNNING = 2  # imports at once per web process; more are refused (429), not 
 PUBLISH_EVERY = 0.5  # seconds between progress updates in Redis
 STALE = 30.0  # an unfinished import not updated for this long was cut short (its process stopped)
 JOB_ID = re.compile(r"[0-9a-f]{16}")
+SUFFIXES = (".csv", ".xlsx", ".ndjson", ".jsonl")  # the files a directory argument stands for
 _RUNNING: set[asyncio.Task] = set()  # strong references: a task nobody holds may be collected
 
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pasarwatch import", description="Load price history from files "
                                      "(tick CSV, PIHPS exports, the monthly provincial table; CSV, XLSX, NDJSON) "
                                      "into a running system.")
-    parser.add_argument("files", nargs="+", type=Path, help="files to import")
+    parser.add_argument("files", nargs="+", type=Path, help="files (a directory: its .csv, .xlsx, .ndjson files)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--commodity", help="a PIHPS table whose rows are regions: the commodity it prices")
     parser.add_argument("--market", help="a PIHPS table whose rows are commodities: the market they are for")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None, redis_url: str) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     try:
-        sources = [Source(path) for path in args.files]
+        sources = [Source(path) for path in _expand(args.files)]
     except FileError as exc:
         return _cannot(exc)
     if not redis_url:
@@ -144,6 +145,17 @@ def _print_report(report: Report, as_json: bool) -> None:
             column = f" [{sample['column']}]" if sample["column"] else ""
             print(f"    {sample['where']}{column} {sample['field']}: {sample['detail']}")
     print(f"series      {data['series']:>10,}" + (f"  ({data['from'][:10]} to {data['to'][:10]})" if data["from"] else ""))
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for its import files (recursively, by name)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        else:
+            files.append(path)
+    return files
 
 
 def _cannot(problem: object) -> int:

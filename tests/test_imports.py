@@ -56,7 +56,7 @@ def jabar_rows() -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_pihps_long_csv_lands_every_price_once(system):
+def test_pihps_long_csv_lands_every_price_once(system, tmp_path):
     rows = jabar_rows()
     code, report, stderr = run_import(system, JABAR)
     assert code == 0, stderr
@@ -71,9 +71,15 @@ def test_pihps_long_csv_lands_every_price_once(system):
     assert [p["price"] for p in points] == [float(row["price"]) for row in agung]
     assert all(p["province"] == "32" and p["source"] == "import:cabai-rawit-merah@pasar-agung" for p in points)
 
-    # Again: nothing added, each price a duplicate; the audit chain holds both processes' appends.
-    code, again, stderr = run_import(system, JABAR)
+    # Again (its directory: the files in it): nothing added, each price a duplicate; the audit
+    # chain holds both processes' appends.
+    folder = tmp_path / "exports"
+    (folder / "jabar").mkdir(parents=True)
+    (folder / "jabar" / JABAR.name).write_bytes(JABAR.read_bytes())
+    (folder / "notes.txt").write_text("not an import file")
+    code, again, stderr = run_import(system, folder)
     assert code == 0, stderr
+    assert [f["file"] for f in again["files"]] == [JABAR.name]
     assert again["accepted"] == 0 and again["duplicates"] == 200 and again["duplicates_first"][0] == f"{JABAR.name}:2"
     system.wait_processed(200)
     assert len(history(system, "cabai-rawit-merah", "pasar-agung")) == len(agung)
