@@ -17,7 +17,7 @@ import orjson
 MAX_LINE = 1 << 20  # bytes (NDJSON) or characters (CSV) of one line
 # An XLSX is a zip: its members unpacked may be far larger than the upload. openpyxl holds the
 # shared strings in memory, so a zip that would unpack beyond this is refused before opening.
-MAX_XLSX_EXPANDED = 1 << 30
+MAX_XLSX_EXPANDED = 256 << 20
 DELIMITERS = ",;\t"
 
 

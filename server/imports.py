@@ -75,8 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_commands(commands) -> None:
+    """``pasarwatch import`` in server/cli.py's parser; Redis is the one the command found."""
+    parser = build_parser()
+    commands.add_parser("import", parents=[parser], add_help=False, description=parser.description,
+                        help="load price history from files into the running system").set_defaults(
+        run=lambda settings, args: run(args, settings.redis_url))
+
+
 def main(argv: list[str] | None, redis_url: str) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv), redis_url)
+
+
+def run(args: argparse.Namespace, redis_url: str) -> int:
     settings = Settings.from_env()
     try:
         sources = [Source(path) for path in _expand(args.files)]
