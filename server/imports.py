@@ -113,7 +113,7 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
             report = await importer.run(sources)
         finally:
             shown.cancel()
-        print(("\r" if sys.stderr.isatty() else "") + importer.progress.line(), file=sys.stderr)
+        print(_bar(importer.progress.line(), sys.stderr.isatty()), file=sys.stderr)
     except (LayoutError, FileError, AuditError) as exc:
         return _cannot(exc)
     except ImportStalled as exc:
@@ -133,8 +133,12 @@ async def _show(importer: Importer) -> None:
     while True:
         await asyncio.sleep(0.2 if tty else 5.0)
         if importer.progress is not None:
-            print(("\r" if tty else "") + importer.progress.line(), end="" if tty else "\n",
-                  file=sys.stderr, flush=True)
+            print(_bar(importer.progress.line(), tty), end="" if tty else "\n", file=sys.stderr, flush=True)
+
+
+def _bar(line: str, tty: bool) -> str:
+    # On a terminal: back to the line's start, the bar, and clear what a longer one left.
+    return f"\r{line}\033[K" if tty else line
 
 
 def _print_report(report: Report, as_json: bool) -> None:
