@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import re
 import secrets
@@ -80,15 +81,17 @@ def add_commands(commands) -> None:
     parser = build_parser()
     commands.add_parser("import", parents=[parser], add_help=False, description=parser.description,
                         help="load price history from files into the running system").set_defaults(
-        run=lambda settings, args: run(args, settings.redis_url))
+        run=lambda settings, args: run(args, settings))
 
 
 def main(argv: list[str] | None, redis_url: str) -> int:
-    return run(build_parser().parse_args(argv), redis_url)
+    """The command on its own (``python -m server.imports``), against ``redis_url``."""
+    return run(build_parser().parse_args(argv), dataclasses.replace(Settings.from_env(), redis_url=redis_url))
 
 
-def run(args: argparse.Namespace, redis_url: str) -> int:
-    settings = Settings.from_env()
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """The command with the settings the caller resolved (Redis, the audit directory)."""
+    redis_url = settings.redis_url
     try:
         sources = [Source(path) for path in _expand(args.files)]
     except FileError as exc:
