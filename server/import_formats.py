@@ -15,6 +15,8 @@ Layouts, told apart by the header row (one of the first ``HEADER_SEARCH`` rows):
   with thousands commas (``16,200``), ``-`` for not reported. Its rows are commodities when the
   table is "by region" (then give the market) or regions when it is "by commodity" (then give
   the commodity): the export names that fixed side only in the site's form, not in the file.
+  Its group rows (``No`` in roman numerals: Beras, Cabai Rawit) average their items (``1``,
+  ``2``...): where an item names the same series and has a price that day, the item's wins.
 
 A day's price is placed at 10:00 WIB, as the demo feed does (detectors/recorded.py).
 
@@ -46,6 +48,7 @@ THOUSANDS = re.compile(r"\d{1,3}([,.])\d{3}(\1\d{3})*")
 DECIMAL_COMMA = re.compile(r"\d{1,3}(\.\d{3})*,\d{1,2}|\d+,\d{1,2}")
 DECIMAL_POINT = re.compile(r"\d{1,3}(,\d{3})+\.\d+")
 EMPTY = ("", "-", "--", "n/a", "na")
+ROMAN = re.compile(r"[IVXL]+")
 # Column names of the ticks layout, ours first then PIHPS' and Indonesian ones.
 ALIASES = {
     "date": ("date", "tanggal", "tgl"), "ts": ("ts", "timestamp", "waktu"),
@@ -76,6 +79,7 @@ class Record:
     column: str | None = None
     item: dict | None = None
     error: dict | None = None
+    rank: int = 0  # 1: an aggregate (a PIHPS group row), yielding to a rank-0 price of its series
 
 
 def find_layout(rows: Iterable[tuple[int, list]] | list[list], catalog: Catalog,
@@ -190,31 +194,38 @@ class Wide(Layout):
 
     name = "pihps"
 
-    def __init__(self, label: int, dates: list[tuple[int, date, str]], catalog: Catalog, options: Options):
+    def __init__(self, label: int, dates: list[tuple[int, date, str]], catalog: Catalog, options: Options,
+                 number: int | None = None):
         super().__init__(catalog, options)
         self.label = label
         self.dates = dates
+        self.number = number  # the No column: I, II... on group rows, 1, 2... on their items
 
     @classmethod
     def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> "Wide | None":
         dates = [(i, day, _text(cell)) for i, cell in enumerate(cells) if (day := header_date(cell))]
         dated = {i for i, _, _ in dates}
-        labels = [i for i, name in enumerate(names) if i not in dated and name and name.rstrip(".") not in ("no", "nomor")]
+        numbers = [i for i, name in enumerate(names) if name.rstrip(".") in ("no", "nomor")]
+        labels = [i for i, name in enumerate(names) if i not in dated and name and i not in numbers]
         if not dates or not labels:
             return None
-        return cls(labels[0], dates, catalog, options)
+        return cls(labels[0], dates, catalog, options, numbers[0] if numbers else None)
 
     def records(self, line: int, cells: list) -> Iterator[Record]:
         label = _text(cells[self.label]) if self.label < len(cells) else ""
         if not label:
             return
         series = self.series(label, cells)
+        # A group row (Beras, Cabai Rawit) averages its items: where an item row names the same
+        # series (alias) and has a price that day, the item's own price wins.
+        number = _text(cells[self.number]) if self.number is not None and self.number < len(cells) else ""
+        rank = 1 if ROMAN.fullmatch(number) else 0
         for index, day, column in self.dates:
             price, error = parse_price(cells[index] if index < len(cells) else None)
             if error or price is None:
                 yield Record(line, column, error=error)
             else:
-                yield Record(line, column, item={**series, "price": price, "ts": day_ts(day)})
+                yield Record(line, column, item={**series, "price": price, "ts": day_ts(day)}, rank=rank)
 
     def series(self, label: str, cells: list) -> dict:
         options = self.options

@@ -240,29 +240,30 @@ class Importer:
             else:
                 self.report.values += 1
                 items.append(record.item)
-                places.append((where, record.column))
+                places.append((where, record.column, record.rank))
         extra = {} if self.max_age is None else {"max_age": self.max_age}
         validated = validate_ticks(items, self.catalog, time.time(), self.max_future_skew, **extra)
         refused: set[int] = set()
         for error in validated.errors:
             if error["index"] not in refused:  # a row is refused once, for its first problem
                 refused.add(error["index"])
-                where, column = places[error["index"]]
+                where, column, _ = places[error["index"]]
                 self.report.refuse(where, column, error)
         for index, tick in validated.ticks:
-            runs.add(tick, *places[index])
+            where, _, rank = places[index]
+            runs.add(tick, where, rank)
 
     # -- appending (the event loop; each batch taken from the runs in a thread) ----------------
     async def _append(self, merged: Iterator[tuple]) -> None:
         engine = EngineWatch(self.redis)
         while batch := await asyncio.to_thread(_take, merged, BATCH):
             ticks = []
-            for ts, commodity, market, _, _, payload in batch:
+            for ts, commodity, market, *_, payload in batch:
                 tick = orjson.loads(payload)
                 tick.update(device=DEVICE, source=source_of(commodity, market), seq=round(ts * 1000))
                 ticks.append(tick)
             ids = await self.appender.append(ticks)
-            for (_, _, _, _, where, _), tick, entry in zip(batch, ticks, ids):
+            for (*_, where, _), tick, entry in zip(batch, ticks, ids):
                 if entry is None:
                     self.report.duplicates += 1
                     if len(self.report.duplicates_first) < SAMPLES:
@@ -336,8 +337,10 @@ class Runs:
     def __len__(self) -> int:
         return sum(len(run) for run in self.memory) + self.spilled
 
-    def add(self, tick: dict, where: str, column: str | None) -> None:
-        self.current.append((tick["ts"], tick["commodity"], tick["market"], next(self._count), where,
+    def add(self, tick: dict, where: str, rank: int = 0) -> None:
+        """``rank`` 1 sorts a tick after the rank-0 ticks of its series and instant, so those win
+        the duplicate check (a PIHPS group row's average yields to its item's own price)."""
+        self.current.append((tick["ts"], tick["commodity"], tick["market"], rank, next(self._count), where,
                              orjson.dumps(tick)))
         if len(self.current) >= RUN:
             self._spill()

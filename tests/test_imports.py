@@ -120,9 +120,13 @@ def pihps_table(dates: list[str], rows: list[list]) -> list[list]:
 
 def test_pihps_wide_csv_rows_are_commodities_of_one_market(system, tmp_path):
     table = pihps_table(DATES, [
-        ["I", "Bawang Merah", "40,000", "41,000", "-"],
-        ["II", "Cabai Rawit", "70,000", "72,500", "71,000"],    # a PIHPS group row we do not watch
-        ["1", "Cabai Rawit Merah", "70,000", "72,500", "71,000"],
+        ["I", "Beras", "14,250", "14,300", "14,300"],            # a PIHPS group we do not price
+        ["II", "Bawang Merah", "40,000", "41,000", "-"],
+        ["III", "Cabai Rawit", "65,000", "66,000", "-"],         # the group: red and green chilli's average
+        ["1", "Cabai Rawit Merah", "70,000", "72,500", "71,000"],  # its item: this price wins where given
+        ["2", "Cabai Rawit Hijau", "60,000", "59,500", "-"],
+        ["IV", "Daging Ayam", "35,000", "36,000", "37,000"],
+        ["3", "Daging Ayam Ras Segar", "35,500", "-", "37,500"],  # the same series as its group
     ])
     path = tmp_path / "Tabel Harga Berdasarkan Daerah.csv"
     with path.open("w", newline="") as handle:
@@ -130,14 +134,18 @@ def test_pihps_wide_csv_rows_are_commodities_of_one_market(system, tmp_path):
     code, report, stderr = run_import(system, path, "--market", "pasar-uji-dua", "--province", "Jawa Barat")
     assert code == 1, stderr
     assert report["files"][0]["layout"] == "pihps"
-    assert (report["rows"], report["values"], report["empty"], report["accepted"]) == (3, 8, 1, 5)
+    assert (report["rows"], report["values"], report["empty"]) == (7, 17, 4)
+    # Shallots, red and green chilli (whichever series the chilli group names, it yields), chicken.
+    assert report["accepted"] == 2 + 3 + 2 + 3
     first = report["refused_by_reason"]["unknown_commodity"]["first"][0]
-    assert first["where"] == f"{path.name}:3" and first["column"] == DATES[0]
+    assert first["where"] == f"{path.name}:2" and first["column"] == DATES[0]
     points = wait_history(system, "cabai-rawit-merah", "pasar-uji-dua", 3)
     assert [(p["price"], p["province"]) for p in points] == [(70000.0, "32"), (72500.0, "32"), (71000.0, "32")]
     assert [time.strftime("%Y-%m-%d %H:%M", time.gmtime(p["ts"])) for p in points] == [
         "2024-04-01 03:00", "2024-04-02 03:00", "2024-04-03 03:00"]  # 10:00 WIB
     assert [p["price"] for p in wait_history(system, "bawang-merah", "pasar-uji-dua", 2)] == [40000.0, 41000.0]
+    # The item's own price where it has one, the group's where it has none.
+    assert [p["price"] for p in wait_history(system, "daging-ayam-ras", "pasar-uji-dua", 3)] == [35500.0, 36000.0, 37500.0]
 
 
 def test_pihps_wide_xlsx_rows_are_regions_of_one_commodity(system, tmp_path):
