@@ -11,7 +11,9 @@ one") and history older than a live series is stored as late (server/engine.py).
 Identity, so that importing a file twice adds nothing: each imported tick is sent by device
 ``import`` with source ``import:<commodity>@<market>`` and ``seq`` = its time in milliseconds,
 and the appender drops a (device, source, seq) it has seen (server/ingest.py). So one price per
-series and instant; a second one, in the same file or a later import, counts as a duplicate.
+series and instant; a second one, in the same file or a later import, counts as a duplicate
+(a revised price for a day already imported is skipped too, not replaced). A row's own
+``source`` and ``seq`` (NDJSON) are validated, then replaced by this identity.
 An import cut short (process killed, Redis gone) is repeated safely the same way.
 
 The engine must keep up: once ``BACKLOG`` of this import's ticks wait unread, appending pauses,
@@ -200,7 +202,7 @@ class Importer:
                 rows = source.rows()
                 found, _ = find_layout(rows, self.catalog, self.options)
                 layout = found.name
-                records = self._table_records(source, found, rows)
+                records = self._table_records(found, rows)
             for record in records:
                 pending.append((f"{source.name}:{record.line}", record))
                 if len(pending) >= BATCH:
@@ -211,7 +213,7 @@ class Importer:
         runs.finish()
         return runs
 
-    def _table_records(self, source: Source, layout, rows) -> Iterator[Record]:
+    def _table_records(self, layout, rows) -> Iterator[Record]:
         for line, cells in rows:
             self.report.rows += 1
             self.progress.rows += 1
