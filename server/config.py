@@ -66,6 +66,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_NOTIFY_LEASE": ("15", "seconds a worker's claim on a notification lasts unless renewed"),
     "PASARWATCH_NOTIFY_SWEEP": ("5", "seconds between sweeps for notifications whose worker died (the "
                                  "worker's sweep also flushes alert groups that are due while the engine is down)"),
+    "PASARWATCH_MAX_TICK_AGE_DAYS": ("3650", "a tick older than this many days is refused (422 `too_old`): older "
+                                     "than the history the system keeps; younger late ticks are stored as history"),
+    "PASARWATCH_MAX_IMPORT_BYTES": ("104857600", "largest file upload to POST /api/v1/imports (413 above)"),
 }
 
 
@@ -108,6 +111,8 @@ class Settings:
     deadletter_len: int = 10_000
     allowed_lateness: float = 0.0
     engine_stall: float = 30.0
+    max_tick_age_days: float = 3650.0
+    max_import_bytes: int = 100 * 2**20
 
     @property
     def catalog_dir(self) -> Path:
@@ -151,6 +156,8 @@ class Settings:
             read_addresses=int(_env("PASARWATCH_READ_ADDRESSES")),
             redis_pool=int(_env("PASARWATCH_REDIS_POOL")),
             redis_pool_timeout=float(_env("PASARWATCH_REDIS_POOL_TIMEOUT")),
+            max_tick_age_days=float(_env("PASARWATCH_MAX_TICK_AGE_DAYS")),
+            max_import_bytes=int(_env("PASARWATCH_MAX_IMPORT_BYTES")),
         )
 
 

@@ -26,6 +26,7 @@ ALERTS_RAISED = "pw:stats:alerts"
 DEADLETTER = "pw:deadletter"  # ticks the engine could not process at all, for an operator to replay
 DEADLETTERED = "pw:stats:deadlettered"  # ticks ever moved to the dead-letter stream
 ERRORS = "pw:stats:errors"  # hash "detector:<name>" / "rule:<name>" -> failures contained
+IMPORT_PREFIX = "pw:import:"  # + import id: an upload's progress and report (server/imports.py)
 ENGINE_PROGRESS = "pw:engine:progress"  # wall time the engine last committed ticks or was caught up
 DEMO_STATUS = "pw:demo:status"  # the demo replay: {"state": running|finished|failed, "from", "to", "updated_at"}
 

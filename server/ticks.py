@@ -109,8 +109,14 @@ def _parse_lines(body: bytes) -> list[Any]:
     return items
 
 
+# A tick older than this (seconds; PASARWATCH_MAX_TICK_AGE_DAYS) is refused as too_old: late
+# data is welcome as history (server/engine.py), but not before the oldest time the system keeps.
+MAX_TICK_AGE = 3650 * 86400.0
+
+
 def validate_ticks(
-    items: list[Any], catalog: Catalog, now: float, max_future_skew: float = 300.0
+    items: list[Any], catalog: Catalog, now: float, max_future_skew: float = 300.0,
+    max_age: float = MAX_TICK_AGE,
 ) -> Validated:
     """Validate every raw item; good ones become normalised ticks (see docs/architecture.md)."""
     result = Validated()
@@ -119,6 +125,8 @@ def validate_ticks(
         tick, errors = validate_tick(item, index, catalog, now, max_future_skew, hints)
         if errors:
             result.errors.extend(errors)
+        elif tick["ts"] < now - max_age:
+            result.errors.append(too_old(index, tick["ts"], max_age))
         else:
             result.ticks.append((index, tick))
     return result
@@ -148,6 +156,13 @@ class Hints:
             self.memo[key] = suggest(text)
         found = self.memo[key]
         return f"; did you mean {', '.join(found)}?" if found else ""
+
+
+def too_old(index: int, ts: float, max_age: float) -> dict:
+    day = datetime.fromtimestamp(ts, timezone.utc).date().isoformat()
+    return {"index": index, "field": "ts", "reason": "too_old",
+            "detail": f"ts {day} is more than {max_age / 86400:.0f} days old: older than the history this "
+                      f"system keeps (PASARWATCH_MAX_TICK_AGE_DAYS)"}
 
 
 def validate_tick(
