@@ -5,9 +5,10 @@ newest (beyond ``allowed_lateness``) is late, history rather than news, and gets
 ``late_verdict()`` without being scored or learned; the others go through the detector stack
 together (``DetectorStack.process_batch``: a day's reports see each other) and then through the
 rules together (``RuleEngine.on_batch``: a crisis later in the batch mutes an earlier warning).
-``Step.sweep(now)`` is the periodic feed-health check: the stale-feed detector over every series
-and the health rules over the changes, finished together, plus the firing alerts whose mute has
-lifted. Failures the stack or the rules contained come back as ``errors`` for the caller to
+Alerts raised by ticks marked ``backfill`` (history being imported) are recorded but told to
+nobody (``RuleEngine.keep_quiet``). ``Step.sweep(now)`` is the periodic feed-health check: the
+stale-feed detector over every series and the health rules over the changes, finished together,
+plus the firing alerts whose mute has lifted. Failures the stack or the rules contained come back as ``errors`` for the caller to
 count; nothing here logs, reads a clock or touches Redis.
 
 >>> from detectors.stack import DetectorStack
@@ -108,6 +109,11 @@ class Step:
             if silences is not None:
                 self.rules.set_silences(silences, wall)
             result.alerts = self.rules.on_batch(current, verdicts)
+            past = {(t["commodity"], t["market"], t["ts"]) for t in current if t.get("backfill")}
+            for event in result.alerts:
+                if (event["commodity"], event["market"], event["ts"]) in past:
+                    # Raised by imported history: recorded and shown, never told as news.
+                    self.rules.keep_quiet(event)
             result.errors.extend((f"rule:{rule}", error) for rule, error in self.rules.take_errors())
         return result
 

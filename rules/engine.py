@@ -199,7 +199,7 @@ class RuleEngine:
         _mark(event, [], [], None)
         event["backfill"] = True
         state = self.states.get(event["key"])
-        if state is not None and state.event is not None and state.event.get("id") == event.get("id"):
+        if state is not None and state.event is event:
             state.notified, state.last_notified = False, None
 
     def recheck_muted(self, now: float) -> list[dict]:

@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.hub = hub
         app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew,
                                       audit.Witness(audit.AuditFiles(settings.audit_dir)),
-                                      settings.allowed_lateness)
+                                      settings.allowed_lateness, settings.max_tick_age_days * 86400)
         hub.start()
         try:
             yield

@@ -109,6 +109,8 @@ class AuditFiles:
             text = self.pin_path.read_text().strip()
         except FileNotFoundError:
             return None
+        if not text:  # made by a web process that has appended nothing yet
+            return None
         parts = text.split(" ")
         if len(parts) != 2 or len(parts[1]) != KEYED or "-" not in parts[0]:
             raise AuditError(f"{self.pin_path} is unreadable: {text[:80]!r}")

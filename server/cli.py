@@ -11,14 +11,14 @@ from pathlib import Path
 import redis
 
 from pipeline import backtest, rules_cli
-from server import audit, deadletters, devices, redis_url
+from server import audit, deadletters, devices, imports, redis_url
 from server.redact import redact_root_handlers
 from server.config import Settings
 
 # Commands that talk to Redis, and find it through server/redis_url.py. The long-running parts
 # only need its address (they wait for it themselves); the tools check it answers first.
 PARTS = {"engine", "web", "worker"}
-TOOLS = {"device", "token", "audit", "deadletter"}
+TOOLS = {"device", "token", "audit", "deadletter", "import"}
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_commands(commands)
     audit.add_commands(commands)
     deadletters.add_commands(commands)
+    imports.add_commands(commands)
     backtest.add_commands(commands)
     bench = commands.add_parser("bench", prefix_chars="+", help="run the benchmarks (docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs="*", help="as python -m bench: --quick, --markdown, benchmark names")

@@ -262,7 +262,7 @@ class Importer:
             ticks = []
             for ts, commodity, market, *_, payload in batch:
                 tick = orjson.loads(payload)
-                tick.update(device=DEVICE, source=source_of(commodity, market), seq=round(ts * 1000))
+                tick.update(device=DEVICE, source=source_of(commodity, market), seq=round(ts * 1000), backfill=True)
                 ticks.append(tick)
             ids = await self.appender.append(ticks)
             for (*_, where, _), tick, entry in zip(batch, ticks, ids):

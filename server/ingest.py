@@ -26,7 +26,7 @@ from server.access import TokenBucket, count_refusal
 from server.audit import Witness
 from server.auth import Credential
 from server import keys
-from server.ticks import validate_ticks
+from server.ticks import MAX_TICK_AGE, validate_ticks
 
 # Per device and source, sets of seen sequence numbers are capped: a device replaying older
 # than this many sequence numbers back is treated as new data.
@@ -163,8 +163,9 @@ class Ingestor:
     """Validate raw tick items and append the good ones: shared by HTTP and /ws/ingest."""
 
     def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float, witness: Witness,
-                 allowed_lateness: float = 0.0):
+                 allowed_lateness: float = 0.0, max_tick_age: float = MAX_TICK_AGE):
         self.redis = redis
+        self.max_tick_age = max_tick_age
         self.allowed_lateness = allowed_lateness
         self.appender = TickAppender(redis, witness)
         self.catalog = catalog
@@ -189,7 +190,7 @@ class Ingestor:
         """Returns (HTTP status, body): 202 when all were accepted, 422 when any was refused,
         403 when every tick was for a market the credential may not report for. The caller has
         admitted the batch first (``admit``)."""
-        args = (items, self.catalog, time.time(), self.max_future_skew)
+        args = (items, self.catalog, time.time(), self.max_future_skew, self.max_tick_age)
         validated = (validate_ticks(*args) if len(items) <= INLINE_VALIDATION
                      else await run_in_threadpool(validate_ticks, *args))
         accepted: list[tuple[int, dict]] = []

@@ -373,6 +373,24 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                 "type": "object", "required": ["by"],
                 "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 200},
                                "comment": {"type": "string", "maxLength": 1000}}}}}})},
+        "/api/v1/imports": {"post": operate("Import price history from files; runs in the background", {
+            "202": json_body({"type": "object", "required": ["id", "state", "url"],
+                              "properties": {"id": {"type": "string"}, "state": {"const": "queued"},
+                                             "url": {"type": "string"}}}, "started: GET url for progress and report"),
+            "413": json_body(ref("Problems"), f"upload above {settings.max_import_bytes} bytes"),
+            "415": json_body(ref("Problems"), "not multipart/form-data"),
+            "429": json_body(ref("Problems"), "imports already running in this web process: retry later")},
+            requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "array", "items": {"type": "string", "contentMediaType":
+                                                                        "application/octet-stream"}},
+                               "commodity": {"type": "string"}, "market": {"type": "string"},
+                               "province": {"type": "string"}}}}}})},
+        "/api/v1/imports/{id}": {"get": operate("An import's progress and, once done, its report", {
+            "200": json_body({"type": "object", "required": ["id", "state", "files", "progress", "report"]},
+                             "state: queued, reading, appending, done, failed or interrupted"),
+            "404": json_body(ref("Problems"), "no such import (reports are kept 7 days)")},
+            parameters=[path_param("id", "^[^/]+$")])},
         "/api/v1/notifications": {"get": read("Telegram notification records, newest first", json_body(
             {"type": "object", "required": ["notifications", "counts"],
              "properties": {"notifications": {"type": "array", "items": {"type": "object"}},

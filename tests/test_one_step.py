@@ -56,3 +56,20 @@ def test_the_live_engine_and_the_backtest_come_to_the_same_verdicts_and_alerts(t
     backtest_alerts = sorted((e["rule"], f"{e['rule']}/{e['commodity']}/{e['market']}", e["transition"], e["ts"])
                              for e in replay.alerts)
     assert live_alerts == backtest_alerts and live_alerts  # the same, and not trivially none
+
+
+def test_alerts_raised_by_imported_history_are_recorded_but_told_only_if_still_firing_live():
+    from pipeline.step import Step
+    from rules.loader import parse_rule_text
+
+    rules = parse_rule_text("rules:\n  - name: tinggi\n    when: price > 60000\n    routes: {topics: true}\n",
+                            "r.yaml", load_catalog(), {"zscore"})
+    step = Step(DetectorStack(), RuleEngine(rules))
+    tick = {"commodity": "cabai-rawit-merah", "market": "pasar-agung", "province": "32"}
+    history = [{**tick, "price": p, "ts": d * 86400.0, "backfill": True}
+               for d, p in enumerate([50000.0, 70000.0, 52000.0, 71000.0])]
+    events = [e for d in history for e in step.ticks([d]).alerts]
+    assert [e["transition"] for e in events] == ["fired", "resolved", "fired"]
+    assert all(e["notify"] is False and e["backfill"] and e["routes"]["topics"] is False for e in events)
+    [told] = step.ticks([{**tick, "price": 72000.0, "ts": 4 * 86400.0}]).alerts  # live, still firing
+    assert told["transition"] == "unmuted" and told["notify"] is True and "backfill" not in told
