@@ -294,3 +294,33 @@ def test_a_large_import_is_sorted_through_runs_on_disk(tmp_path, monkeypatch):
     runs.close()
     assert len(merged) == 260 and merged == sorted(merged)
     assert merged[0][1] == "cabai-rawit-merah" and merged[-1][1] == "bawang-merah"  # January 1st, March 5th
+
+
+@pytest.mark.timeout(180)
+def test_after_importing_three_years_the_seasonal_ladder_fires_on_the_next_live_spike_and_history_tells_nobody(tmp_path):
+    """ALPS needs a year and more of history: imported, it is warm on day one. The alerts the
+    history itself raised are recorded, and told to nobody."""
+    history = PROJECT_ROOT / "tests" / "fixtures" / "pihps-cabai-5-markets-2020-2022.csv"
+    system = System(tmp_path).start()
+    try:
+        code, report, stderr = run_import(system, history)
+        assert code == 0, stderr
+        system.wait_processed(report["accepted"], timeout=90)
+        past = [orjson.loads(fields[b"a"]) for _, fields in system.redis.xrange("pw:alerts")]
+        assert past and all(e["notify"] is False and e.get("backfill") for e in past)
+        last = max(float(system.redis.hget("pw:latest:ts", f"cabai-rawit-merah/{m}") or 0) for m in
+                   ("pasar-agung", "pasar-cisalak", "pasar-kranji"))
+        latest = {m["market"]: m for m in system.http.get("/api/v1/series", params={
+            "commodity": "cabai-rawit-merah"}).json()["series"]}
+        sent = report["accepted"]
+        for day in range(1, 4):  # a surge of 60%, three live days
+            ticks = [{"commodity": "cabai-rawit-merah", "market": market, "province": "32",
+                      "price": round(m["price"] * 1.6), "ts": last + day * 86400.0} for market, m in latest.items()]
+            assert system.post(ticks).status_code == 202
+            sent += len(ticks)
+            system.wait_processed(sent)
+        live = [orjson.loads(fields[b"a"]) for _, fields in system.redis.xrange("pw:alerts")][len(past):]
+        seasonal = [e for e in live if e["rule"] == "lonjakan-musiman" and e["transition"] == "fired"]
+        assert seasonal and all(e["notify"] and not e.get("backfill") for e in seasonal)
+    finally:
+        system.stop()
