@@ -142,6 +142,7 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "REDIS_URL": self.redis_url, "PASARWATCH_HOST": "127.0.0.1",
                 "PASARWATCH_PORT": str(self.port), "PASARWATCH_RULES_DIR": str(self.rules_dir),
+                "PASARWATCH_DATA_DIR": str(self.tmp / "data"),  # this run's audit key and pin only
                 "PYTHONPATH": str(PROJECT_ROOT), **extra}
 
     def start(self, name: str, **env: str) -> Server:
