@@ -52,7 +52,7 @@ from river.time_series.holt_winters import AdditiveLevel, HoltWinters
 
 from detectors.alps import ALPS, RecursiveLeastSquares
 from detectors.anomaly import AnomalyScore, DailyProfile, SlidingExtreme
-from detectors.ceiling import CeilingPrice
+from detectors.ceiling import CeilingPrice, Reference
 from detectors.crossmarket import CrossMarket
 from detectors.forecast import ForecastResidual
 from detectors.ipa import IPA
@@ -406,5 +406,5 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
 # stack for tests and tools, and the two River classes of the forecast's model.
 for _cls in (SeriesState, RollingZScore, IQRFences, ForecastResidual, StaleFeed, AnomalyScore,
              SlidingExtreme, DailyProfile, AnomalyLikelihood, ALPS, RecursiveLeastSquares, IPA,
-             CrossMarket, CeilingPrice, DetectorStack, StackConfig, HoltWinters, AdditiveLevel):
+             CrossMarket, CeilingPrice, Reference, DetectorStack, StackConfig, HoltWinters, AdditiveLevel):
     register(_cls)

@@ -61,7 +61,7 @@ def counting(monkeypatch):
                                 "2070-01-01T00:00:00Z", "2077-11-17T00:00:00+07:00", 3_200_000_000])
 def test_timestamps_before_2000_or_from_2070_are_refused_as_text_and_as_number(ts):
     # ``now`` late enough that the future check cannot be what refuses 2070.
-    result = validate_ticks([{**TICK, "ts": ts}], CATALOG, now=4_000_000_000.0)
+    result = validate_ticks([{**TICK, "ts": ts}], CATALOG, now=4_000_000_000.0, max_age=float("inf"))
     assert result.ticks == []
     [error] = result.errors
     assert (error["field"], error["reason"]) == ("ts", "bad_timestamp")
@@ -72,7 +72,8 @@ def test_timestamps_before_2000_or_from_2070_are_refused_as_text_and_as_number(t
                                          ("2000-01-01T07:00:00+07:00", 946_684_800.0),
                                          ("2069-12-31T23:59:59+00:00", 3_155_759_999.0)])
 def test_the_edges_of_the_range_are_accepted(ts, seconds):
-    result = validate_ticks([{**TICK, "ts": ts}], CATALOG, now=4_000_000_000.0)
+    # No age limit here: this is the fixed range, whatever PASARWATCH_MAX_TICK_AGE_DAYS says.
+    result = validate_ticks([{**TICK, "ts": ts}], CATALOG, now=4_000_000_000.0, max_age=float("inf"))
     assert result.errors == [] and result.ticks[0][1]["ts"] == seconds
 
 

@@ -28,7 +28,7 @@ from tests.test_pipeline import BASE, DAY, MARKETS, SCALE, Messages, day_ticks, 
 COMMODITIES = list(SCALE)
 # A device posts its next day as soon as one is taken: a thousand days in a slow run. Its days
 # start long ago so they never reach today (a tick from the future is refused with 422).
-DEVICE_START = 946_684_800.0  # 2000-01-01T00:00:00Z
+DEVICE_START = 1_704_067_200.0  # 2024-01-01T00:00:00Z: within the history the system keeps
 
 
 class Feed(Messages):
