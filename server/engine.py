@@ -147,11 +147,23 @@ class Engine:
         if saved:
             self.clock = saved["clock"]
             self.last_alert = saved["last_alert"]
-            self.step.provinces = saved["provinces"]
+            # Written by the first v1 engines, before these moved to one hash field per series.
+            self.step.provinces = saved.get("provinces", {})
             self.step.last_price = saved.get("last_price", {})
             self.step.latest_ts = saved.get("latest_ts", {})
             self.arrived = saved.get("arrived", {})
             self.sources = saved.get("sources", self.sources)
+        for raw_key, blob in self.redis.hgetall(keys.STATE_SERIES_INFO).items():
+            try:
+                province, last_price, latest_ts, arrived = orjson.loads(blob)
+                series = tuple(raw_key.decode().split("/", 1))
+                self.step.provinces[series], self.step.latest_ts[series] = str(province), float(latest_ts)
+                if last_price is not None:
+                    self.step.last_price[series] = float(last_price)
+                if arrived is not None:
+                    self.arrived[series] = float(arrived)
+            except (ValueError, TypeError) as exc:  # not written by us: that series starts fresh
+                log.warning("cannot restore %s of %s (%s)", keys.STATE_SERIES_INFO, raw_key[:200], exc)
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -353,12 +365,16 @@ class Engine:
             else:
                 pipe.hdel(keys.FIRING, event["key"])
             pipe.publish(keys.EVENTS, encoded)
-        pipe.set(keys.STATE_ENGINE, encode_state({
-            "clock": self.clock, "last_alert": self.last_alert,
-            "provinces": self.step.provinces, "last_price": self.step.last_price, "latest_ts": self.step.latest_ts,
-            "arrived": self.arrived,
-            "sources": self.sources,
-        }))
+        # What the engine knows of each series besides its detectors: one small field per series
+        # the batch touched, so a commit costs what the batch did, not what the whole system holds.
+        info = {keys.series_key(*series): orjson.dumps([
+            self.step.provinces.get(series, ""), self.step.last_price.get(series),
+            self.step.latest_ts[series], self.arrived.get(series)])
+            for series in batch.series if series in self.step.latest_ts}
+        if info:
+            pipe.hset(keys.STATE_SERIES_INFO, mapping=info)
+        pipe.set(keys.STATE_ENGINE, encode_state({"clock": self.clock, "last_alert": self.last_alert,
+                                                  "sources": self.sources}))
         if batch.tick_ids:
             pipe.xack(keys.TICKS, keys.ENGINE_GROUP, *batch.tick_ids)
             pipe.incrby(keys.PROCESSED, len(batch.tick_ids))

@@ -16,6 +16,7 @@ STATE_SERIES = "pw:state:series"
 STATE_PANEL = "pw:state:panel"
 STATE_RULES = "pw:state:rules"
 STATE_ENGINE = "pw:state:engine"
+STATE_SERIES_INFO = "pw:state:seriesinfo"  # hash: series -> JSON [province, last price, newest ts, wall time it came]
 RULES_STATUS = "pw:rules:status"
 HEALTH = "pw:health"
 SOURCES = "pw:sources"  # source -> its reliability standing (when it last changed)
