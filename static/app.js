@@ -2,11 +2,11 @@
 // Messages only change the store and mark views dirty; views redraw at most once per animation
 // frame, so hundreds of updates a second cost one redraw each frame.
 
-import { fetchAlerts, fetchCatalog, fetchHistory, fetchLatest } from "./js/api.js";
+import { fetchAlerts, fetchCatalog, fetchFiring, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
 import { PriceChart, renderSeriesHead } from "./js/chart.js";
 import { fillControls, fillMarketControl } from "./js/controls.js";
 import { PriceSocket, pricesUrl } from "./js/connection.js";
-import { provinceDeviations } from "./js/deviation.js";
+import { DEFAULT_REFERENCE, REFERENCE_KINDS, References, provinceDeviations } from "./js/deviation.js";
 import { setText } from "./js/dom.js";
 import { renderFeed } from "./js/feed.js";
 import { I18n, LANGUAGES } from "./js/i18n.js";
@@ -15,14 +15,23 @@ import { MarketTable } from "./js/markets.js";
 import { SeriesBuffer } from "./js/series.js";
 import { Catalog, Store, mostReported, seriesKey } from "./js/store.js";
 import { readSelection, writeSelection } from "./js/selection.js";
+import { renderSummary, summarise } from "./js/summary.js";
 
 const ALERT_HISTORY = 100;
 const LANG_KEY = "pasarwatch.lang";
+const REFERENCE_KEY = "pasarwatch.reference";
+// References move slowly (a 3-month average); live prices are divided by them as they come, and
+// the references themselves are re-read at most this often while prices arrive (ms).
+const REFERENCES_EVERY = 15000;
+const SUMMARY_EVERY = 30000;
+const SUMMARY_ALERTS = 1000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   commodity: $("commodity"), province: $("province"), market: $("market"),
-  connection: $("connection"), rate: $("rate"), lang: $("lang"),
+  connection: $("connection"), rate: $("rate"), lang: $("lang"), reference: $("reference"),
+  mapSubtitle: $("map-subtitle"), chartReference: $("chart-reference"), summary: $("summary"),
+  legendCeiling: $("legend-ceiling"), legendReference: $("legend-reference"), marketsDeviation: $("markets-deviation"),
   chartTitle: $("chart-title"), chartSubtitle: $("chart-subtitle"), chartLatest: $("chart-latest"),
   chartDeviation: $("chart-deviation"), chartStale: $("chart-stale"), chartCount: $("chart-count"),
   feed: $("feed"), feedFiring: $("feed-firing"), legend: $("map-legend"),
@@ -31,6 +40,8 @@ const ui = {
 let i18n = new I18n(localStorage.getItem(LANG_KEY) || "id");
 let catalog = null;
 let autoCommodity = false; // the commodity was picked by the page, not by the user
+let references = new References();
+let reference = REFERENCE_KINDS.includes(localStorage.getItem(REFERENCE_KEY)) ? localStorage.getItem(REFERENCE_KEY) : DEFAULT_REFERENCE;
 const store = new Store();
 const selection = readSelection(location.hash, location.search); // {commodity, province, market}
 let buffer = new SeriesBuffer();
@@ -64,12 +75,18 @@ function due(part, now) {
 function redraw(now) {
   frame = 0;
   if (!catalog) return;
-  const context = { store, catalog, i18n, province: selection.province, market: selection.market };
-  if (due("map", now) && map) map.update(provinceDeviations(store.latest.values()), firingByProvince(), selection.province);
+  const context = { store, catalog, i18n, province: selection.province, market: selection.market, references, reference };
+  if (due("map", now) && map) {
+    map.update(provinceDeviations(store.latest.values(), references, reference), firingByProvince(), selection.province);
+  }
   if (due("markets", now)) markets.render(context);
   if (dirty.has("chart")) {
-    chart.setData(buffer, store.alertTimes(selection.commodity, selection.market));
-    renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length });
+    const ceiling = references.ofMarket(selection.market, "ceiling");
+    const level = reference === "ceiling" ? null : references.ofMarket(selection.market, reference);
+    chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level });
+    ui.legendCeiling.hidden = !ceiling;
+    ui.legendReference.hidden = !level;
+    renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length, references, reference });
   }
   if (dirty.has("feed")) {
     renderFeed(ui.feed, { ...context, onSelect: jumpToAlert, selectedSeries: currentSeriesKey() });
@@ -109,8 +126,11 @@ async function loadCatalog() {
   if (!catalog.markets.has(selection.market)) selection.market = null;
   store.reset(selection.commodity);
   fillControls(ui, catalog, selection, i18n);
+  showReferenceChoice();
   showSeries();
   loadAlertHistory();
+  loadReferences();
+  loadSummary();
 }
 
 /**
@@ -170,7 +190,9 @@ function handleMessages(messages) {
     }
     if (change === "price") {
       invalidate("map", "markets");
+      scheduleReferences();
     } else if (change === "snapshot") {
+      loadReferences();
       if (!selection.market && (selection.market = pickMarket())) {
         fillMarketControl(ui.market, catalog, selection, i18n);
         showSeries();
@@ -180,6 +202,7 @@ function handleMessages(messages) {
       invalidate(...ALL_VIEWS);
     } else if (change === "alert") {
       invalidate(...ALL_VIEWS);
+      scheduleSummary();
     } else if (change === "ack") {
       invalidate("feed");
     } else if (change === "health") {
@@ -202,6 +225,95 @@ const socket = new PriceSocket({
   onMessages: handleMessages,
   onState: (state, retryAt) => showConnection(state, retryAt),
 });
+
+// ---- references and the summary -----------------------------------------------------------
+
+let referencesTimer = 0;
+
+/** The selected commodity's references (GET /api/v1/references), then every view redraws. */
+async function loadReferences() {
+  clearTimeout(referencesTimer);
+  referencesTimer = 0;
+  const commodity = selection.commodity;
+  if (!commodity) return;
+  try {
+    const body = await fetchReferences(commodity);
+    if (commodity !== selection.commodity) return;
+    references = new References(body);
+    summaryReferences.set(commodity, body);
+    invalidate(...ALL_VIEWS);
+  } catch (error) {
+    console.warn("pasarwatch: references unavailable", error);
+  }
+}
+
+function scheduleReferences() {
+  if (!referencesTimer) referencesTimer = setTimeout(loadReferences, REFERENCES_EVERY);
+}
+
+/** The reference picker: its options are named in the page's language and the commodity's HAP/HET kind. */
+function showReferenceChoice() {
+  const kind = catalog ? catalog.ceilingKind(selection.commodity) : null;
+  ui.reference.replaceChildren(...REFERENCE_KINDS.map((k) => {
+    const option = document.createElement("option");
+    option.value = k;
+    option.textContent = i18n.referenceName(k, kind);
+    option.selected = k === reference;
+    return option;
+  }));
+  const name = i18n.referenceName(reference, kind);
+  setText(ui.mapSubtitle, i18n.t("map.subtitle.reference", { name }));
+  setText(ui.legendReference.querySelector("span"), i18n.t("chart.legend.reference", { name }));
+  setText(ui.legendCeiling.querySelector("span"), i18n.referenceName("ceiling", kind));
+  setText(ui.marketsDeviation, i18n.t("markets.col.deviationVs", { name }));
+}
+
+ui.reference.addEventListener("change", () => {
+  reference = REFERENCE_KINDS.includes(ui.reference.value) ? ui.reference.value : DEFAULT_REFERENCE;
+  localStorage.setItem(REFERENCE_KEY, reference);
+  showReferenceChoice();
+  invalidate(...ALL_VIEWS);
+});
+
+let summary = null;
+let summaryTimer = 0;
+const summaryReferences = new Map(); // commodity -> GET /api/v1/references body
+
+/** Everything the summary needs, for every commodity with prices; redrawn when it comes. */
+async function loadSummary() {
+  clearTimeout(summaryTimer);
+  summaryTimer = setTimeout(loadSummary, SUMMARY_EVERY);
+  if (!catalog) return;
+  try {
+    const [firing, latest] = await Promise.all([fetchFiring(SUMMARY_ALERTS), fetchLatest()]);
+    const commodities = [...new Set(latest.map((m) => m.commodity))].filter((c) => catalog.commodities.has(c));
+    for (const commodity of commodities) summaryReferences.set(commodity, await fetchReferences(commodity));
+    for (const commodity of [...summaryReferences.keys()]) {
+      if (!commodities.includes(commodity)) summaryReferences.delete(commodity);
+    }
+    summary = summarise({ firing, latest, references: summaryReferences });
+    drawSummary();
+  } catch (error) {
+    console.warn("pasarwatch: summary unavailable", error);
+  }
+}
+
+/** A live alert changes what is firing: read the summary again soon, once for a burst. */
+function scheduleSummary() {
+  clearTimeout(summaryTimer);
+  summaryTimer = setTimeout(loadSummary, 1000);
+}
+
+function drawSummary() {
+  if (!summary || !catalog) return;
+  renderSummary(ui.summary, summary, {
+    catalog, i18n, now: Date.now() / 1000,
+    onOpen: ({ commodity, province, market }) => {
+      autoCommodity = false;
+      showSelection({ commodity, province: province || null, market: market || null });
+    },
+  });
+}
 
 // ---- connection state and update rate ------------------------------------------------------
 
@@ -291,11 +403,14 @@ function showSelection({ commodity, province, market }) {
   if (commodity && commodity !== selection.commodity && catalog.commodities.has(commodity)) {
     selection.commodity = commodity;
     store.reset(commodity);
+    references = new References();
     socket.resubscribe();
     loadAlertHistory();
+    loadReferences();
+    showReferenceChoice();
   }
   selection.province = catalog.provinces.has(province) ? province : null;
-  selection.market = catalog.markets.has(market) ? market : null;
+  selection.market = catalog.markets.has(market) ? market : pickMarket();
   fillControls(ui, catalog, selection, i18n);
   showSeries();
 }
@@ -311,6 +426,7 @@ ui.market.addEventListener("change", () => selectMarket(ui.market.value));
 
 function applyLanguage() {
   document.documentElement.lang = i18n.lang;
+  showReferenceChoice();
   document.title = i18n.t("page.title");
   i18n.apply(document);
   renderLegend(ui.legend, i18n);
@@ -320,6 +436,7 @@ function applyLanguage() {
   showConnection(socket.state, retryAt);
   if (catalog) fillControls(ui, catalog, selection, i18n);
   invalidate(...ALL_VIEWS);
+  drawSummary();
 }
 
 ui.lang.addEventListener("click", () => {

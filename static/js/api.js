@@ -29,3 +29,13 @@ export async function fetchHistory(commodity, market, limit) {
 export async function fetchAlerts(commodity, limit) {
   return (await getJSON(`/alerts?commodity=${q(commodity)}&limit=${limit}`)).alerts;
 }
+
+/** Every series' price against its references (3-month average, a year earlier, HAP/HET). */
+export function fetchReferences(commodity) {
+  return getJSON(`/references?commodity=${q(commodity)}`);
+}
+
+/** The alerts firing now, of every commodity. */
+export async function fetchFiring(limit) {
+  return (await getJSON(`/alerts?state=firing&limit=${limit}`)).alerts;
+}

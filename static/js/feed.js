@@ -3,13 +3,16 @@
 // with the alert's message (the rule's `message:` text), then the rule's title. Alerts are rare
 // next to prices, so the list is rebuilt whole.
 
+import { against } from "./deviation.js";
 import { h } from "./dom.js";
 import { formatPrice } from "./i18n.js";
 
-function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
+function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries, references, reference }) {
   const zone = catalog.zone(alert.province);
   const ack = store.ackOf(alert);
-  const expected = alert.expected;
+  // The alert's price against the reference the analyst chose, as on the map and in the table.
+  const level = references.ofMarket(alert.market, reference);
+  const deviation = against(alert.price, level);
   const market = catalog.markets.get(alert.market);
   const place = [catalog.marketName(alert.market), market && market.city, catalog.provinceName(alert.province)]
     .filter(Boolean).join(", ");
@@ -44,9 +47,11 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
   h("div", { class: "alert-title", "data-testid": "alert-text" }, text),
   text !== title ? h("div", { class: "alert-rule muted" }, title) : null,
   h("div", { class: "alert-place" }, catalog.commodityName(alert.commodity, i18n.lang), " · ", place),
-  h("div", { class: "alert-price" },
+  h("div", { class: "alert-price", "data-testid": "alert-deviation", dataset: { deviation: deviation == null ? "" : deviation.toFixed(4) } },
     h("b", {}, formatPrice(alert.price)),
-    expected && expected.level ? ` · ${i18n.t("feed.usual", { level: formatPrice(expected.level) })} (${i18n.percent(alert.price / expected.level - 1)})` : ""),
+    level ? " · " + i18n.t("feed.against", {
+      deviation: i18n.percent(deviation), name: i18n.referenceName(reference, kind), level: formatPrice(level.value),
+    }) : ""),
   detectors.length ? h("div", { class: "alert-detectors muted" }, i18n.t("feed.detectors", { list: detectors.join(", ") })) : null,
   );
   const choose = () => onSelect(alert);

@@ -1,6 +1,6 @@
 // The province map: SVG paths from the shipped TopoJSON, in an equirectangular projection
 // (Indonesia straddles the equator, so plain lon/lat is barely distorted), coloured by how far
-// each province's latest prices are from normal.
+// each province's latest prices are from the reference the analyst chose (deviation.js).
 
 import { fill, h, setAttr } from "./dom.js";
 import { DEVIATION_CLASSES, NO_DATA_COLOUR, deviationColour, deviationClass } from "./deviation.js";
@@ -121,7 +121,8 @@ export class ProvinceMap {
     fill(this.tip,
       h("strong", {}, path.dataset.name),
       entry
-        ? h("div", {}, `${formatPrice(entry.price)} · ${i18n.percent(entry.deviation)} · ${i18n.t("map.tooltip.markets", { count: entry.count })}`)
+        ? h("div", {}, [formatPrice(entry.price), entry.reference ? `${i18n.percent(entry.deviation)} vs ${formatPrice(entry.reference.value)}` : null,
+          i18n.t("map.tooltip.markets", { count: entry.count })].filter(Boolean).join(" · "))
         : h("div", { class: "muted" }, i18n.t("map.noData")),
       alerts ? h("div", { class: "tip-alert" }, i18n.t("map.tooltip.alerts", { count: alerts })) : null,
     );
