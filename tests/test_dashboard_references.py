@@ -93,3 +93,74 @@ def test_the_reference_is_the_analysts_choice(system, dashboard):
     page.reload()
     expect(dashboard.by_testid("select-reference")).to_have_value("year")
     assert dashboard.errors == []
+
+
+# English words that must not show in Indonesian: every word of the page's English strings that
+# its Indonesian strings do not use, and the words of the detectors' English reasons.
+ENGLISH_ON_PAGE = """async () => {
+  const { STRINGS } = await import("/static/js/i18n.js");
+  const words = (texts) => new Set(texts.join(" ").toLowerCase().match(/[a-z]{4,}/g) || []);
+  const indonesian = words(Object.values(STRINGS.id));
+  const english = [...words(Object.values(STRINGS.en)), "above", "below", "fired", "legal", "expected", "forecast"]
+    .filter((word) => !indonesian.has(word));
+  const shown = words([document.body.innerText]);
+  return english.filter((word) => shown.has(word));
+}"""
+
+
+@pytest.mark.timeout(400)
+def test_in_indonesian_nothing_on_the_page_is_english(system, dashboard):
+    open_surge(system, dashboard)
+    page = dashboard.page
+    expect(page.locator("[data-testid=summary-alert]").first).to_be_visible()
+    expect(page.locator("[data-testid=alert-item]").first).to_be_visible()
+    marker = page.locator("[data-testid=chart-marker]").last
+    marker.hover()
+    expect(dashboard.by_testid("chart-tooltip")).to_be_visible()
+    assert page.evaluate(ENGLISH_ON_PAGE) == []
+    assert dashboard.errors == []
+
+
+TRUNCATED_SELECTS = """() => {
+  const context = document.createElement("canvas").getContext("2d");
+  return [...document.querySelectorAll(".controls select")].flatMap((select) => {
+    const style = getComputedStyle(select);
+    context.font = `${style.fontSize} ${style.fontFamily}`;
+    const text = select.options[select.selectedIndex]?.text || "";
+    const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;
+    return context.measureText(text).width > room ? [text] : [];
+  });
+}"""
+
+
+@pytest.mark.timeout(400)
+def test_on_a_phone_the_first_screen_is_the_series_and_nothing_is_cut(system, dashboard):
+    page = dashboard.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    open_surge(system, dashboard)
+    expect(dashboard.by_testid("chart-deviation")).to_be_visible()
+
+    def inside_first_screen(testid: str) -> bool:
+        box = dashboard.by_testid(testid).bounding_box()
+        return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] + box["height"] <= 844
+
+    for testid in ("chart-latest", "chart-deviation", "chart"):
+        assert inside_first_screen(testid), testid
+    assert page.evaluate(TRUNCATED_SELECTS) == []
+    # The page does not scroll sideways; the table fits; the alerts have no scroll box of their own.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.evaluate("document.querySelector('table.markets').getBoundingClientRect().right") <= 390
+    expect(page.locator("[data-testid=alert-item]").first).to_be_attached()
+    feed = page.evaluate("(() => { const f = document.querySelector('#feed'); return [f.scrollHeight, f.clientHeight]; })()")
+    assert feed[0] <= feed[1] + 1, feed
+    # A tooltip at the bottom edge of the window stays inside it: with a window that ends in the
+    # middle of the chart, the tip of a tick drawn below that edge is lifted into the window.
+    page.set_viewport_size({"width": 390, "height": 420})
+    page.evaluate("window.scrollTo(0, 0)")
+    chart = dashboard.chart.bounding_box()
+    page.mouse.move(chart["x"] + chart["width"] * 0.4, 410)
+    tip = dashboard.by_testid("chart-tooltip")
+    expect(tip).to_be_visible()
+    box = tip.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 420 and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    assert dashboard.errors == []

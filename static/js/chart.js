@@ -223,7 +223,6 @@ export class PriceChart {
     const expected = verdict.expected;
     const kinds = this.kindsOf(index);
     const fired = verdict.fired || [];
-    const reasons = verdict.reasons || {};
     fill(this.tip,
       h("div", { class: "tip-time" }, i18n.time(point.ts, this.series.zone)),
       h("div", { class: "tip-price" }, formatPrice(point.price)),
@@ -237,7 +236,9 @@ export class PriceChart {
       fired.length
         ? h("div", { class: "tip-fired" }, h("div", {}, i18n.t("tip.fired")),
             h("ul", {}, fired.map((name) => h("li", { "data-detector": name },
-              h("b", {}, i18n.detector(name, this.series.ceilingKind)), reasons[name] ? ": " + reasons[name] : ""))))
+              h("b", {}, i18n.detector(name, this.series.ceilingKind)), ": ",
+              i18n.reason(name, { price: point.price, score: (verdict.scores || {})[name], expected, classes: verdict.classes,
+                ceilingKind: this.series.ceilingKind })))))
         : point.verdict ? h("div", { class: "muted" }, i18n.t("tip.noFire")) : null,
     );
     this.tip.hidden = false;
@@ -249,7 +250,8 @@ export class PriceChart {
     const width = this.tip.offsetWidth, height = this.tip.offsetHeight;
     const left = x + 16 + width > box.width ? x - 16 - width : x + 16;
     this.tip.style.left = Math.max(0, left) + "px";
-    this.tip.style.top = Math.max(0, Math.min(y - height / 2, box.height - height)) + "px";
+    const bottom = Math.min(box.height, window.innerHeight - box.top - 4); // the window's edge, when higher
+    this.tip.style.top = Math.max(0, Math.min(y - height / 2, bottom - height)) + "px";
   }
 
   hideTip() {

@@ -18,14 +18,13 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries, refe
     .filter(Boolean).join(", ");
   const kind = catalog.ceilingKind(alert.commodity);
   const detectors = (alert.detectors || []).map((d) => i18n.detector(d, kind));
-  const reasons = Object.entries(alert.reasons || {}).map(([d, why]) => `${i18n.detector(d, kind)}: ${why}`).join("\n");
+
   const text = i18n.alertText(alert), title = i18n.alertTitle(alert);
   const item = h("li", {
     class: `alert sev-${alert.severity} state-${alert.state}` +
       (selectedSeries === `${alert.commodity}/${alert.market}` ? " current" : ""),
     tabindex: "0",
     role: "button",
-    title: reasons || null,
     "data-testid": "alert-item",
     dataset: {
       id: alert.id, key: alert.key, state: alert.state, severity: alert.severity,

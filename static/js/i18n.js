@@ -57,7 +57,7 @@ export const STRINGS = {
     "summary.loading": "Memuat…",
     "phase.normal": "normal",
     "phase.stress": "tekanan",
-    "phase.alert": "siaga",
+    "phase.alert": "lonjakan",
     "phase.crisis": "krisis",
     "map.title": "Peta harga",
     "map.noData": "tidak ada data",
@@ -91,9 +91,10 @@ export const STRINGS = {
     "feed.awaiting": "Menunggu konfirmasi",
     "feed.awaitingWhy": "Belum dikirim ke Telegram: menunggu sumber atau pasar kedua",
     "feed.detectors": "Detektor: {list}",
-    "severity.info": "Info",
-    "severity.warning": "Waspada",
-    "severity.critical": "Kritis",
+    // The ladders' words (rules/*.yaml): waspada is always info, siaga warning, awas critical.
+    "severity.info": "Waspada",
+    "severity.warning": "Siaga",
+    "severity.critical": "Awas",
     "health.stale": "Tidak ada data {age}",
     "age.s": "{n} dtk",
     "age.m": "{n} mnt",
@@ -107,6 +108,18 @@ export const STRINGS = {
     "detector.ceiling.HET": "HET (harga eceran tertinggi)",
     "detector.ceiling.HAP": "HAP (harga acuan penjualan)",
     "detector.stale": "Data basi",
+    "detector.anomaly": "Anomali",
+    "detector.alps": "ALPS (lonjakan harga, WFP)",
+    "detector.ipa": "IPA (anomali harga, FAO)",
+    "why.zscore": "skor-z {score}",
+    "why.iqr": "{score} skala di luar pagar IQR",
+    "why.forecast": "{deviation} dari prakiraan {level} (skor {score})",
+    "why.crossmarket": "skor lintas pasar {score}",
+    "why.ceiling": "{deviation} terhadap {kind} {ceiling}",
+    "why.anomaly": "skor anomali {score}",
+    "why.alps": "ALPS {score} ({phase})",
+    "why.ipa": "IPA {score} ({phase})",
+    "why.other": "skor {score}",
   },
   en: {
     "page.title": "Pasarwatch — Food Price Watch",
@@ -222,6 +235,18 @@ export const STRINGS = {
     "detector.ceiling.HET": "Legal retail ceiling (HET)",
     "detector.ceiling.HAP": "Reference price (HAP)",
     "detector.stale": "Stale feed",
+    "detector.anomaly": "Anomaly",
+    "detector.alps": "ALPS (price spike, WFP)",
+    "detector.ipa": "IPA (price anomaly, FAO)",
+    "why.zscore": "z-score {score}",
+    "why.iqr": "{score} scales beyond the IQR fences",
+    "why.forecast": "{deviation} from the forecast {level} (score {score})",
+    "why.crossmarket": "cross-market score {score}",
+    "why.ceiling": "{deviation} against the {kind} {ceiling}",
+    "why.anomaly": "anomaly score {score}",
+    "why.alps": "ALPS {score} ({phase})",
+    "why.ipa": "IPA {score} ({phase})",
+    "why.other": "score {score}",
   },
 };
 
@@ -330,13 +355,38 @@ export class I18n {
     return strings["detector." + name] ?? name;
   }
 
+  /** A number with the page's decimal mark ("1,5" / "1.5"). */
+  number(value, digits = 1) {
+    return Number.isFinite(value) ? value.toLocaleString(this.locale, { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–";
+  }
+
   /**
-   * The alert's text: its `message`, rendered by the server from the rule's `message:` template
-   * (or from its summary when the rule has none), as Telegram sends it; the title for events
-   * without one.
+   * Why a detector fired, in the page's language, from its code and numbers (the verdict's
+   * score, expected level and class), never from the server's English `reasons`.
+   * context: {price, score, expected, classes, ceilingKind}.
+   */
+  reason(name, { price, score, expected, classes, ceilingKind }) {
+    const vars = { score: this.number(score, name === "alps" || name === "ipa" ? 2 : 1) };
+    if (name === "ceiling" && score > 0) {
+      Object.assign(vars, { deviation: this.percent(score - 1), kind: ceilingKind || "HAP/HET", ceiling: formatPrice(price / score) });
+    } else if (name === "forecast" && expected && expected.level > 0) {
+      Object.assign(vars, { deviation: this.percent(price / expected.level - 1), level: formatPrice(expected.level) });
+    } else if ((name === "alps" || name === "ipa") && classes && classes[name]) {
+      vars.phase = this.t("phase." + classes[name]);
+    } else if (!["zscore", "iqr", "crossmarket", "anomaly"].includes(name)) {
+      return this.t("why.other", vars);
+    }
+    return this.t("why." + name, vars);
+  }
+
+  /**
+   * The alert's text. In Indonesian its `message`, rendered by the server from the rule's
+   * `message:` template (or from its summary when the rule has none), as Telegram sends it.
+   * Rule templates are written in Indonesian, so in English (and for events without a message)
+   * it is the rule's title in the page's language.
    */
   alertText(alert) {
-    return alert.message || this.alertTitle(alert);
+    return (this.lang === "id" && alert.message) || this.alertTitle(alert);
   }
 
   /**

@@ -130,8 +130,10 @@ export class ProvinceMap {
     this.tip.hidden = false;
     const x = event.clientX - box.left + 14;
     const y = event.clientY - box.top + 14;
-    this.tip.style.left = Math.min(x, box.width - this.tip.offsetWidth - 4) + "px";
-    this.tip.style.top = Math.min(y, box.height - this.tip.offsetHeight - 4) + "px";
+    // Inside the map, and inside the window: a map partly scrolled out of view keeps its tip visible.
+    const bottom = Math.min(box.height, window.innerHeight - box.top);
+    this.tip.style.left = Math.max(0, Math.min(x, box.width - this.tip.offsetWidth - 4)) + "px";
+    this.tip.style.top = Math.max(0, Math.min(y, bottom - this.tip.offsetHeight - 4)) + "px";
   }
 
   hideTip() {

@@ -222,6 +222,25 @@ test("an alert reads as its rule's message, else its title", () => {
   const alert = { rule: "kenaikan-tajam", summary: "Kenaikan", message: "Cabai Rawit Merah di Pasar Agung naik ke Rp 90.000" };
   assert.equal(id.alertText(alert), "Cabai Rawit Merah di Pasar Agung naik ke Rp 90.000");
   assert.equal(id.alertText({ rule: "kenaikan-tajam", summary: "Kenaikan" }), "Kenaikan");
+  assert.equal(new I18n("en").alertText(alert), "Sharp rise above the usual level", "no Indonesian template in English");
+});
+
+test("detector reasons are rendered in the page's language from codes and numbers", () => {
+  const id = new I18n("id"), en = new I18n("en");
+  const ceiling = { price: 80000, score: 80000 / 41500, ceilingKind: "HAP" };
+  assert.equal(id.reason("ceiling", ceiling), "+93% terhadap HAP Rp 41.500");
+  assert.equal(en.reason("ceiling", ceiling), "+93% against the HAP Rp 41.500");
+  assert.equal(id.reason("zscore", { score: 4.25 }), "skor-z 4,3");
+  assert.equal(id.reason("alps", { score: 2.5, classes: { alps: "crisis" } }), "ALPS 2,50 (krisis)");
+  assert.equal(id.reason("forecast", { price: 60000, score: 3, expected: { level: 50000 } }), "+20% dari prakiraan Rp 50.000 (skor 3,0)");
+  assert.equal(en.reason("newdetector", { score: 1 }), "score 1.0");
+  for (const name of ["zscore", "iqr", "forecast", "crossmarket", "ceiling", "anomaly", "alps", "ipa", "stale"]) {
+    assert.notEqual(id.detector(name), name, `${name} has an Indonesian name`);
+  }
+  const words = (lang) => Object.values(STRINGS[lang]).map((text) => text.toLowerCase());
+  for (const word of ["waspada", "siaga", "awas"]) {
+    assert.equal(words("id").filter((text) => text === word).length, 1, `${word} names one severity only`);
+  }
 });
 
 test("thresholds and calendar days read as written", () => {
