@@ -2,7 +2,7 @@
 // Messages only change the store and mark views dirty; views redraw at most once per animation
 // frame, so hundreds of updates a second cost one redraw each frame.
 
-import { fetchAlerts, fetchCatalog, fetchFiring, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
+import { fetchAlerts, fetchCatalog, fetchFiring, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
 import { PriceChart, renderSeriesHead } from "./js/chart.js";
 import { fillControls, fillMarketControl } from "./js/controls.js";
 import { PriceSocket, pricesUrl } from "./js/connection.js";
@@ -25,6 +25,8 @@ const REFERENCE_KEY = "pasarwatch.reference";
 const REFERENCES_EVERY = 15000;
 const SUMMARY_EVERY = 30000;
 const SUMMARY_ALERTS = 1000;
+const FORECAST_HORIZON = 7; // ticks ahead
+const FORECAST_EVERY = 5000; // ms between forecast reads while the series' prices arrive
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -83,7 +85,7 @@ function redraw(now) {
   if (dirty.has("chart")) {
     const ceiling = references.ofMarket(selection.market, "ceiling");
     const level = reference === "ceiling" ? null : references.ofMarket(selection.market, reference);
-    chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level });
+    chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level }, forecast);
     ui.legendCeiling.hidden = !ceiling;
     ui.legendReference.hidden = !level;
     renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length, references, reference });
@@ -175,6 +177,7 @@ async function loadHistory() {
     const points = await fetchHistory(commodity, market, buffer.limit);
     if (key !== currentSeriesKey()) return;
     if (buffer.addMany(points)) invalidate("chart");
+    loadForecast();
   } catch (error) {
     console.warn("pasarwatch: history unavailable for", key, error);
   }
@@ -187,6 +190,7 @@ function handleMessages(messages) {
     // A late tick is not the series' latest price but still belongs on its chart.
     if (msg.type === "price" && msg.market === selection.market && msg.commodity === selection.commodity && buffer.add(msg)) {
       invalidate("chart");
+      scheduleForecast();
     }
     if (change === "price") {
       invalidate("map", "markets");
@@ -225,6 +229,30 @@ const socket = new PriceSocket({
   onMessages: handleMessages,
   onState: (state, retryAt) => showConnection(state, retryAt),
 });
+
+// ---- the forecast of the selected series ---------------------------------------------------
+
+let forecast = []; // steps {ts, level, lo, hi} after the series' last tick
+let forecastTimer = 0;
+
+async function loadForecast() {
+  clearTimeout(forecastTimer);
+  forecastTimer = 0;
+  const key = currentSeriesKey();
+  if (!key) return;
+  try {
+    const body = await fetchForecast(selection.commodity, selection.market, FORECAST_HORIZON);
+    if (key !== currentSeriesKey()) return;
+    forecast = body ? body.steps.filter((step) => step.ts != null) : [];
+    invalidate("chart");
+  } catch (error) {
+    console.warn("pasarwatch: forecast unavailable for", key, error);
+  }
+}
+
+function scheduleForecast() {
+  if (!forecastTimer) forecastTimer = setTimeout(loadForecast, FORECAST_EVERY);
+}
 
 // ---- references and the summary -----------------------------------------------------------
 
@@ -353,6 +381,7 @@ function pickMarket() {
 function showSeries() {
   writeSelection(selection, autoCommodity);
   buffer = new SeriesBuffer();
+  forecast = [];
   const market = catalog.markets.get(selection.market);
   chart.show(market ? {
     commodity: selection.commodity, market: market.id, zone: catalog.zone(market.province),

@@ -39,3 +39,12 @@ export function fetchReferences(commodity) {
 export async function fetchFiring(limit) {
   return (await getJSON(`/alerts?state=firing&limit=${limit}`)).alerts;
 }
+
+/** The online model's forecast of a series with its 95% interval; null while it has none. */
+export async function fetchForecast(commodity, market, horizon) {
+  const response = await fetch(`${API}/forecast?commodity=${q(commodity)}&market=${q(market)}&horizon=${horizon}`,
+    { headers: { accept: "application/json" } });
+  if (response.status === 404) return null; // no detector state for the series yet
+  if (!response.ok) throw new Error(`/forecast: HTTP ${response.status}`);
+  return response.json();
+}

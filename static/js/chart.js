@@ -18,6 +18,8 @@ const COLOURS = {
   axis: "#4a5668",
   ceiling: "#c62828",
   reference: "#7a4fb3",
+  forecast: "#1f8c6e",
+  forecastBand: "rgba(31, 140, 110, 0.14)",
 };
 // Marker glyph precedence when a tick is several things at once.
 const KINDS = ["alert", "resolved", "quarantined", "change"];
@@ -46,8 +48,11 @@ function plotOptions(chart, width, height) {
       { label: "hi", stroke: COLOURS.bandEdge, width: 1, points: { show: false } },
       { label: "ceiling", stroke: COLOURS.ceiling, width: 1.5, dash: [2, 3], points: { show: false } },
       { label: "reference", stroke: COLOURS.reference, width: 1.5, dash: [10, 4], points: { show: false } },
+      { label: "forecast", stroke: COLOURS.forecast, width: 2, dash: [4, 3], points: { show: false } },
+      { label: "forecast lo", stroke: COLOURS.forecastBand, width: 1, points: { show: false } },
+      { label: "forecast hi", stroke: COLOURS.forecastBand, width: 1, points: { show: false } },
     ],
-    bands: [{ series: [4, 3], fill: COLOURS.band }],
+    bands: [{ series: [4, 3], fill: COLOURS.band }, { series: [9, 8], fill: COLOURS.forecastBand }],
     axes: [
       {
         stroke: COLOURS.axis,
@@ -106,24 +111,33 @@ export class PriceChart {
     this.container.dataset.series = series ? `${series.commodity}/${series.market}` : "";
     if (series) {
       const { width, height } = this.size();
-      this.plot = new globalThis.uPlot(plotOptions(this, width, height), [[], [], [], [], [], [], []], this.plotEl);
+      this.plot = new globalThis.uPlot(plotOptions(this, width, height), Array.from({ length: 10 }, () => []), this.plotEl);
     }
     this.showMessage();
   }
 
   /**
    * Redraws from a SeriesBuffer. alertMarks: tick ts -> alert transitions at that tick;
-   * lines: {ceiling, reference}, each {value, kind} or null, drawn flat across the chart.
+   * lines: {ceiling, reference}, each {value, kind} or null, drawn flat across the chart;
+   * forecast: steps ({ts, level, lo, hi}) after the last tick, drawn ahead of it with their
+   * interval, starting from the last price.
    */
-  setData(buffer, alertMarks, lines = { ceiling: null, reference: null }) {
+  setData(buffer, alertMarks, lines = { ceiling: null, reference: null }, forecast = []) {
     if (!this.plot) return;
     this.points = buffer.points;
     this.alertMarks = alertMarks;
     this.lines = lines;
     const columns = buffer.columns();
+    const last = this.points[this.points.length - 1];
+    const ahead = last ? forecast.filter((step) => step.ts > last.ts) : [];
+    for (const column of columns) column.push(...ahead.map(() => null));
+    ahead.forEach((step, i) => { columns[0][this.points.length + i] = step.ts; });
     const flat = (line) => columns[0].map(() => (line ? line.value : null));
-    columns.push(flat(lines.ceiling), flat(lines.reference));
+    const projected = (name) => columns[0].map((ts, i) =>
+      i === this.points.length - 1 && ahead.length ? last.price : i >= this.points.length ? ahead[i - this.points.length][name] : null);
+    columns.push(flat(lines.ceiling), flat(lines.reference), projected("level"), projected("lo"), projected("hi"));
     this.plot.setData(columns);
+    this.container.dataset.forecast = String(ahead.length);
     this.container.dataset.ceiling = lines.ceiling ? String(lines.ceiling.value) : "";
     this.container.dataset.reference = lines.reference ? String(Math.round(lines.reference.value)) : "";
     this.container.dataset.points = String(buffer.length);
