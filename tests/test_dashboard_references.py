@@ -123,6 +123,34 @@ def test_in_indonesian_nothing_on_the_page_is_english(system, dashboard):
     assert dashboard.errors == []
 
 
+# And the other way round: Indonesian words of the page's strings in English mode, leaving out
+# names (markets, provinces, cities: "Pasar Agung", "Jawa Barat") and the acronyms both use.
+INDONESIAN_ON_PAGE = """async () => {
+  const { STRINGS } = await import("/static/js/i18n.js");
+  const words = (texts) => new Set(texts.join(" ").toLowerCase().match(/[a-z]{4,}/g) || []);
+  const english = words(Object.values(STRINGS.en));
+  const catalog = await (await fetch("/api/v1/catalog")).json();
+  const names = words([...catalog.markets.flatMap((m) => [m.name, m.city || ""]), ...catalog.provinces.map((p) => p.name)]);
+  const indonesian = [...words(Object.values(STRINGS.id))].filter((word) => !english.has(word) && !names.has(word));
+  const shown = words([document.body.innerText]);
+  return indonesian.filter((word) => shown.has(word));
+}"""
+
+
+@pytest.mark.timeout(400)
+def test_in_english_nothing_on_the_page_is_indonesian(system, dashboard):
+    open_surge(system, dashboard)
+    page = dashboard.page
+    dashboard.by_testid("lang-toggle").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("[data-testid=summary-alert]").first).to_contain_text("Shallot")
+    expect(page.locator("[data-testid=alert-item]").first).to_be_visible()
+    page.locator("[data-testid=chart-marker]").last.hover()
+    expect(dashboard.by_testid("chart-tooltip")).to_be_visible()
+    assert page.evaluate(INDONESIAN_ON_PAGE) == []
+    assert dashboard.errors == []
+
+
 TRUNCATED_SELECTS = """() => {
   const context = document.createElement("canvas").getContext("2d");
   return [...document.querySelectorAll(".controls select")].flatMap((select) => {
