@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -193,4 +194,26 @@ def test_on_a_phone_the_first_screen_is_the_series_and_nothing_is_cut(system, da
     expect(tip).to_be_visible()
     box = tip.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 420 and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    assert dashboard.errors == []
+
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+SERIOUS = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+}"""
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("size", [(1400, 900), (390, 844)], ids=["desk", "phone"])
+def test_axe_finds_no_serious_accessibility_violation(system, dashboard, size):
+    page = dashboard.page
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    open_surge(system, dashboard)
+    expect(page.locator("[data-testid=summary-alert]").first).to_be_visible()
+    expect(page.locator("[data-testid=alert-item]").first).to_be_visible()
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(SERIOUS)
+    assert violations == [], "\n".join(str(v) for v in violations)
     assert dashboard.errors == []

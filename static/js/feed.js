@@ -20,11 +20,11 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries, refe
   const detectors = (alert.detectors || []).map((d) => i18n.detector(d, kind));
 
   const text = i18n.alertText(alert), title = i18n.alertTitle(alert);
+  // The title is the item's button (keyboard and screen readers); a click anywhere on the item
+  // does the same. A list item keeps its list role, so the feed stays a list.
   const item = h("li", {
     class: `alert sev-${alert.severity} state-${alert.state}` +
       (selectedSeries === `${alert.commodity}/${alert.market}` ? " current" : ""),
-    tabindex: "0",
-    role: "button",
     "data-testid": "alert-item",
     dataset: {
       id: alert.id, key: alert.key, state: alert.state, severity: alert.severity,
@@ -43,7 +43,7 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries, refe
       ? `${i18n.time(alert.started_at ?? alert.ts, zone)} → ${i18n.time(alert.resolved_at, zone)}`
       : i18n.time(alert.started_at ?? alert.ts, zone)),
   ),
-  h("div", { class: "alert-title", "data-testid": "alert-text" }, text),
+  h("button", { type: "button", class: "alert-title", "data-testid": "alert-text" }, text),
   text !== title ? h("div", { class: "alert-rule muted" }, title) : null,
   h("div", { class: "alert-place" }, catalog.commodityName(alert.commodity, i18n.lang), " · ", place),
   h("div", { class: "alert-price", "data-testid": "alert-deviation", dataset: { deviation: deviation == null ? "" : deviation.toFixed(4) } },
@@ -53,11 +53,7 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries, refe
     }) : ""),
   detectors.length ? h("div", { class: "alert-detectors muted" }, i18n.t("feed.detectors", { list: detectors.join(", ") })) : null,
   );
-  const choose = () => onSelect(alert);
-  item.addEventListener("click", choose);
-  item.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); choose(); }
-  });
+  item.addEventListener("click", () => onSelect(alert));
   return item;
 }
 

@@ -52,7 +52,9 @@ export class ProvinceMap {
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", `-4 -4 ${(width + 8).toFixed(0)} ${(height + 8).toFixed(0)}`);
     svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
-    svg.setAttribute("role", "img");
+    // A group of buttons, one per province (role "img" may not hold focusable parts).
+    svg.setAttribute("role", "group");
+    svg.setAttribute("aria-labelledby", "map-title");
     svg.classList.add("map-svg");
     for (const f of this.features) {
       const path = document.createElementNS(SVG, "path");
@@ -62,6 +64,8 @@ export class ProvinceMap {
       path.setAttribute("data-code", f.properties.code);
       path.setAttribute("data-name", f.properties.name);
       path.setAttribute("tabindex", "0");
+      path.setAttribute("role", "button");
+      path.setAttribute("aria-label", f.properties.name);
       path.classList.add("province");
       path.addEventListener("click", () => this.onSelect(path.dataset.code));
       path.addEventListener("keydown", (e) => {
@@ -84,6 +88,7 @@ export class ProvinceMap {
       const code = catalog.provinceCodeFor(path.dataset.code, path.dataset.name);
       path.dataset.code = code;
       path.dataset.name = catalog.provinces.has(code) ? catalog.provinceName(code) : path.dataset.name;
+      path.setAttribute("aria-label", path.dataset.name);
       this.paths.set(code, path);
     }
   }
@@ -105,7 +110,9 @@ export class ProvinceMap {
       setAttr(path, "data-alerts", firing.get(code) || 0);
       path.classList.toggle("alerting", (firing.get(code) || 0) > 0);
       path.classList.toggle("selected", code === selected);
-      setAttr(path, "aria-selected", code === selected);
+      setAttr(path, "aria-pressed", code === selected);
+      setAttr(path, "aria-label", deviation == null ? path.dataset.name
+        : `${path.dataset.name} ${this.i18n ? this.i18n.percent(deviation) : ""}`.trim());
     }
     // Draw the selected outline above its neighbours' shared borders.
     const chosen = this.paths.get(selected);
