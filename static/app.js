@@ -2,9 +2,9 @@
 // Messages only change the store and mark views dirty; views redraw at most once per animation
 // frame, so hundreds of updates a second cost one redraw each frame.
 
-import { fetchAlerts, fetchCatalog, fetchFiring, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
+import { fetchAlerts, fetchCatalog, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
 import { PriceChart, renderSeriesHead } from "./js/chart.js";
-import { fillControls, fillMarketControl } from "./js/controls.js";
+import { fillControls, fillMarketControl, fillReferenceControl } from "./js/controls.js";
 import { PriceSocket, pricesUrl } from "./js/connection.js";
 import { DEFAULT_REFERENCE, REFERENCE_KINDS, References, provinceDeviations } from "./js/deviation.js";
 import { setText } from "./js/dom.js";
@@ -15,7 +15,9 @@ import { MarketTable } from "./js/markets.js";
 import { SeriesBuffer } from "./js/series.js";
 import { Catalog, Store, mostReported, seriesKey } from "./js/store.js";
 import { readSelection, writeSelection } from "./js/selection.js";
-import { renderSummary, summarise } from "./js/summary.js";
+import { readSummary, renderSummary } from "./js/summary.js";
+import { Frames } from "./js/frames.js";
+import { Later } from "./js/later.js";
 
 const ALERT_HISTORY = 100;
 const LANG_KEY = "pasarwatch.lang";
@@ -24,7 +26,6 @@ const REFERENCE_KEY = "pasarwatch.reference";
 // the references themselves are re-read at most this often while prices arrive (ms).
 const REFERENCES_EVERY = 15000;
 const SUMMARY_EVERY = 30000;
-const SUMMARY_ALERTS = 1000;
 const FORECAST_HORIZON = 7; // ticks ahead
 const FORECAST_EVERY = 5000; // ms between forecast reads while the series' prices arrive
 
@@ -53,36 +54,19 @@ const markets = new MarketTable($("markets"), (market) => selectMarket(market));
 
 // ---- redraw scheduling -------------------------------------------------------------------
 
-const dirty = new Set();
-let frame = 0;
 // Views that show every series redraw at most this often (ms): at hundreds of prices a second
 // nobody reads a table faster, and the chart keeps every frame for the selected series.
-const MIN_INTERVAL = { map: 200, markets: 200 };
-const drawnAt = { map: 0, markets: 0 };
-
-function invalidate(...parts) {
-  for (const part of parts) dirty.add(part);
-  if (!frame) frame = requestAnimationFrame(redraw);
-}
-
-/** Whether a throttled view may redraw now; if not, it stays dirty for a later frame. */
-function due(part, now) {
-  if (!dirty.has(part)) return false;
-  if (now - drawnAt[part] < MIN_INTERVAL[part]) return false;
-  drawnAt[part] = now;
-  dirty.delete(part);
-  return true;
-}
+const frames = new Frames(redraw, { map: 200, markets: 200 });
+const invalidate = (...views) => frames.invalidate(...views);
 
 function redraw(now) {
-  frame = 0;
-  if (!catalog) return;
+  if (!catalog) return false;
   const context = { store, catalog, i18n, province: selection.province, market: selection.market, references, reference };
-  if (due("map", now) && map) {
+  if (frames.due("map", now) && map) {
     map.update(provinceDeviations(store.latest.values(), references, reference), firingByProvince(), selection.province);
   }
-  if (due("markets", now)) markets.render(context);
-  if (dirty.has("chart")) {
+  if (frames.due("markets", now)) markets.render(context);
+  if (frames.take("chart")) {
     const ceiling = references.ofMarket(selection.market, "ceiling");
     const level = reference === "ceiling" ? null : references.ofMarket(selection.market, reference);
     chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level }, forecast);
@@ -90,15 +74,12 @@ function redraw(now) {
     ui.legendReference.hidden = !level;
     renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length, references, reference });
   }
-  if (dirty.has("feed")) {
+  if (frames.take("feed")) {
     renderFeed(ui.feed, { ...context, onSelect: jumpToAlert, selectedSeries: currentSeriesKey() });
     const count = store.firing().length;
     ui.feedFiring.hidden = count === 0;
     setText(ui.feedFiring, `${count} ${i18n.t("feed.firing").toLowerCase()}`);
   }
-  dirty.delete("chart");
-  dirty.delete("feed");
-  if (dirty.size) frame = requestAnimationFrame(redraw);
 }
 
 const ALL_VIEWS = ["map", "markets", "chart", "feed"];
@@ -131,8 +112,8 @@ async function loadCatalog() {
   showReferenceChoice();
   showSeries();
   loadAlertHistory();
-  loadReferences();
-  loadSummary();
+  referencesLater.now();
+  summaryLater.now();
 }
 
 /**
@@ -177,7 +158,7 @@ async function loadHistory() {
     const points = await fetchHistory(commodity, market, buffer.limit);
     if (key !== currentSeriesKey()) return;
     if (buffer.addMany(points)) invalidate("chart");
-    loadForecast();
+    forecastLater.now();
   } catch (error) {
     console.warn("pasarwatch: history unavailable for", key, error);
   }
@@ -190,13 +171,13 @@ function handleMessages(messages) {
     // A late tick is not the series' latest price but still belongs on its chart.
     if (msg.type === "price" && msg.market === selection.market && msg.commodity === selection.commodity && buffer.add(msg)) {
       invalidate("chart");
-      scheduleForecast();
+      forecastLater.soon();
     }
     if (change === "price") {
       invalidate("map", "markets");
-      scheduleReferences();
+      referencesLater.soon();
     } else if (change === "snapshot") {
-      loadReferences();
+      referencesLater.now();
       if (!selection.market && (selection.market = pickMarket())) {
         fillMarketControl(ui.market, catalog, selection, i18n);
         showSeries();
@@ -206,7 +187,7 @@ function handleMessages(messages) {
       invalidate(...ALL_VIEWS);
     } else if (change === "alert") {
       invalidate(...ALL_VIEWS);
-      scheduleSummary();
+      summaryLater.after();
     } else if (change === "ack") {
       invalidate("feed");
     } else if (change === "health") {
@@ -233,11 +214,8 @@ const socket = new PriceSocket({
 // ---- the forecast of the selected series ---------------------------------------------------
 
 let forecast = []; // steps {ts, level, lo, hi} after the series' last tick
-let forecastTimer = 0;
 
-async function loadForecast() {
-  clearTimeout(forecastTimer);
-  forecastTimer = 0;
+const forecastLater = new Later(async () => {
   const key = currentSeriesKey();
   if (!key) return;
   try {
@@ -248,20 +226,14 @@ async function loadForecast() {
   } catch (error) {
     console.warn("pasarwatch: forecast unavailable for", key, error);
   }
-}
-
-function scheduleForecast() {
-  if (!forecastTimer) forecastTimer = setTimeout(loadForecast, FORECAST_EVERY);
-}
+}, FORECAST_EVERY);
 
 // ---- references and the summary -----------------------------------------------------------
 
-let referencesTimer = 0;
+const summaryReferences = new Map(); // commodity -> GET /api/v1/references body
 
 /** The selected commodity's references (GET /api/v1/references), then every view redraws. */
-async function loadReferences() {
-  clearTimeout(referencesTimer);
-  referencesTimer = 0;
+const referencesLater = new Later(async () => {
   const commodity = selection.commodity;
   if (!commodity) return;
   try {
@@ -273,22 +245,12 @@ async function loadReferences() {
   } catch (error) {
     console.warn("pasarwatch: references unavailable", error);
   }
-}
+}, REFERENCES_EVERY);
 
-function scheduleReferences() {
-  if (!referencesTimer) referencesTimer = setTimeout(loadReferences, REFERENCES_EVERY);
-}
-
-/** The reference picker: its options are named in the page's language and the commodity's HAP/HET kind. */
+/** The reference picker and every label that names the chosen reference. */
 function showReferenceChoice() {
   const kind = catalog ? catalog.ceilingKind(selection.commodity) : null;
-  ui.reference.replaceChildren(...REFERENCE_KINDS.map((k) => {
-    const option = document.createElement("option");
-    option.value = k;
-    option.textContent = i18n.referenceName(k, kind);
-    option.selected = k === reference;
-    return option;
-  }));
+  fillReferenceControl(ui.reference, REFERENCE_KINDS, reference, (k) => i18n.referenceName(k, kind));
   const name = i18n.referenceName(reference, kind);
   setText(ui.mapSubtitle, i18n.t("map.subtitle.reference", { name }));
   setText(ui.legendReference.querySelector("span"), i18n.t("chart.legend.reference", { name }));
@@ -304,33 +266,18 @@ ui.reference.addEventListener("change", () => {
 });
 
 let summary = null;
-let summaryTimer = 0;
-const summaryReferences = new Map(); // commodity -> GET /api/v1/references body
 
-/** Everything the summary needs, for every commodity with prices; redrawn when it comes. */
-async function loadSummary() {
-  clearTimeout(summaryTimer);
-  summaryTimer = setTimeout(loadSummary, SUMMARY_EVERY);
+// Read every SUMMARY_EVERY ms, and a second after a live alert (once for a burst).
+const summaryLater = new Later(async () => {
   if (!catalog) return;
   try {
-    const [firing, latest] = await Promise.all([fetchFiring(SUMMARY_ALERTS), fetchLatest()]);
-    const commodities = [...new Set(latest.map((m) => m.commodity))].filter((c) => catalog.commodities.has(c));
-    for (const commodity of commodities) summaryReferences.set(commodity, await fetchReferences(commodity));
-    for (const commodity of [...summaryReferences.keys()]) {
-      if (!commodities.includes(commodity)) summaryReferences.delete(commodity);
-    }
-    summary = summarise({ firing, latest, references: summaryReferences });
+    summary = await readSummary(catalog, summaryReferences);
     drawSummary();
   } catch (error) {
     console.warn("pasarwatch: summary unavailable", error);
   }
-}
-
-/** A live alert changes what is firing: read the summary again soon, once for a burst. */
-function scheduleSummary() {
-  clearTimeout(summaryTimer);
-  summaryTimer = setTimeout(loadSummary, 1000);
-}
+}, 1000);
+setInterval(() => summaryLater.now(), SUMMARY_EVERY);
 
 function drawSummary() {
   if (!summary || !catalog) return;
@@ -435,7 +382,7 @@ function showSelection({ commodity, province, market }) {
     references = new References();
     socket.resubscribe();
     loadAlertHistory();
-    loadReferences();
+    referencesLater.now();
     showReferenceChoice();
   }
   selection.province = catalog.provinces.has(province) ? province : null;

@@ -4,12 +4,14 @@
 // Pangan's draft crisis criterion, and how fresh the data are. Each entry opens its series.
 // `summarise` is DOM-free (node tests); `renderSummary` draws it.
 
+import { fetchFiring, fetchLatest, fetchReferences } from "./api.js";
 import { median } from "./deviation.js";
 import { h } from "./dom.js";
 
 const SEVERITY_RANK = { critical: 3, warning: 2, info: 1 };
 export const PHASES = ["normal", "stress", "alert", "crisis"];
 const MOVERS = 6;
+const ALERTS = 1000;
 
 /** The median ALPS class of some latest price messages (lower middle), or null when none has one. */
 export function medianPhase(messages) {
@@ -90,6 +92,21 @@ export function summarise({ firing, latest, references }) {
     thresholds: (any && any.crisis_thresholds) || [0.075, 0.125],
     days: (any && any.crisis_days) || 15,
   };
+}
+
+/**
+ * Reads what the summary needs, for every catalog commodity with prices, and summarises it.
+ * known: commodity -> references body, reused and updated (the selected commodity's is also
+ * kept there by the page).
+ */
+export async function readSummary(catalog, known) {
+  const [firing, latest] = await Promise.all([fetchFiring(ALERTS), fetchLatest()]);
+  const commodities = [...new Set(latest.map((m) => m.commodity))].filter((c) => catalog.commodities.has(c));
+  for (const commodity of commodities) known.set(commodity, await fetchReferences(commodity));
+  for (const commodity of [...known.keys()]) {
+    if (!commodities.includes(commodity)) known.delete(commodity);
+  }
+  return summarise({ firing, latest, references: known });
 }
 
 function section(title, testid, items, empty, note = null) {

@@ -249,3 +249,28 @@ test("thresholds and calendar days read as written", () => {
   assert.equal(en.threshold(0.125), "12.5%");
   assert.equal(id.day("2024-04-01"), "1 Apr 2024");
 });
+
+test("a task asked for many times soon runs once", async () => {
+  const { Later } = await js("later.js");
+  let runs = 0;
+  const later = new Later(async () => { runs += 1; }, 5);
+  later.soon(); later.soon(); later.soon();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(runs, 1);
+  later.soon();
+  await later.now();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(runs, 2, "now() cancels the pending run");
+});
+
+test("throttled views redraw at most every interval, the others when dirty", async () => {
+  const { Frames } = await js("frames.js");
+  const frames = new Frames(() => {}, { map: 200 });
+  frames.dirty.add("map").add("chart");
+  assert.equal(frames.due("map", 1000), true);
+  frames.dirty.add("map");
+  assert.equal(frames.due("map", 1100), false, "100 ms later: not yet");
+  assert.equal(frames.due("map", 1200), true);
+  assert.equal(frames.take("chart"), true);
+  assert.equal(frames.take("chart"), false);
+});
