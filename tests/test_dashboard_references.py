@@ -19,8 +19,10 @@ RED = "6"  # the map's darkest class (deviationClass: >= +20%)
 
 
 def open_surge(system, dashboard):
-    """The demo's shallot prices up to the surge's peak, and the page on Pasar Agung; West Java's map entry."""
+    """The demo's shallot prices up to the surge's peak, and the page on Pasar Agung; West Java's
+    map entry. Console errors (failed requests among them) join ``dashboard.errors``."""
     system.wait_processed(feed_demo(system), timeout=240)
+    dashboard.page.on("console", lambda m: m.type == "error" and dashboard.errors.append(f"console: {m.text}"))
     dashboard.open(SHALLOT, WEST_JAVA, "pasar-agung")
     expect(dashboard.connection).to_have_attribute("data-state", "open")
     return dashboard.province(WEST_JAVA)
