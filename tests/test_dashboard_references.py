@@ -33,6 +33,7 @@ def test_the_lebaran_shallot_surge_reads_as_a_surge_against_the_three_month_aver
     west_java = open_surge(system, dashboard)
     page = dashboard.page
     expect(dashboard.by_testid("select-reference")).to_have_value("avg3m")
+    assert page.evaluate(TRUNCATED_SELECTS) == []
 
     # The map: West Java in the darkest red, about +80% (its median price against its 3-month average).
     expect(west_java).to_have_attribute("data-class", RED)
