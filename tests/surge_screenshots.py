@@ -37,6 +37,10 @@ def capture(out_dir: Path) -> list[Path]:
                     board.open(SHALLOT, WEST_JAVA, "pasar-agung")
                     expect(board.province(WEST_JAVA)).to_have_attribute("data-class", "6", timeout=30_000)
                     expect(page.locator("[data-testid=summary-alert]").first).to_be_visible(timeout=30_000)
+                    # The fill changes with a CSS transition: wait until it has ended in red.
+                    page.wait_for_function(
+                        f"getComputedStyle(document.querySelector('[data-testid=map-province][data-code=\"{WEST_JAVA}\"]'))"
+                        ".fill === 'rgb(178, 24, 43)'", timeout=30_000)
                     page.mouse.move(0, 0)
                     path = out_dir / name
                     page.screenshot(path=str(path))
