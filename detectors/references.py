@@ -13,6 +13,9 @@ against a level that means something?", with three customary references:
   2024 is compared with ten days before Lebaran 2023, the average over the week around it.
 * ``ceiling``: the commodity's HAP or HET (catalog ``ceiling`` / ``ceiling_kind``).
 
+And ``week``, the price a week earlier (the newest reporting day 7 to 13 days before), for the
+week-on-week movers of the dashboard's summary.
+
 Badan Pangan's draft food-price crisis criterion (a price 7.5% to 12.5% above its reference,
 HAP/HET or the 3-month average, for 15 days) is evaluated here against ``avg3m`` and
 ``ceiling`` for each of the two thresholds (:func:`crisis`): the rule language reads the HAP/HET
@@ -62,7 +65,7 @@ MIN_DAYS = 20  # reporting days the window must hold (PIHPS reports on weekdays:
 YEAR_HALF_WIDTH = 3  # days either side of the aligned day a year earlier
 CRISIS_THRESHOLDS = (0.075, 0.125)  # Badan Pangan's draft criterion: 7.5% .. 12.5% above
 CRISIS_DAYS = 15
-KINDS = ("avg3m", "year", "ceiling")
+KINDS = ("avg3m", "year", "ceiling", "week")
 
 Daily = list[tuple[date, float]]
 
@@ -141,6 +144,13 @@ def year_earlier(window: _Window, on: date) -> dict | None:
     return {"value": found[0], "days": found[1], "date": aligned.isoformat()}
 
 
+def week_earlier(window: _Window, on: date) -> dict | None:
+    i = bisect.bisect_right(window.days, on - timedelta(days=7)) - 1
+    if i < 0 or window.days[i] < on - timedelta(days=13):
+        return None
+    return {"value": window.sums[i + 1] - window.sums[i], "date": window.days[i].isoformat()}
+
+
 def crisis(daily: Daily, window: _Window, ceiling: Ceiling | None) -> dict:
     """Badan Pangan's draft criterion per reference and threshold: since when the daily price
     has stayed at least ``threshold`` above the reference, and whether that is ``CRISIS_DAYS``.
@@ -166,7 +176,7 @@ def crisis(daily: Daily, window: _Window, ceiling: Ceiling | None) -> dict:
                     break
                 since = day
                 if (daily[-1][0] - day).days + 1 > 4 * CRISIS_DAYS:
-                    break  # long enough: no need to walk the whole history
+                    break  # long enough (``days`` counts up to 61): no need to walk the whole history
             days = (daily[-1][0] - since).days + 1 if since else 0
             levels.append({"threshold": threshold, "since": since.isoformat() if since else None,
                            "days": days, "met": days >= CRISIS_DAYS})
@@ -185,6 +195,7 @@ def references_of(daily: Daily, ceiling: Ceiling | None) -> dict:
         "avg3m": three_month_average(window, day),
         "year": year_earlier(window, day),
         "ceiling": {"value": ceiling.value, "kind": ceiling.kind} if ceiling else None,
+        "week": week_earlier(window, day),
     }
     deviation = {kind: (price / ref["value"] - 1.0 if ref else None) for kind, ref in references.items()}
     return {"price": price, "day": day.isoformat(), "references": references, "deviation": deviation,

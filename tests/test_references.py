@@ -59,6 +59,14 @@ def test_a_day_with_many_ticks_counts_once():
     assert average == pytest.approx((10000.0 + 29 * 20000.0) / 30)
 
 
+def test_the_price_a_week_earlier_is_the_newest_report_7_to_13_days_before():
+    points = days(START, 20, lambda i: 1000.0 * (i + 1))
+    week = series_references(points, None)["references"]["week"]
+    assert week == {"value": 13000.0, "date": (START + timedelta(days=12)).isoformat()}
+    gap = days(START, 1, 1000.0) + days(START + timedelta(days=14), 1, 2000.0)
+    assert series_references(gap, None)["references"]["week"] is None
+
+
 def test_too_short_a_history_has_no_three_month_average():
     short = series_references(days(START, MIN_DAYS, 30000.0), None)  # MIN_DAYS - 1 before the last
     assert short["references"]["avg3m"] is None and short["deviation"]["avg3m"] is None
