@@ -16,7 +16,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, deadletters, demo, devices, forecast_api, imports, metrics, openapi, silences, sockets, telegram_bot
+from server import (api, audit, deadletters, demo, devices, forecast_api, imports, metrics, openapi, references_api,
+                    silences, sockets, telegram_bot)
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate, count_refusal
 from server.hub import Hub
@@ -103,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws/prices", sockets.prices_endpoint),
         WebSocketRoute("/ws/ingest", sockets.ingest_endpoint),
         *forecast_api.routes,
+        *references_api.routes,
         *openapi.routes,
         *devices.routes,
         *telegram_bot.routes,

@@ -2,11 +2,11 @@
 // Messages only change the store and mark views dirty; views redraw at most once per animation
 // frame, so hundreds of updates a second cost one redraw each frame.
 
-import { fetchAlerts, fetchCatalog, fetchHistory, fetchLatest } from "./js/api.js";
+import { fetchAlerts, fetchCatalog, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
 import { PriceChart, renderSeriesHead } from "./js/chart.js";
-import { fillControls, fillMarketControl } from "./js/controls.js";
+import { fillControls, fillMarketControl, fillReferenceControl } from "./js/controls.js";
 import { PriceSocket, pricesUrl } from "./js/connection.js";
-import { provinceDeviations } from "./js/deviation.js";
+import { DEFAULT_REFERENCE, REFERENCE_KINDS, References, provinceDeviations } from "./js/deviation.js";
 import { setText } from "./js/dom.js";
 import { renderFeed } from "./js/feed.js";
 import { I18n, LANGUAGES } from "./js/i18n.js";
@@ -15,14 +15,26 @@ import { MarketTable } from "./js/markets.js";
 import { SeriesBuffer } from "./js/series.js";
 import { Catalog, Store, mostReported, seriesKey } from "./js/store.js";
 import { readSelection, writeSelection } from "./js/selection.js";
+import { readSummary, renderSummary } from "./js/summary.js";
+import { Frames } from "./js/frames.js";
+import { Later } from "./js/later.js";
 
 const ALERT_HISTORY = 100;
 const LANG_KEY = "pasarwatch.lang";
+const REFERENCE_KEY = "pasarwatch.reference";
+// References move slowly (a 3-month average); live prices are divided by them as they come, and
+// the references themselves are re-read at most this often while prices arrive (ms).
+const REFERENCES_EVERY = 15000;
+const SUMMARY_EVERY = 30000;
+const FORECAST_HORIZON = 7; // ticks ahead
+const FORECAST_EVERY = 5000; // ms between forecast reads while the series' prices arrive
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   commodity: $("commodity"), province: $("province"), market: $("market"),
-  connection: $("connection"), rate: $("rate"), lang: $("lang"),
+  connection: $("connection"), rate: $("rate"), lang: $("lang"), reference: $("reference"),
+  mapSubtitle: $("map-subtitle"), chartReference: $("chart-reference"), summary: $("summary"),
+  legendCeiling: $("legend-ceiling"), legendReference: $("legend-reference"), marketsDeviation: $("markets-deviation"),
   chartTitle: $("chart-title"), chartSubtitle: $("chart-subtitle"), chartLatest: $("chart-latest"),
   chartDeviation: $("chart-deviation"), chartStale: $("chart-stale"), chartCount: $("chart-count"),
   feed: $("feed"), feedFiring: $("feed-firing"), legend: $("map-legend"),
@@ -31,6 +43,8 @@ const ui = {
 let i18n = new I18n(localStorage.getItem(LANG_KEY) || "id");
 let catalog = null;
 let autoCommodity = false; // the commodity was picked by the page, not by the user
+let references = new References();
+let reference = REFERENCE_KINDS.includes(localStorage.getItem(REFERENCE_KEY)) ? localStorage.getItem(REFERENCE_KEY) : DEFAULT_REFERENCE;
 const store = new Store();
 const selection = readSelection(location.hash, location.search); // {commodity, province, market}
 let buffer = new SeriesBuffer();
@@ -40,46 +54,32 @@ const markets = new MarketTable($("markets"), (market) => selectMarket(market));
 
 // ---- redraw scheduling -------------------------------------------------------------------
 
-const dirty = new Set();
-let frame = 0;
 // Views that show every series redraw at most this often (ms): at hundreds of prices a second
 // nobody reads a table faster, and the chart keeps every frame for the selected series.
-const MIN_INTERVAL = { map: 200, markets: 200 };
-const drawnAt = { map: 0, markets: 0 };
-
-function invalidate(...parts) {
-  for (const part of parts) dirty.add(part);
-  if (!frame) frame = requestAnimationFrame(redraw);
-}
-
-/** Whether a throttled view may redraw now; if not, it stays dirty for a later frame. */
-function due(part, now) {
-  if (!dirty.has(part)) return false;
-  if (now - drawnAt[part] < MIN_INTERVAL[part]) return false;
-  drawnAt[part] = now;
-  dirty.delete(part);
-  return true;
-}
+const frames = new Frames(redraw, { map: 200, markets: 200 });
+const invalidate = (...views) => frames.invalidate(...views);
 
 function redraw(now) {
-  frame = 0;
-  if (!catalog) return;
-  const context = { store, catalog, i18n, province: selection.province, market: selection.market };
-  if (due("map", now) && map) map.update(provinceDeviations(store.latest.values()), firingByProvince(), selection.province);
-  if (due("markets", now)) markets.render(context);
-  if (dirty.has("chart")) {
-    chart.setData(buffer, store.alertTimes(selection.commodity, selection.market));
-    renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length });
+  if (!catalog) return false;
+  const context = { store, catalog, i18n, province: selection.province, market: selection.market, references, reference };
+  if (frames.due("map", now) && map) {
+    map.update(provinceDeviations(store.latest.values(), references, reference), firingByProvince(), selection.province);
   }
-  if (dirty.has("feed")) {
+  if (frames.due("markets", now)) markets.render(context);
+  if (frames.take("chart")) {
+    const ceiling = references.ofMarket(selection.market, "ceiling");
+    const level = reference === "ceiling" ? null : references.ofMarket(selection.market, reference);
+    chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level }, forecast);
+    ui.legendCeiling.hidden = !ceiling;
+    ui.legendReference.hidden = !level;
+    renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length, references, reference });
+  }
+  if (frames.take("feed")) {
     renderFeed(ui.feed, { ...context, onSelect: jumpToAlert, selectedSeries: currentSeriesKey() });
     const count = store.firing().length;
     ui.feedFiring.hidden = count === 0;
     setText(ui.feedFiring, `${count} ${i18n.t("feed.firing").toLowerCase()}`);
   }
-  dirty.delete("chart");
-  dirty.delete("feed");
-  if (dirty.size) frame = requestAnimationFrame(redraw);
 }
 
 const ALL_VIEWS = ["map", "markets", "chart", "feed"];
@@ -109,8 +109,11 @@ async function loadCatalog() {
   if (!catalog.markets.has(selection.market)) selection.market = null;
   store.reset(selection.commodity);
   fillControls(ui, catalog, selection, i18n);
+  showReferenceChoice();
   showSeries();
   loadAlertHistory();
+  referencesLater.now();
+  summaryLater.now();
 }
 
 /**
@@ -155,6 +158,7 @@ async function loadHistory() {
     const points = await fetchHistory(commodity, market, buffer.limit);
     if (key !== currentSeriesKey()) return;
     if (buffer.addMany(points)) invalidate("chart");
+    forecastLater.now();
   } catch (error) {
     console.warn("pasarwatch: history unavailable for", key, error);
   }
@@ -167,10 +171,13 @@ function handleMessages(messages) {
     // A late tick is not the series' latest price but still belongs on its chart.
     if (msg.type === "price" && msg.market === selection.market && msg.commodity === selection.commodity && buffer.add(msg)) {
       invalidate("chart");
+      forecastLater.soon();
     }
     if (change === "price") {
       invalidate("map", "markets");
+      referencesLater.soon();
     } else if (change === "snapshot") {
+      referencesLater.now();
       if (!selection.market && (selection.market = pickMarket())) {
         fillMarketControl(ui.market, catalog, selection, i18n);
         showSeries();
@@ -180,6 +187,7 @@ function handleMessages(messages) {
       invalidate(...ALL_VIEWS);
     } else if (change === "alert") {
       invalidate(...ALL_VIEWS);
+      summaryLater.after();
     } else if (change === "ack") {
       invalidate("feed");
     } else if (change === "health") {
@@ -202,6 +210,85 @@ const socket = new PriceSocket({
   onMessages: handleMessages,
   onState: (state, retryAt) => showConnection(state, retryAt),
 });
+
+// ---- the forecast of the selected series ---------------------------------------------------
+
+let forecast = []; // steps {ts, level, lo, hi} after the series' last tick
+
+const forecastLater = new Later(async () => {
+  const key = currentSeriesKey();
+  if (!key) return;
+  try {
+    const body = await fetchForecast(selection.commodity, selection.market, FORECAST_HORIZON);
+    if (key !== currentSeriesKey()) return;
+    forecast = body ? body.steps.filter((step) => step.ts != null) : [];
+    invalidate("chart");
+  } catch (error) {
+    console.warn("pasarwatch: forecast unavailable for", key, error);
+  }
+}, FORECAST_EVERY);
+
+// ---- references and the summary -----------------------------------------------------------
+
+const summaryReferences = new Map(); // commodity -> GET /api/v1/references body
+
+/** The selected commodity's references (GET /api/v1/references), then every view redraws. */
+const referencesLater = new Later(async () => {
+  const commodity = selection.commodity;
+  if (!commodity) return;
+  try {
+    const body = await fetchReferences(commodity);
+    if (commodity !== selection.commodity) return;
+    references = new References(body);
+    summaryReferences.set(commodity, body);
+    invalidate(...ALL_VIEWS);
+  } catch (error) {
+    console.warn("pasarwatch: references unavailable", error);
+  }
+}, REFERENCES_EVERY);
+
+/** The reference picker and every label that names the chosen reference. */
+function showReferenceChoice() {
+  const kind = catalog ? catalog.ceilingKind(selection.commodity) : null;
+  fillReferenceControl(ui.reference, REFERENCE_KINDS, reference, (k) => i18n.referenceName(k, kind));
+  const name = i18n.referenceName(reference, kind);
+  setText(ui.mapSubtitle, i18n.t("map.subtitle.reference", { name }));
+  setText(ui.legendReference.querySelector("span"), i18n.t("chart.legend.reference", { name }));
+  setText(ui.legendCeiling.querySelector("span"), i18n.referenceName("ceiling", kind));
+  setText(ui.marketsDeviation, i18n.t("markets.col.deviationVs", { name }));
+}
+
+ui.reference.addEventListener("change", () => {
+  reference = REFERENCE_KINDS.includes(ui.reference.value) ? ui.reference.value : DEFAULT_REFERENCE;
+  localStorage.setItem(REFERENCE_KEY, reference);
+  showReferenceChoice();
+  invalidate(...ALL_VIEWS);
+});
+
+let summary = null;
+
+// Read every SUMMARY_EVERY ms, and a second after a live alert (once for a burst).
+const summaryLater = new Later(async () => {
+  if (!catalog) return;
+  try {
+    summary = await readSummary(catalog, summaryReferences);
+    drawSummary();
+  } catch (error) {
+    console.warn("pasarwatch: summary unavailable", error);
+  }
+}, 1000);
+setInterval(() => summaryLater.now(), SUMMARY_EVERY);
+
+function drawSummary() {
+  if (!summary || !catalog) return;
+  renderSummary(ui.summary, summary, {
+    catalog, i18n, now: Date.now() / 1000,
+    onOpen: ({ commodity, province, market }) => {
+      autoCommodity = false;
+      showSelection({ commodity, province: province || null, market: market || null });
+    },
+  });
+}
 
 // ---- connection state and update rate ------------------------------------------------------
 
@@ -241,6 +328,7 @@ function pickMarket() {
 function showSeries() {
   writeSelection(selection, autoCommodity);
   buffer = new SeriesBuffer();
+  forecast = [];
   const market = catalog.markets.get(selection.market);
   chart.show(market ? {
     commodity: selection.commodity, market: market.id, zone: catalog.zone(market.province),
@@ -291,11 +379,14 @@ function showSelection({ commodity, province, market }) {
   if (commodity && commodity !== selection.commodity && catalog.commodities.has(commodity)) {
     selection.commodity = commodity;
     store.reset(commodity);
+    references = new References();
     socket.resubscribe();
     loadAlertHistory();
+    referencesLater.now();
+    showReferenceChoice();
   }
   selection.province = catalog.provinces.has(province) ? province : null;
-  selection.market = catalog.markets.has(market) ? market : null;
+  selection.market = catalog.markets.has(market) ? market : pickMarket();
   fillControls(ui, catalog, selection, i18n);
   showSeries();
 }
@@ -311,6 +402,7 @@ ui.market.addEventListener("change", () => selectMarket(ui.market.value));
 
 function applyLanguage() {
   document.documentElement.lang = i18n.lang;
+  showReferenceChoice();
   document.title = i18n.t("page.title");
   i18n.apply(document);
   renderLegend(ui.legend, i18n);
@@ -320,6 +412,7 @@ function applyLanguage() {
   showConnection(socket.state, retryAt);
   if (catalog) fillControls(ui, catalog, selection, i18n);
   invalidate(...ALL_VIEWS);
+  drawSummary();
 }
 
 ui.lang.addEventListener("click", () => {

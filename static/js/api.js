@@ -29,3 +29,22 @@ export async function fetchHistory(commodity, market, limit) {
 export async function fetchAlerts(commodity, limit) {
   return (await getJSON(`/alerts?commodity=${q(commodity)}&limit=${limit}`)).alerts;
 }
+
+/** Every series' price against its references (3-month average, a year earlier, HAP/HET). */
+export function fetchReferences(commodity) {
+  return getJSON(`/references?commodity=${q(commodity)}`);
+}
+
+/** The alerts firing now, of every commodity. */
+export async function fetchFiring(limit) {
+  return (await getJSON(`/alerts?state=firing&limit=${limit}`)).alerts;
+}
+
+/** The online model's forecast of a series with its 95% interval; null while it has none. */
+export async function fetchForecast(commodity, market, horizon) {
+  const response = await fetch(`${API}/forecast?commodity=${q(commodity)}&market=${q(market)}&horizon=${horizon}`,
+    { headers: { accept: "application/json" } });
+  if (response.status === 404) return null; // no detector state for the series yet
+  if (!response.ok) throw new Error(`/forecast: HTTP ${response.status}`);
+  return response.json();
+}

@@ -1,8 +1,10 @@
-// The live price chart of one series (uPlot): price, the detectors' usual level and expected
-// band, and markers on ticks that fired detectors, were quarantined or raised an alert. Hovering
-// a tick (or its marker) says which detectors fired and why.
+// The live price chart of one series (uPlot): price, the HAP/HET and the chosen reference as
+// horizontal lines, the detectors' adaptive level and band (which answer "is today's tick
+// odd?", not "how high is the price?"), and markers only where a person should look: an alert
+// raised or resolved, a quarantined tick, a change in the set of detectors firing. Hovering a
+// tick (or its marker) says which detectors fired and why.
 
-import { marketDeviation, median, paintDeviation } from "./deviation.js";
+import { marketDeviation, paintDeviation } from "./deviation.js";
 import { fill, h, setText } from "./dom.js";
 import { formatAmount, formatPrice } from "./i18n.js";
 import { seriesKey } from "./store.js";
@@ -14,9 +16,19 @@ const COLOURS = {
   bandEdge: "rgba(91, 107, 128, 0.45)",
   grid: "#e9edf2",
   axis: "#4a5668",
+  ceiling: "#c62828",
+  reference: "#7a4fb3",
+  forecast: "#1f8c6e",
+  forecastBand: "rgba(31, 140, 110, 0.14)",
 };
 // Marker glyph precedence when a tick is several things at once.
-const KINDS = ["alert", "quarantined", "fired"];
+const KINDS = ["alert", "resolved", "quarantined", "change"];
+
+function sameSet(a, b) {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((name) => set.has(name));
+}
 
 function plotOptions(chart, width, height) {
   const uPlot = globalThis.uPlot;
@@ -34,8 +46,13 @@ function plotOptions(chart, width, height) {
       { label: "level", stroke: COLOURS.level, width: 1.5, dash: [6, 4], points: { show: false } },
       { label: "lo", stroke: COLOURS.bandEdge, width: 1, points: { show: false } },
       { label: "hi", stroke: COLOURS.bandEdge, width: 1, points: { show: false } },
+      { label: "ceiling", stroke: COLOURS.ceiling, width: 1.5, dash: [2, 3], points: { show: false } },
+      { label: "reference", stroke: COLOURS.reference, width: 1.5, dash: [10, 4], points: { show: false } },
+      { label: "forecast", stroke: COLOURS.forecast, width: 2, dash: [4, 3], points: { show: false } },
+      { label: "forecast lo", stroke: COLOURS.forecastBand, width: 1, points: { show: false } },
+      { label: "forecast hi", stroke: COLOURS.forecastBand, width: 1, points: { show: false } },
     ],
-    bands: [{ series: [4, 3], fill: COLOURS.band }],
+    bands: [{ series: [4, 3], fill: COLOURS.band }, { series: [9, 8], fill: COLOURS.forecastBand }],
     axes: [
       {
         stroke: COLOURS.axis,
@@ -70,7 +87,8 @@ export class PriceChart {
     this.series = null;
     this.plot = null;
     this.points = [];
-    this.alertTimes = new Set();
+    this.alertMarks = new Map(); // tick ts -> ["alert" | "resolved"]
+    this.lines = { ceiling: null, reference: null };
     this.markers = new Map(); // point id -> element
     this.pinned = null; // id of the point whose marker is hovered
     new ResizeObserver(() => this.resize()).observe(this.plotEl);
@@ -93,17 +111,35 @@ export class PriceChart {
     this.container.dataset.series = series ? `${series.commodity}/${series.market}` : "";
     if (series) {
       const { width, height } = this.size();
-      this.plot = new globalThis.uPlot(plotOptions(this, width, height), [[], [], [], [], []], this.plotEl);
+      this.plot = new globalThis.uPlot(plotOptions(this, width, height), Array.from({ length: 10 }, () => []), this.plotEl);
     }
     this.showMessage();
   }
 
-  /** Redraws from a SeriesBuffer; alertTimes: tick times that raised an alert. */
-  setData(buffer, alertTimes) {
+  /**
+   * Redraws from a SeriesBuffer. alertMarks: tick ts -> alert transitions at that tick;
+   * lines: {ceiling, reference}, each {value, kind} or null, drawn flat across the chart;
+   * forecast: steps ({ts, level, lo, hi}) after the last tick, drawn ahead of it with their
+   * interval, starting from the last price.
+   */
+  setData(buffer, alertMarks, lines = { ceiling: null, reference: null }, forecast = []) {
     if (!this.plot) return;
     this.points = buffer.points;
-    this.alertTimes = alertTimes;
-    this.plot.setData(buffer.columns());
+    this.alertMarks = alertMarks;
+    this.lines = lines;
+    const columns = buffer.columns();
+    const last = this.points[this.points.length - 1];
+    const ahead = last ? forecast.filter((step) => step.ts > last.ts) : [];
+    for (const column of columns) column.push(...ahead.map(() => null));
+    ahead.forEach((step, i) => { columns[0][this.points.length + i] = step.ts; });
+    const flat = (line) => columns[0].map(() => (line ? line.value : null));
+    const projected = (name) => columns[0].map((ts, i) =>
+      i === this.points.length - 1 && ahead.length ? last.price : i >= this.points.length ? ahead[i - this.points.length][name] : null);
+    columns.push(flat(lines.ceiling), flat(lines.reference), projected("level"), projected("lo"), projected("hi"));
+    this.plot.setData(columns);
+    this.container.dataset.forecast = String(ahead.length);
+    this.container.dataset.ceiling = lines.ceiling ? String(lines.ceiling.value) : "";
+    this.container.dataset.reference = lines.reference ? String(Math.round(lines.reference.value)) : "";
     this.container.dataset.points = String(buffer.length);
     this.showMessage();
     if (this.pinned != null || this.plot.cursor.idx != null) this.followCursor(this.plot);
@@ -139,12 +175,18 @@ export class PriceChart {
     });
   }
 
-  kindsOf(point) {
-    const kinds = [];
+  /** What is worth a marker at points[index]; a detector firing tick after tick is not. */
+  kindsOf(index) {
+    const point = this.points[index];
+    const kinds = [...(this.alertMarks.get(point.ts) || [])];
     const verdict = point.verdict || {};
-    if (this.alertTimes.has(point.ts)) kinds.push("alert");
     if (verdict.quarantined) kinds.push("quarantined");
-    if (verdict.fired && verdict.fired.length) kinds.push("fired");
+    if (point.verdict && !verdict.quarantined) {
+      // Against the previous tick that was learned from: a quarantined tick has its own marker.
+      let before = index - 1;
+      while (before >= 0 && (!this.points[before].verdict || this.points[before].verdict.quarantined)) before -= 1;
+      if (before >= 0 && !sameSet(this.points[before].verdict.fired || [], verdict.fired || [])) kinds.push("change");
+    }
     return kinds;
   }
 
@@ -155,7 +197,7 @@ export class PriceChart {
     for (let i = 0; i < this.points.length; i++) {
       const point = this.points[i];
       if (point.ts < min || point.ts > max) continue;
-      const kinds = this.kindsOf(point);
+      const kinds = this.kindsOf(i);
       if (kinds.length === 0) continue;
       const id = point.id ?? String(point.ts);
       let el = this.markers.get(id);
@@ -193,21 +235,24 @@ export class PriceChart {
     const i18n = this.i18n;
     const verdict = point.verdict || {};
     const expected = verdict.expected;
-    const kinds = this.kindsOf(point);
+    const kinds = this.kindsOf(index);
     const fired = verdict.fired || [];
-    const reasons = verdict.reasons || {};
     fill(this.tip,
       h("div", { class: "tip-time" }, i18n.time(point.ts, this.series.zone)),
       h("div", { class: "tip-price" }, formatPrice(point.price)),
-      expected ? h("div", { class: "muted" }, i18n.t("tip.expected", {
+      expected ? h("div", { class: "muted" }, i18n.t("tip.band", {
         level: formatPrice(expected.level), lo: formatPrice(expected.lo), hi: formatPrice(expected.hi),
       })) : null,
       kinds.includes("alert") ? h("div", { class: "tip-flag tip-alert" }, i18n.t("tip.alert")) : null,
+      kinds.includes("resolved") ? h("div", { class: "tip-flag tip-resolved" }, i18n.t("tip.resolved")) : null,
+      kinds.includes("change") ? h("div", { class: "tip-flag" }, i18n.t("tip.change")) : null,
       verdict.quarantined ? h("div", { class: "tip-flag tip-quarantined" }, i18n.t("tip.quarantined")) : null,
       fired.length
         ? h("div", { class: "tip-fired" }, h("div", {}, i18n.t("tip.fired")),
             h("ul", {}, fired.map((name) => h("li", { "data-detector": name },
-              h("b", {}, i18n.detector(name, this.series.ceilingKind)), reasons[name] ? ": " + reasons[name] : ""))))
+              h("b", {}, i18n.detector(name, this.series.ceilingKind)), ": ",
+              i18n.reason(name, { price: point.price, score: (verdict.scores || {})[name], expected, classes: verdict.classes,
+                ceilingKind: this.series.ceilingKind })))))
         : point.verdict ? h("div", { class: "muted" }, i18n.t("tip.noFire")) : null,
     );
     this.tip.hidden = false;
@@ -219,7 +264,8 @@ export class PriceChart {
     const width = this.tip.offsetWidth, height = this.tip.offsetHeight;
     const left = x + 16 + width > box.width ? x - 16 - width : x + 16;
     this.tip.style.left = Math.max(0, left) + "px";
-    this.tip.style.top = Math.max(0, Math.min(y - height / 2, box.height - height)) + "px";
+    const bottom = Math.min(box.height, window.innerHeight - box.top - 4); // the window's edge, when higher
+    this.tip.style.top = Math.max(0, Math.min(y - height / 2, bottom - height)) + "px";
   }
 
   hideTip() {
@@ -228,14 +274,16 @@ export class PriceChart {
 }
 
 /**
- * The chart card's heading: series name, place, latest price and its difference from normal,
- * a stale-feed badge and the point count. els: elements named chartTitle, chartSubtitle, ...
+ * The chart card's heading: series name, place, latest price and its difference from the chosen
+ * reference (named, with its level), a stale-feed badge and the point count.
+ * els: elements named chartTitle, chartSubtitle, ...
  */
-export function renderSeriesHead(els, { store, catalog, i18n, selection, points }) {
+export function renderSeriesHead(els, { store, catalog, i18n, selection, points, references, reference }) {
   const market = catalog.markets.get(selection.market);
   const latest = market && store.latest.get(seriesKey(selection.commodity, market.id));
   const stale = market && store.health.get(seriesKey(selection.commodity, market.id));
-  const deviation = latest ? marketDeviation(latest, median([...store.latest.values()].map((m) => m.price))) : null;
+  const deviation = latest ? marketDeviation(latest, references, reference) : null;
+  const level = market ? references.ofMarket(market.id, reference) : null;
   const commodity = catalog.commodities.get(selection.commodity);
   const zone = market && catalog.zone(market.province);
   setText(els.chartTitle, market ? `${catalog.commodityName(selection.commodity, i18n.lang)} — ${market.name}` : i18n.t("chart.title"));
@@ -245,6 +293,10 @@ export function renderSeriesHead(els, { store, catalog, i18n, selection, points 
   setText(els.chartLatest, latest ? formatPrice(latest.price) : "");
   els.chartDeviation.hidden = deviation == null;
   paintDeviation(els.chartDeviation, deviation, i18n);
+  els.chartDeviation.dataset.deviation = deviation == null ? "" : deviation.toFixed(4);
+  setText(els.chartReference, !latest ? "" : level
+    ? i18n.t("reference.against", { name: i18n.referenceName(reference, level.kind), level: formatPrice(level.value) })
+    : i18n.t("reference.unknown." + reference));
   els.chartStale.hidden = !stale;
   setText(els.chartStale, stale ? i18n.t("health.stale", { age: i18n.age(stale.age) }) : "");
   setText(els.chartCount, market ? i18n.t("chart.points", { count: points }) : "");

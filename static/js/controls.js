@@ -29,3 +29,8 @@ export function fillMarketControl(select, catalog, selection, i18n) {
     .map(([p, list]) => h("optgroup", { label: p.name }, list.map((m) => option(m.id, m.name, m.id === selection.market))));
   select.replaceChildren(placeholder, ...groups);
 }
+
+/** The reference picker: kinds named by names(kind) (in the page's language), `chosen` selected. */
+export function fillReferenceControl(select, kinds, chosen, names) {
+  select.replaceChildren(...kinds.map((kind) => option(kind, names(kind), kind === chosen)));
+}

@@ -1,6 +1,12 @@
-// How far prices are from normal, per market and per province, and the map's colour classes.
-// A market is measured against its own usual level (the detectors' expected level) when the
-// series has enough history, otherwise against the national median of the same commodity.
+// How far prices are from a reference the analyst chose, per market and per province, and the
+// map's colour classes. The references (3-month average, the Lebaran-aligned level a year
+// earlier, the HAP/HET) are computed by the server from each series' whole stored history
+// (GET /api/v1/references, detectors/references.py); the page only divides the latest price by
+// them, so a live price is measured against a level that does not chase it. The detectors'
+// adaptive "usual level" answers another question (is this tick odd?) and stays on the chart.
+
+export const REFERENCE_KINDS = ["avg3m", "year", "ceiling"];
+export const DEFAULT_REFERENCE = "avg3m";
 
 export function median(values) {
   if (values.length === 0) return null;
@@ -9,32 +15,53 @@ export function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Relative difference of one latest price message from normal, or null if there is no reference. */
-export function marketDeviation(msg, nationalMedian) {
-  const expected = msg.verdict && msg.verdict.expected;
-  if (expected && expected.level > 0) return msg.price / expected.level - 1;
-  if (nationalMedian > 0) return msg.price / nationalMedian - 1;
-  return null;
+/** Relative difference of a price from a reference ({value}), or null when there is none. */
+export function against(price, reference) {
+  return reference && reference.value > 0 && Number.isFinite(price) ? price / reference.value - 1 : null;
+}
+
+/** The body of GET /api/v1/references, looked up by market and province. */
+export class References {
+  constructor(body = null) {
+    this.commodity = body ? body.commodity : null;
+    this.series = new Map((body ? body.series : []).map((s) => [s.market, s]));
+    this.provinces = new Map((body ? body.provinces : []).map((p) => [p.province, p]));
+    this.national = body ? body.national : null;
+  }
+
+  /** A series' reference of one kind ({value, ...}), or null while unknown. */
+  ofMarket(market, kind) {
+    const entry = this.series.get(market);
+    return (entry && entry.references[kind]) || null;
+  }
+
+  ofProvince(code, kind) {
+    const entry = this.provinces.get(code);
+    return (entry && entry.references[kind]) || null;
+  }
+}
+
+/** Relative difference of one latest price message from its series' reference of `kind`. */
+export function marketDeviation(msg, references, kind) {
+  return against(msg.price, references.ofMarket(msg.market, kind));
 }
 
 /**
- * Per province code: {deviation, price, count} from the latest price messages of one commodity.
- * deviation is the median of its markets' deviations, price the median price.
+ * Per province code: {deviation, price, count, reference} from the latest price messages of one
+ * commodity: the median latest price against the province's reference (that of the daily
+ * median price over its markets).
  */
-export function provinceDeviations(latestPrices) {
-  const messages = [...latestPrices];
-  const national = median(messages.map((m) => m.price));
-  const byProvince = new Map();
-  for (const msg of messages) {
-    let entry = byProvince.get(msg.province);
-    if (!entry) byProvince.set(msg.province, (entry = { deviations: [], prices: [] }));
-    const deviation = marketDeviation(msg, national);
-    if (deviation != null) entry.deviations.push(deviation);
-    entry.prices.push(msg.price);
+export function provinceDeviations(latestPrices, references, kind) {
+  const prices = new Map();
+  for (const msg of latestPrices) {
+    if (!prices.has(msg.province)) prices.set(msg.province, []);
+    prices.get(msg.province).push(msg.price);
   }
   const result = new Map();
-  for (const [code, entry] of byProvince) {
-    result.set(code, { deviation: median(entry.deviations), price: median(entry.prices), count: entry.prices.length });
+  for (const [code, list] of prices) {
+    const price = median(list);
+    const reference = references.ofProvince(code, kind);
+    result.set(code, { deviation: against(price, reference), price, count: list.length, reference });
   }
   return result;
 }

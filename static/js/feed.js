@@ -3,26 +3,28 @@
 // with the alert's message (the rule's `message:` text), then the rule's title. Alerts are rare
 // next to prices, so the list is rebuilt whole.
 
+import { against } from "./deviation.js";
 import { h } from "./dom.js";
 import { formatPrice } from "./i18n.js";
 
-function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
+function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries, references, reference }) {
   const zone = catalog.zone(alert.province);
   const ack = store.ackOf(alert);
-  const expected = alert.expected;
+  // The alert's price against the reference the analyst chose, as on the map and in the table.
+  const level = references.ofMarket(alert.market, reference);
+  const deviation = against(alert.price, level);
   const market = catalog.markets.get(alert.market);
   const place = [catalog.marketName(alert.market), market && market.city, catalog.provinceName(alert.province)]
     .filter(Boolean).join(", ");
   const kind = catalog.ceilingKind(alert.commodity);
   const detectors = (alert.detectors || []).map((d) => i18n.detector(d, kind));
-  const reasons = Object.entries(alert.reasons || {}).map(([d, why]) => `${i18n.detector(d, kind)}: ${why}`).join("\n");
+
   const text = i18n.alertText(alert), title = i18n.alertTitle(alert);
+  // The title is the item's button (keyboard and screen readers); a click anywhere on the item
+  // does the same. A list item keeps its list role, so the feed stays a list.
   const item = h("li", {
     class: `alert sev-${alert.severity} state-${alert.state}` +
       (selectedSeries === `${alert.commodity}/${alert.market}` ? " current" : ""),
-    tabindex: "0",
-    role: "button",
-    title: reasons || null,
     "data-testid": "alert-item",
     dataset: {
       id: alert.id, key: alert.key, state: alert.state, severity: alert.severity,
@@ -41,19 +43,17 @@ function alertItem(alert, { store, catalog, i18n, onSelect, selectedSeries }) {
       ? `${i18n.time(alert.started_at ?? alert.ts, zone)} → ${i18n.time(alert.resolved_at, zone)}`
       : i18n.time(alert.started_at ?? alert.ts, zone)),
   ),
-  h("div", { class: "alert-title", "data-testid": "alert-text" }, text),
+  h("button", { type: "button", class: "alert-title", "data-testid": "alert-text" }, text),
   text !== title ? h("div", { class: "alert-rule muted" }, title) : null,
   h("div", { class: "alert-place" }, catalog.commodityName(alert.commodity, i18n.lang), " · ", place),
-  h("div", { class: "alert-price" },
+  h("div", { class: "alert-price", "data-testid": "alert-deviation", dataset: { deviation: deviation == null ? "" : deviation.toFixed(4) } },
     h("b", {}, formatPrice(alert.price)),
-    expected && expected.level ? ` · ${i18n.t("feed.usual", { level: formatPrice(expected.level) })} (${i18n.percent(alert.price / expected.level - 1)})` : ""),
+    level ? " · " + i18n.t("feed.against", {
+      deviation: i18n.percent(deviation), name: i18n.referenceName(reference, kind), level: formatPrice(level.value),
+    }) : ""),
   detectors.length ? h("div", { class: "alert-detectors muted" }, i18n.t("feed.detectors", { list: detectors.join(", ") })) : null,
   );
-  const choose = () => onSelect(alert);
-  item.addEventListener("click", choose);
-  item.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); choose(); }
-  });
+  item.addEventListener("click", () => onSelect(alert));
   return item;
 }
 

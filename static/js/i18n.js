@@ -18,8 +18,49 @@ export const STRINGS = {
     "conn.closed": "Terputus",
     "conn.retry": "Terputus — coba lagi {seconds} dtk",
     "conn.rate": "{rate} pembaruan/dtk",
+    "control.reference": "Acuan",
+    "reference.avg3m": "rata-rata 3 bulan",
+    "reference.year": "setahun lalu (selaras Lebaran)",
+    "reference.ceiling": "HAP/HET",
+    "reference.ceiling.HAP": "HAP",
+    "reference.ceiling.HET": "HET",
+    "reference.against": "vs {name} {level}",
+    "reference.unknown.avg3m": "Rata-rata 3 bulan belum ada: perlu harga 20 hari dalam 91 hari terakhir",
+    "reference.unknown.year": "Tidak ada harga setahun lalu pada titik musim yang sama",
+    "reference.unknown.ceiling": "Komoditas ini tidak punya HAP/HET",
+    "map.subtitle.reference": "Harga terakhir (median provinsi) dibanding {name}",
+    "chart.legend.adaptive": "Tingkat adaptif detektor",
+    "chart.legend.forecast": "Prakiraan (interval 95%)",
+    "chart.legend.odd": "Rentang detektor: apakah harga ini janggal?",
+    "chart.legend.reference": "Acuan: {name}",
+    "chart.legend.change": "Detektor yang menyala berganti",
+    "chart.legend.resolved": "Peringatan selesai",
+    "tip.band": "Rentang detektor {lo} – {hi} (tingkat {level})",
+    "tip.resolved": "Peringatan selesai",
+    "tip.change": "Detektor yang menyala berganti",
+    "feed.against": "{deviation} vs {name} {level}",
+    "summary.title": "Ringkasan",
+    "summary.alerts": "Dalam peringatan",
+    "summary.alerts.none": "Tidak ada peringatan aktif.",
+    "summary.alerts.count": "{count} peringatan",
+    "summary.movers": "Pergerakan terbesar (minggu ke minggu)",
+    "summary.movers.none": "Belum ada harga seminggu lalu.",
+    "summary.alps": "Fase ALPS",
+    "summary.alps.none": "Belum ada: ALPS perlu riwayat setahun",
+    "summary.national": "Nasional",
+    "summary.crisis": "Kriteria krisis (draf Badan Pangan)",
+    "summary.crisis.rule": "{low} – {high} di atas acuan (HAP/HET atau rata-rata 3 bulan) selama {days} hari",
+    "summary.crisis.met": "terpenuhi: {threshold} di atas {name} selama {days} hari (sejak {since})",
+    "summary.crisis.watch": "dipantau: {threshold} di atas {name} baru {days} hari",
+    "summary.crisis.no": "tidak terpenuhi",
+    "summary.freshness": "Kesegaran data",
+    "summary.freshness.entry": "terbaru {time} ({age} lalu), {count} pasar",
+    "summary.loading": "Memuat…",
+    "phase.normal": "normal",
+    "phase.stress": "tekanan",
+    "phase.alert": "lonjakan",
+    "phase.crisis": "krisis",
     "map.title": "Peta harga",
-    "map.subtitle": "Selisih harga terakhir dari tingkat biasanya (atau median nasional)",
     "map.noData": "tidak ada data",
     "map.tooltip.markets": "{count} pasar",
     "map.tooltip.alerts": "{count} peringatan aktif",
@@ -29,12 +70,8 @@ export const STRINGS = {
     "chart.empty": "Belum ada harga untuk seri ini.",
     "chart.points": "{count} titik",
     "chart.legend.price": "Harga",
-    "chart.legend.level": "Tingkat biasa",
-    "chart.legend.band": "Rentang wajar",
-    "chart.legend.fired": "Detektor menyala",
     "chart.legend.quarantined": "Dikarantina",
     "chart.legend.alert": "Memicu peringatan",
-    "tip.expected": "Biasa {level} (rentang {lo} – {hi})",
     "tip.fired": "Detektor yang menyala:",
     "tip.quarantined": "Dikarantina: tidak dipelajari model",
     "tip.alert": "Memicu peringatan",
@@ -43,6 +80,7 @@ export const STRINGS = {
     "markets.col.market": "Pasar",
     "markets.col.price": "Harga",
     "markets.col.deviation": "Selisih",
+    "markets.col.deviationVs": "Selisih vs {name}",
     "markets.col.time": "Waktu",
     "markets.empty": "Belum ada harga komoditas ini di wilayah ini.",
     "markets.stale": "basi",
@@ -53,11 +91,11 @@ export const STRINGS = {
     "feed.acked": "Ditangani {by}",
     "feed.awaiting": "Menunggu konfirmasi",
     "feed.awaitingWhy": "Belum dikirim ke Telegram: menunggu sumber atau pasar kedua",
-    "feed.usual": "biasa {level}",
     "feed.detectors": "Detektor: {list}",
-    "severity.info": "Info",
-    "severity.warning": "Waspada",
-    "severity.critical": "Kritis",
+    // The ladders' words (rules/*.yaml): waspada is always info, siaga warning, awas critical.
+    "severity.info": "Waspada",
+    "severity.warning": "Siaga",
+    "severity.critical": "Awas",
     "health.stale": "Tidak ada data {age}",
     "age.s": "{n} dtk",
     "age.m": "{n} mnt",
@@ -71,6 +109,18 @@ export const STRINGS = {
     "detector.ceiling.HET": "HET (harga eceran tertinggi)",
     "detector.ceiling.HAP": "HAP (harga acuan penjualan)",
     "detector.stale": "Data basi",
+    "detector.anomaly": "Anomali",
+    "detector.alps": "ALPS (lonjakan harga, WFP)",
+    "detector.ipa": "IPA (anomali harga, FAO)",
+    "why.zscore": "skor-z {score}",
+    "why.iqr": "{score} skala di luar pagar IQR",
+    "why.forecast": "{deviation} dari prakiraan {level} (skor {score})",
+    "why.crossmarket": "skor lintas pasar {score}",
+    "why.ceiling": "{deviation} terhadap {kind} {ceiling}",
+    "why.anomaly": "skor anomali {score}",
+    "why.alps": "ALPS {score} ({phase})",
+    "why.ipa": "IPA {score} ({phase})",
+    "why.other": "skor {score}",
   },
   en: {
     "page.title": "Pasarwatch — Food Price Watch",
@@ -87,8 +137,49 @@ export const STRINGS = {
     "conn.closed": "Disconnected",
     "conn.retry": "Disconnected — retry in {seconds} s",
     "conn.rate": "{rate} updates/s",
+    "control.reference": "Reference",
+    "reference.avg3m": "3-month average",
+    "reference.year": "a year earlier (Lebaran-aligned)",
+    "reference.ceiling": "HAP/HET",
+    "reference.ceiling.HAP": "HAP (reference price)",
+    "reference.ceiling.HET": "HET (retail ceiling)",
+    "reference.against": "vs {name} {level}",
+    "reference.unknown.avg3m": "No 3-month average yet: needs prices on 20 days within the last 91",
+    "reference.unknown.year": "No prices a year earlier at the same point of the season",
+    "reference.unknown.ceiling": "This commodity has no HAP/HET",
+    "map.subtitle.reference": "Latest price (province median) against its {name}",
+    "chart.legend.adaptive": "Detectors' adaptive level",
+    "chart.legend.forecast": "Forecast (95% interval)",
+    "chart.legend.odd": "Detector band: is today's tick odd?",
+    "chart.legend.reference": "Reference: {name}",
+    "chart.legend.change": "Detectors firing changed",
+    "chart.legend.resolved": "Alert resolved",
+    "tip.band": "Detector band {lo} – {hi} (level {level})",
+    "tip.resolved": "Alert resolved",
+    "tip.change": "The detectors firing changed",
+    "feed.against": "{deviation} vs {name} {level}",
+    "summary.title": "Summary",
+    "summary.alerts": "In alert",
+    "summary.alerts.none": "No alerts firing.",
+    "summary.alerts.count": "{count} alerts",
+    "summary.movers": "Biggest movers (week on week)",
+    "summary.movers.none": "No prices from a week ago yet.",
+    "summary.alps": "ALPS phase",
+    "summary.alps.none": "None yet: ALPS needs a year of history",
+    "summary.national": "National",
+    "summary.crisis": "Crisis criterion (Badan Pangan draft)",
+    "summary.crisis.rule": "{low} – {high} above the reference (HAP/HET or 3-month average) for {days} days",
+    "summary.crisis.met": "met: {threshold} above the {name} for {days} days (since {since})",
+    "summary.crisis.watch": "watching: {threshold} above the {name} for {days} days so far",
+    "summary.crisis.no": "not met",
+    "summary.freshness": "Data freshness",
+    "summary.freshness.entry": "newest {time} ({age} ago), {count} markets",
+    "summary.loading": "Loading…",
+    "phase.normal": "normal",
+    "phase.stress": "stress",
+    "phase.alert": "alert",
+    "phase.crisis": "crisis",
     "map.title": "Price map",
-    "map.subtitle": "Latest price against its usual level (or the national median)",
     "map.noData": "no data",
     "map.tooltip.markets": "{count} markets",
     "map.tooltip.alerts": "{count} alerts firing",
@@ -98,12 +189,8 @@ export const STRINGS = {
     "chart.empty": "No prices for this series yet.",
     "chart.points": "{count} points",
     "chart.legend.price": "Price",
-    "chart.legend.level": "Usual level",
-    "chart.legend.band": "Expected range",
-    "chart.legend.fired": "Detector fired",
     "chart.legend.quarantined": "Quarantined",
     "chart.legend.alert": "Raised an alert",
-    "tip.expected": "Usual {level} (range {lo} – {hi})",
     "tip.fired": "Detectors that fired:",
     "tip.quarantined": "Quarantined: not learned from",
     "tip.alert": "Raised an alert",
@@ -112,6 +199,7 @@ export const STRINGS = {
     "markets.col.market": "Market",
     "markets.col.price": "Price",
     "markets.col.deviation": "Difference",
+    "markets.col.deviationVs": "Difference vs {name}",
     "markets.col.time": "Time",
     "markets.empty": "No prices for this commodity here yet.",
     "markets.stale": "stale",
@@ -124,6 +212,7 @@ export const STRINGS = {
     "rule.di-atas-het": "Price above the legal retail ceiling (HET)",
     "rule.di-atas-hap": "Price above the government reference price (HAP)",
     "rule.data-terhenti": "Market stopped sending prices",
+    "rule.kriteria-krisis": "Price above its HAP/HET for 15 days (Badan Pangan's draft crisis criterion)",
     "feed.title": "Alerts",
     "feed.empty": "No alerts for this commodity yet.",
     "feed.firing": "Firing",
@@ -131,7 +220,6 @@ export const STRINGS = {
     "feed.acked": "Acknowledged by {by}",
     "feed.awaiting": "Awaiting confirmation",
     "feed.awaitingWhy": "Not sent to Telegram yet: waiting for a second source or market",
-    "feed.usual": "usual {level}",
     "feed.detectors": "Detectors: {list}",
     "severity.info": "Info",
     "severity.warning": "Warning",
@@ -149,6 +237,18 @@ export const STRINGS = {
     "detector.ceiling.HET": "Legal retail ceiling (HET)",
     "detector.ceiling.HAP": "Reference price (HAP)",
     "detector.stale": "Stale feed",
+    "detector.anomaly": "Anomaly",
+    "detector.alps": "ALPS (price spike, WFP)",
+    "detector.ipa": "IPA (price anomaly, FAO)",
+    "why.zscore": "z-score {score}",
+    "why.iqr": "{score} scales beyond the IQR fences",
+    "why.forecast": "{deviation} from the forecast {level} (score {score})",
+    "why.crossmarket": "cross-market score {score}",
+    "why.ceiling": "{deviation} against the {kind} {ceiling}",
+    "why.anomaly": "anomaly score {score}",
+    "why.alps": "ALPS {score} ({phase})",
+    "why.ipa": "IPA {score} ({phase})",
+    "why.other": "score {score}",
   },
 };
 
@@ -196,6 +296,17 @@ export class I18n {
     return fraction == null || !Number.isFinite(fraction) ? "–" : this.percentFormat.format(fraction);
   }
 
+  /** A threshold such as 7.5%, which whole percents would misstate. */
+  threshold(fraction) {
+    return new Intl.NumberFormat(this.locale, { style: "percent", maximumFractionDigits: 1 }).format(fraction);
+  }
+
+  /** "1 Apr 2024" from an ISO date (a calendar day, no time zone to convert). */
+  day(iso) {
+    if (!iso) return "–";
+    return this.dateFormat("UTC", "day").format(new Date(iso + "T00:00:00Z"));
+  }
+
   /** Formatter for one time zone and style, cached: building Intl formatters is slow. */
   dateFormat(timeZone, style) {
     const key = timeZone + "|" + style;
@@ -204,6 +315,7 @@ export class I18n {
       const options = { timeZone, hourCycle: "h23" };
       if (style === "datetime") Object.assign(options, { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" });
       if (style === "date") Object.assign(options, { day: "numeric", month: "short" });
+      if (style === "day") Object.assign(options, { day: "numeric", month: "short", year: "numeric" });
       if (style === "month") Object.assign(options, { month: "short", year: "numeric" });
       if (style === "time") Object.assign(options, { hour: "2-digit", minute: "2-digit" });
       format = new Intl.DateTimeFormat(this.locale, options);
@@ -226,6 +338,12 @@ export class I18n {
     return this.t("age.d", { n: Math.round(s / 86400) });
   }
 
+  /** The name of a reference kind; for the HAP/HET, the commodity's own kind when known. */
+  referenceName(kind, ceilingKind = null) {
+    if (kind === "ceiling" && ceilingKind) return this.t("reference.ceiling." + ceilingKind);
+    return this.t("reference." + kind);
+  }
+
   /**
    * A detector's name. The ceiling detector compares with the commodity's government price,
    * which is a legal cap (HET: rice, MinyaKita) or only a reference (HAP: chilli, shallots);
@@ -239,13 +357,38 @@ export class I18n {
     return strings["detector." + name] ?? name;
   }
 
+  /** A number with the page's decimal mark ("1,5" / "1.5"). */
+  number(value, digits = 1) {
+    return Number.isFinite(value) ? value.toLocaleString(this.locale, { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–";
+  }
+
   /**
-   * The alert's text: its `message`, rendered by the server from the rule's `message:` template
-   * (or from its summary when the rule has none), as Telegram sends it; the title for events
-   * without one.
+   * Why a detector fired, in the page's language, from its code and numbers (the verdict's
+   * score, expected level and class), never from the server's English `reasons`.
+   * context: {price, score, expected, classes, ceilingKind}.
+   */
+  reason(name, { price, score, expected, classes, ceilingKind }) {
+    const vars = { score: this.number(score, name === "alps" || name === "ipa" ? 2 : 1) };
+    if (name === "ceiling" && score > 0) {
+      Object.assign(vars, { deviation: this.percent(score - 1), kind: ceilingKind || "HAP/HET", ceiling: formatPrice(price / score) });
+    } else if (name === "forecast" && expected && expected.level > 0) {
+      Object.assign(vars, { deviation: this.percent(price / expected.level - 1), level: formatPrice(expected.level) });
+    } else if ((name === "alps" || name === "ipa") && classes && classes[name]) {
+      vars.phase = this.t("phase." + classes[name]);
+    } else if (!["zscore", "iqr", "crossmarket", "anomaly"].includes(name)) {
+      return this.t("why.other", vars);
+    }
+    return this.t("why." + name, vars);
+  }
+
+  /**
+   * The alert's text. In Indonesian its `message`, rendered by the server from the rule's
+   * `message:` template (or from its summary when the rule has none), as Telegram sends it.
+   * Rule templates are written in Indonesian, so in English (and for events without a message)
+   * it is the rule's title in the page's language.
    */
   alertText(alert) {
-    return alert.message || this.alertTitle(alert);
+    return (this.lang === "id" && alert.message) || this.alertTitle(alert);
   }
 
   /**

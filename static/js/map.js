@@ -1,6 +1,6 @@
 // The province map: SVG paths from the shipped TopoJSON, in an equirectangular projection
 // (Indonesia straddles the equator, so plain lon/lat is barely distorted), coloured by how far
-// each province's latest prices are from normal.
+// each province's latest prices are from the reference the analyst chose (deviation.js).
 
 import { fill, h, setAttr } from "./dom.js";
 import { DEVIATION_CLASSES, NO_DATA_COLOUR, deviationColour, deviationClass } from "./deviation.js";
@@ -52,7 +52,9 @@ export class ProvinceMap {
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", `-4 -4 ${(width + 8).toFixed(0)} ${(height + 8).toFixed(0)}`);
     svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
-    svg.setAttribute("role", "img");
+    // A group of buttons, one per province (role "img" may not hold focusable parts).
+    svg.setAttribute("role", "group");
+    svg.setAttribute("aria-labelledby", "map-title");
     svg.classList.add("map-svg");
     for (const f of this.features) {
       const path = document.createElementNS(SVG, "path");
@@ -62,6 +64,8 @@ export class ProvinceMap {
       path.setAttribute("data-code", f.properties.code);
       path.setAttribute("data-name", f.properties.name);
       path.setAttribute("tabindex", "0");
+      path.setAttribute("role", "button");
+      path.setAttribute("aria-label", f.properties.name);
       path.classList.add("province");
       path.addEventListener("click", () => this.onSelect(path.dataset.code));
       path.addEventListener("keydown", (e) => {
@@ -84,6 +88,7 @@ export class ProvinceMap {
       const code = catalog.provinceCodeFor(path.dataset.code, path.dataset.name);
       path.dataset.code = code;
       path.dataset.name = catalog.provinces.has(code) ? catalog.provinceName(code) : path.dataset.name;
+      path.setAttribute("aria-label", path.dataset.name);
       this.paths.set(code, path);
     }
   }
@@ -105,7 +110,9 @@ export class ProvinceMap {
       setAttr(path, "data-alerts", firing.get(code) || 0);
       path.classList.toggle("alerting", (firing.get(code) || 0) > 0);
       path.classList.toggle("selected", code === selected);
-      setAttr(path, "aria-selected", code === selected);
+      setAttr(path, "aria-pressed", code === selected);
+      setAttr(path, "aria-label", deviation == null ? path.dataset.name
+        : `${path.dataset.name} ${this.i18n ? this.i18n.percent(deviation) : ""}`.trim());
     }
     // Draw the selected outline above its neighbours' shared borders.
     const chosen = this.paths.get(selected);
@@ -121,7 +128,8 @@ export class ProvinceMap {
     fill(this.tip,
       h("strong", {}, path.dataset.name),
       entry
-        ? h("div", {}, `${formatPrice(entry.price)} · ${i18n.percent(entry.deviation)} · ${i18n.t("map.tooltip.markets", { count: entry.count })}`)
+        ? h("div", {}, [formatPrice(entry.price), entry.reference ? `${i18n.percent(entry.deviation)} vs ${formatPrice(entry.reference.value)}` : null,
+          i18n.t("map.tooltip.markets", { count: entry.count })].filter(Boolean).join(" · "))
         : h("div", { class: "muted" }, i18n.t("map.noData")),
       alerts ? h("div", { class: "tip-alert" }, i18n.t("map.tooltip.alerts", { count: alerts })) : null,
     );
@@ -129,8 +137,10 @@ export class ProvinceMap {
     this.tip.hidden = false;
     const x = event.clientX - box.left + 14;
     const y = event.clientY - box.top + 14;
-    this.tip.style.left = Math.min(x, box.width - this.tip.offsetWidth - 4) + "px";
-    this.tip.style.top = Math.min(y, box.height - this.tip.offsetHeight - 4) + "px";
+    // Inside the map, and inside the window: a map partly scrolled out of view keeps its tip visible.
+    const bottom = Math.min(box.height, window.innerHeight - box.top);
+    this.tip.style.left = Math.max(0, Math.min(x, box.width - this.tip.offsetWidth - 4)) + "px";
+    this.tip.style.top = Math.max(0, Math.min(y, bottom - this.tip.offsetHeight - 4)) + "px";
   }
 
   hideTip() {

@@ -1,8 +1,8 @@
 // The table of markets for the selected commodity (and province): latest price, its difference
-// from normal and its local time. Rows are kept and patched, since prices change many times a second.
+// from the chosen reference (deviation.js) and its local time. Rows are kept and patched, since prices change many times a second.
 
 import { h, setAttr, setText } from "./dom.js";
-import { marketDeviation, median, paintDeviation } from "./deviation.js";
+import { marketDeviation, paintDeviation } from "./deviation.js";
 import { formatPrice } from "./i18n.js";
 import { seriesKey } from "./store.js";
 
@@ -45,8 +45,7 @@ export class MarketTable {
   }
 
   /** Shows the latest prices of the store's commodity in `province` (all when null). */
-  render({ store, catalog, i18n, province, market }) {
-    const national = median([...store.latest.values()].map((m) => m.price));
+  render({ store, catalog, i18n, province, market, references, reference }) {
     const firing = new Set(store.firing().map((a) => seriesKey(a.commodity, a.market)));
     const shown = [...store.latest.values()]
       .filter((m) => !province || m.province === province)
@@ -56,11 +55,13 @@ export class MarketTable {
       const key = seriesKey(msg.commodity, msg.market);
       const { tr, cells } = this.row(key, msg.market);
       const info = catalog.markets.get(msg.market);
-      const deviation = marketDeviation(msg, national);
+      const deviation = marketDeviation(msg, references, reference);
       setText(cells.name, catalog.marketName(msg.market));
       setText(cells.city, [info && info.city, catalog.provinceName(msg.province)].filter(Boolean).join(", "));
       setText(cells.price, formatPrice(msg.price));
       paintDeviation(cells.deviation, deviation, i18n);
+      cells.deviation.title = deviation == null ? i18n.t("reference.unknown." + reference) : "";
+      setAttr(tr, "data-deviation", deviation == null ? "" : deviation.toFixed(4));
       setText(cells.time, i18n.time(msg.ts, catalog.zone(msg.province)));
       const stale = store.health.get(key);
       // The chart's glyphs: ▲ alert firing, ◆ latest tick quarantined; plus a stale-feed badge.

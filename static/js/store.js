@@ -190,12 +190,19 @@ export class Store {
     return [...this.lastEvent.values()].filter((a) => a.state === "firing");
   }
 
-  /** Tick times that raised a firing event in one series, to mark them on the chart. */
-  alertTimes(commodity, market) {
-    const times = new Set();
+  /** Per tick time of one series, the alert transitions there ("alert" raised, "resolved"). */
+  alertMarks(commodity, market) {
+    const marks = new Map();
     for (const a of this.alerts) {
-      if (a.state === "firing" && a.commodity === commodity && a.market === market) times.add(a.ts);
+      if (a.commodity !== commodity || a.market !== market) continue;
+      // Raised (or escalated) and resolved are news; a repeat or a confirmation of a firing
+      // alert is not a new thing to look at on the chart.
+      const raised = !a.transition || a.transition === "fired" || a.transition === "escalated";
+      const kind = a.state === "resolved" ? "resolved" : raised ? "alert" : null;
+      if (!kind) continue;
+      if (!marks.has(a.ts)) marks.set(a.ts, []);
+      if (!marks.get(a.ts).includes(kind)) marks.get(a.ts).push(kind);
     }
-    return times;
+    return marks;
   }
 }

@@ -7,7 +7,8 @@ const js = (name) => import(new URL(`../js/${name}`, import.meta.url));
 const { compareIds, laterId } = await js("ids.js");
 const { backoffDelay } = await js("connection.js");
 const { SeriesBuffer } = await js("series.js");
-const { median, marketDeviation, provinceDeviations, deviationClass } = await js("deviation.js");
+const { median, marketDeviation, provinceDeviations, deviationClass, References, against } = await js("deviation.js");
+const { summarise, crisisState, medianPhase } = await js("summary.js");
 const { Store, Catalog, normaliseName, mostReported } = await js("store.js");
 const { I18n, STRINGS, formatPrice } = await js("i18n.js");
 const { readSelection, selectionAddress } = await js("selection.js");
@@ -40,25 +41,71 @@ test("series buffer keeps time order, drops duplicates and stays bounded", () =>
   assert.deepEqual(buffer.columns(), [[2, 3, 4], [20, 30, 40], [null, null, 1], [null, null, 0], [null, null, 2]]);
 });
 
-test("deviation from the usual level, else from the national median", () => {
+// The references of GET /api/v1/references for a surge: West Java's 3-month average is 34.000
+// and its median price is now 61.000; one market has too little history for an average.
+const SURGE = {
+  commodity: "bawang-merah",
+  series: [
+    { market: "a", province: "32", references: { avg3m: { value: 40000 }, year: null, ceiling: { value: 41500, kind: "HAP" } } },
+    { market: "b", province: "32", references: { avg3m: null, year: null, ceiling: { value: 41500, kind: "HAP" } } },
+  ],
+  provinces: [{ province: "32", price: 61000, references: { avg3m: { value: 34000 }, year: null,
+    ceiling: { value: 41500, kind: "HAP" }, week: { value: 50000 } },
+    crisis: { avg3m: [{ threshold: 0.075, since: "2024-04-01", days: 17, met: true }, { threshold: 0.125, since: "2024-04-01", days: 17, met: true }],
+      ceiling: [{ threshold: 0.075, since: "2024-04-15", days: 3, met: false }, { threshold: 0.125, since: null, days: 0, met: false }] } }],
+  national: null,
+  crisis_thresholds: [0.075, 0.125],
+  crisis_days: 15,
+};
+
+test("deviation against the reference the analyst chose, never against a level that chases the price", () => {
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 2, 3]), 2.5);
   assert.equal(median([]), null);
-  assert.equal(marketDeviation({ price: 110, verdict: { expected: { level: 100 } } }, 50).toFixed(2), "0.10");
-  assert.equal(marketDeviation({ price: 110, verdict: { expected: null } }, 100).toFixed(2), "0.10");
-  assert.equal(marketDeviation({ price: 110 }, null), null);
-  const byProvince = provinceDeviations([
-    { province: "32", price: 100, verdict: { expected: { level: 100 } } },
-    { province: "32", price: 300, verdict: { expected: { level: 100 } } },
-    { province: "31", price: 200 },
-  ]);
-  assert.deepEqual(byProvince.get("32"), { deviation: 1, price: 200, count: 2 });
-  assert.equal(byProvince.get("31").deviation, 0);
+  const refs = new References(SURGE);
+  // The detectors' adaptive level has caught up with the surge; it is not what is measured against.
+  const surging = { market: "a", province: "32", price: 80000, verdict: { expected: { level: 79000 } } };
+  assert.equal(marketDeviation(surging, refs, "avg3m"), 1);
+  assert.equal(marketDeviation(surging, refs, "ceiling").toFixed(3), "0.928");
+  assert.equal(marketDeviation(surging, refs, "year"), null, "no year-earlier level: no deviation, not 0");
+  assert.equal(marketDeviation({ market: "b", price: 1 }, refs, "avg3m"), null);
+  assert.equal(marketDeviation(surging, new References(), "avg3m"), null, "before the references load");
+  assert.equal(against(110, { value: 100 }).toFixed(2), "0.10");
+  const byProvince = provinceDeviations([surging, { market: "b", province: "32", price: 42000 },
+    { market: "c", province: "32", price: 61000 }, { market: "d", province: "31", price: 5 }], refs, "avg3m");
+  assert.equal(byProvince.get("32").price, 61000);
+  assert.equal(byProvince.get("32").deviation.toFixed(2), "0.79", "a surge of about +80%");
+  assert.equal(deviationClass(byProvince.get("32").deviation), 6, "the map's darkest red");
+  assert.equal(byProvince.get("31").deviation, null);
   assert.equal(deviationClass(0), 3);
   assert.equal(deviationClass(-0.5), 0);
   assert.equal(deviationClass(0.15), 5);
   assert.equal(deviationClass(0.5), 6);
   assert.equal(deviationClass(null), -1);
+});
+
+test("the summary ranks alerts, movers, ALPS phases, the crisis criterion and freshness", () => {
+  const firing = [
+    { commodity: "bawang-merah", province: "32", market: "a", severity: "warning" },
+    { commodity: "bawang-merah", province: "32", market: "b", severity: "critical" },
+    { commodity: "cabai", province: "31", market: "c", severity: "info" },
+  ];
+  const latest = [
+    { commodity: "bawang-merah", province: "32", market: "a", ts: 100, verdict: { classes: { alps: "crisis" } } },
+    { commodity: "bawang-merah", province: "32", market: "b", ts: 90, verdict: { classes: { alps: "alert" } } },
+    { commodity: "bawang-merah", province: "32", market: "c", ts: 80, verdict: { classes: { alps: "normal" } } },
+    { commodity: "cabai", province: "31", market: "c", ts: 50, verdict: {} },
+  ];
+  const summary = summarise({ firing, latest, references: new Map([["bawang-merah", SURGE]]) });
+  assert.deepEqual(summary.alerts.map((a) => [a.commodity, a.province, a.severity, a.count, a.market]),
+    [["bawang-merah", "32", "critical", 2, "b"], ["cabai", "31", "info", 1, "c"]]);
+  assert.equal(summary.movers.length, 1);
+  assert.equal(summary.movers[0].change.toFixed(2), "0.22");
+  assert.deepEqual(summary.alps.map((a) => [a.commodity, a.national]), [["bawang-merah", "alert"], ["cabai", null]]);
+  assert.deepEqual(summary.crisis.map((c) => [c.province, c.state, c.kind, c.threshold]), [["32", "met", "avg3m", 0.125]]);
+  assert.deepEqual(summary.freshness.map((f) => [f.commodity, f.newest, f.count]), [["bawang-merah", 100, 3], ["cabai", 50, 1]]);
+  assert.equal(medianPhase([{ verdict: {} }]), null);
+  assert.equal(crisisState({ crisis: { avg3m: [], ceiling: null } }).state, "no");
 });
 
 test("store keeps the subscribed commodity's latest prices", () => {
@@ -96,7 +143,11 @@ test("store follows alert episodes, acknowledgements and the last alert id", () 
   store.apply(again);
   assert.equal(store.ackOf(again), null, "a new episode is not acknowledged");
   assert.equal(store.episodes().length, 2);
-  assert.deepEqual([...store.alertTimes("cabai", "m")].sort((a, b) => a - b), [2, 10]);
+  assert.deepEqual([...store.alertMarks("cabai", "m")].map(([ts, kinds]) => [ts, kinds.sort()]).sort((a, b) => a[0] - b[0]),
+    [[2, ["alert", "resolved"]], [10, ["alert"]]], "raised and resolved, at their ticks");
+  store.addAlert({ ...again, id: "10-0", ts: 11, transition: "repeated" });
+  store.addAlert({ ...again, id: "11-0", ts: 12, transition: "fired" });
+  assert.deepEqual([...store.alertMarks("cabai", "m").keys()].sort((a, b) => a - b), [2, 10, 12], "a repeat is no news");
   store.apply({ type: "alert", id: "12-0", commodity: "beras", key: "x", state: "firing" });
   assert.equal(store.lastAlertId, "12-0", "since covers alerts of every commodity seen");
   assert.equal(store.episodes().length, 2, "other commodities stay out of the feed");
@@ -171,4 +222,55 @@ test("an alert reads as its rule's message, else its title", () => {
   const alert = { rule: "kenaikan-tajam", summary: "Kenaikan", message: "Cabai Rawit Merah di Pasar Agung naik ke Rp 90.000" };
   assert.equal(id.alertText(alert), "Cabai Rawit Merah di Pasar Agung naik ke Rp 90.000");
   assert.equal(id.alertText({ rule: "kenaikan-tajam", summary: "Kenaikan" }), "Kenaikan");
+  assert.equal(new I18n("en").alertText(alert), "Sharp rise above the usual level", "no Indonesian template in English");
+});
+
+test("detector reasons are rendered in the page's language from codes and numbers", () => {
+  const id = new I18n("id"), en = new I18n("en");
+  const ceiling = { price: 80000, score: 80000 / 41500, ceilingKind: "HAP" };
+  assert.equal(id.reason("ceiling", ceiling), "+93% terhadap HAP Rp 41.500");
+  assert.equal(en.reason("ceiling", ceiling), "+93% against the HAP Rp 41.500");
+  assert.equal(id.reason("zscore", { score: 4.25 }), "skor-z 4,3");
+  assert.equal(id.reason("alps", { score: 2.5, classes: { alps: "crisis" } }), "ALPS 2,50 (krisis)");
+  assert.equal(id.reason("forecast", { price: 60000, score: 3, expected: { level: 50000 } }), "+20% dari prakiraan Rp 50.000 (skor 3,0)");
+  assert.equal(en.reason("newdetector", { score: 1 }), "score 1.0");
+  for (const name of ["zscore", "iqr", "forecast", "crossmarket", "ceiling", "anomaly", "alps", "ipa", "stale"]) {
+    assert.notEqual(id.detector(name), name, `${name} has an Indonesian name`);
+  }
+  const words = (lang) => Object.values(STRINGS[lang]).map((text) => text.toLowerCase());
+  for (const word of ["waspada", "siaga", "awas"]) {
+    assert.equal(words("id").filter((text) => text === word).length, 1, `${word} names one severity only`);
+  }
+});
+
+test("thresholds and calendar days read as written", () => {
+  const id = new I18n("id"), en = new I18n("en");
+  assert.equal(id.threshold(0.075), "7,5%");
+  assert.equal(en.threshold(0.125), "12.5%");
+  assert.equal(id.day("2024-04-01"), "1 Apr 2024");
+});
+
+test("a task asked for many times soon runs once", async () => {
+  const { Later } = await js("later.js");
+  let runs = 0;
+  const later = new Later(async () => { runs += 1; }, 5);
+  later.soon(); later.soon(); later.soon();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(runs, 1);
+  later.soon();
+  await later.now();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(runs, 2, "now() cancels the pending run");
+});
+
+test("throttled views redraw at most every interval, the others when dirty", async () => {
+  const { Frames } = await js("frames.js");
+  const frames = new Frames(() => {}, { map: 200 });
+  frames.dirty.add("map").add("chart");
+  assert.equal(frames.due("map", 1000), true);
+  frames.dirty.add("map");
+  assert.equal(frames.due("map", 1100), false, "100 ms later: not yet");
+  assert.equal(frames.due("map", 1200), true);
+  assert.equal(frames.take("chart"), true);
+  assert.equal(frames.take("chart"), false);
 });
