@@ -2,11 +2,12 @@
 // Messages only change the store and mark views dirty; views redraw at most once per animation
 // frame, so hundreds of updates a second cost one redraw each frame.
 
-import { fetchAlerts, fetchCatalog, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
+import { fetchAlerts, fetchCatalog, fetchDemo, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
 import { PriceChart, renderSeriesHead } from "./js/chart.js";
 import { fillControls, fillMarketControl, fillReferenceControl } from "./js/controls.js";
 import { PriceSocket, pricesUrl } from "./js/connection.js";
 import { DEFAULT_REFERENCE, REFERENCE_KINDS, References, provinceDeviations } from "./js/deviation.js";
+import { renderDemo } from "./js/demo.js";
 import { setText } from "./js/dom.js";
 import { renderFeed } from "./js/feed.js";
 import { I18n, LANGUAGES } from "./js/i18n.js";
@@ -167,6 +168,7 @@ async function loadHistory() {
 function handleMessages(messages) {
   rate.count += messages.length;
   for (const msg of messages) {
+    if (msg.type === "demo") showDemo(msg);
     const change = store.apply(msg);
     // A late tick is not the series' latest price but still belongs on its chart.
     if (msg.type === "price" && msg.market === selection.market && msg.commodity === selection.commodity && buffer.add(msg)) {
@@ -398,6 +400,15 @@ ui.commodity.addEventListener("change", () => {
 ui.province.addEventListener("change", () => { autoCommodity = false; selectProvince(ui.province.value); });
 ui.market.addEventListener("change", () => selectMarket(ui.market.value));
 
+// ---- the demo replay ---------------------------------------------------------------------------
+
+let demo = null;
+
+function showDemo(status) {
+  demo = status;
+  renderDemo($("demo"), demo, i18n);
+}
+
 // ---- language ------------------------------------------------------------------------------
 
 function applyLanguage() {
@@ -413,6 +424,7 @@ function applyLanguage() {
   if (catalog) fillControls(ui, catalog, selection, i18n);
   invalidate(...ALL_VIEWS);
   drawSummary();
+  if (demo) showDemo(demo);
 }
 
 ui.lang.addEventListener("click", () => {
@@ -446,3 +458,4 @@ async function loadMap() {
 applyLanguage();
 loadMap();
 socket.start();
+fetchDemo().then(showDemo, (error) => console.warn("pasarwatch: demo state unavailable", error));

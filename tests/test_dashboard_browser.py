@@ -209,6 +209,22 @@ def test_the_telegram_link_opens_the_series_of_its_alert(system, dashboard):
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_page_says_when_the_demo_replay_has_ended(system, dashboard):
+    import orjson
+
+    system.redis.set("pw:demo:status", orjson.dumps({"state": "running", "from": "2023-09-01", "to": "2024-06-28"}))
+    dashboard.open(COMMODITY, WEST_JAVA, "pasar-cisalak")
+    banner = dashboard.page.get_by_test_id("demo")
+    expect(banner).to_contain_text("2023-09-01")
+    expect(banner).to_have_attribute("data-state", "running")
+    expect(dashboard.connection).to_have_attribute("data-state", "open")
+    finished = {"type": "demo", "state": "finished", "from": "2023-09-01", "to": "2024-06-28"}
+    system.redis.set("pw:demo:status", orjson.dumps(finished))
+    system.redis.publish("pw:events", orjson.dumps(finished))  # as server/demo.py announces it
+    expect(banner).to_have_attribute("data-state", "finished")
+    expect(banner).to_contain_text("Demo selesai")
+
+
 def test_the_dashboard_modules_pass_their_node_unit_tests():
     files = sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "static" / "tests").glob("*.test.*js"))
     assert files, "no unit tests under static/tests/"

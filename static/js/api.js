@@ -35,6 +35,11 @@ export function fetchReferences(commodity) {
   return getJSON(`/references?commodity=${q(commodity)}`);
 }
 
+/** The demo replay's state: {state: off|running|finished|failed, from, to}. */
+export function fetchDemo() {
+  return getJSON("/demo");
+}
+
 /** The alerts firing now, of every commodity. */
 export async function fetchFiring(limit) {
   return (await getJSON(`/alerts?state=firing&limit=${limit}`)).alerts;
