@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
+from server import keys
+
 ROLES = ("viewer", "operator", "admin")
 # What each role may do; a device may only ingest (for its markets).
 PERMISSIONS = {
@@ -39,8 +41,8 @@ PERMISSIONS = {
     "operator": {"read", "operate"},
     "admin": {"read", "operate", "admin", "ingest"},
 }
-CREDENTIALS = "pw:credentials"  # hash: key id -> credential JSON (with the token's sha256)
-NAMES = "pw:credential-names"   # hash: "kind:name" -> key id (for revoke and list)
+CREDENTIALS = keys.CREDENTIALS
+NAMES = keys.CREDENTIAL_NAMES
 
 
 @dataclass(frozen=True)

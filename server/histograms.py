@@ -27,7 +27,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-KEY_PREFIX = "pw:metrics:hist:"
+from server import keys
+
 SUM = "sum"
 INF = "+Inf"
 
@@ -42,7 +43,7 @@ class Spec:
 
     @property
     def key(self) -> str:
-        return KEY_PREFIX + self.name
+        return keys.HISTOGRAM.of(name=self.name)
 
     @property
     def fields(self) -> tuple[str, ...]:

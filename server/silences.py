@@ -12,11 +12,8 @@
 - ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
   ``{"type": "ack", "key", "by", "at"}`` on ``pw:events``
 
-| key | type | what |
-|---|---|---|
-| pw:silences | hash | silence id -> JSON silence (expired ones kept for audit) |
-| pw:silences:ends | zset | silence id by ends_at: the engine reads only the live ones |
-| pw:acks | hash | alert key -> JSON {by, at, comment} |
+Its keys, ``pw:silences``, ``pw:silences:ends`` and ``pw:acks``, are named with their types in
+server/keys.py.
 
 Every change to a silence is also published as ``{"type": "silence", "silence": {...}}`` on
 ``pw:events``. ``active_silences(client, now)`` is the engine's (sync) read, once per batch.
@@ -33,15 +30,16 @@ from starlette.routing import Route
 
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
 from server.access import requires
+from server import keys
 from server.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
 __all__ = ["routes", "active_silences", "is_silenced", "save_silence", "acknowledge"]
 
-SILENCES = "pw:silences"
-SILENCE_ENDS = "pw:silences:ends"
-ACKS = "pw:acks"
-EVENTS = "pw:events"
-FIRING = "pw:firing"
+SILENCES = keys.SILENCES
+SILENCE_ENDS = keys.SILENCE_ENDS
+ACKS = keys.ACKS
+EVENTS = keys.EVENTS
+FIRING = keys.FIRING
 MAX_BODY = 64 * 1024
 STATES = ("active", "pending", "expired")
 MAX_LIVE = 1000  # the engine checks every alert against each live silence

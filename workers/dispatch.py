@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job
 
+from server import keys
 from workers import groups
 from workers import notifications as store
 from workers.groups import Target, recipients
@@ -40,11 +41,11 @@ __all__ = ["ALERTS", "GROUP", "CONSUMER", "QUEUE", "dispatch_alerts", "enqueue_d
 
 log = logging.getLogger("pasarwatch.notify")
 
-ALERTS = "pw:alerts"
+ALERTS = keys.ALERTS
 GROUP = "notify"
 CONSUMER = "dispatcher"
 READ_COUNT = 200
-SWEEP_KEY = "pw:notif:sweep"
+SWEEP_KEY = keys.NOTIF_SWEEP
 
 # A notification is stalled when its deadline passed, it is still pending, no worker holds its
 # lease and its latest job is not waiting in the queue (a backlog is not a crash: another job
