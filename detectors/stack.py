@@ -55,7 +55,7 @@ ceiling differs by region (rice HET zones); the regional one wins.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from detectors.alps import ALPS
 from detectors.ceiling import CeilingPrice

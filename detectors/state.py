@@ -44,7 +44,8 @@ import math
 from collections import deque
 from itertools import chain
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import orjson

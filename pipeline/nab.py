@@ -55,7 +55,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 PROBATION_PERCENT = 0.15
 # NAB caps probation at probation_percent * 5000 records (750 at 15 %).

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from detectors.forecast_error import ForecastTracker
 from detectors.stack import DetectorStack

@@ -124,7 +124,8 @@ def format_comparison(report: dict) -> str:
     lines.append(f"{'total':<28}{'-' if current is None else current['fired']:>10}{candidate['fired']:>10}")
     for name, rule in candidate["rules"].items():
         if rule["examples"]:
-            lines.append(f"\n{name}: first alerts" + (f" ({rule['escalated']} escalations)" if rule["escalated"] else ""))
+            escalations = f" ({rule['escalated']} escalations)" if rule["escalated"] else ""
+            lines.append(f"\n{name}: first alerts{escalations}")
             lines.extend(f"  {e['date']} {e['market']} {e['severity']}: {e['message']}" for e in rule["examples"])
     return "\n".join(lines)
 

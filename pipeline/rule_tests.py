@@ -144,9 +144,11 @@ def _check(spec: TestFile, expectation: Expectation, firing: list[dict], raised:
                 continue
             near = min(left, key=lambda a: len(_differences(item, a)), default=None)
             detail = f"; closest: {_show(near)} differs in {'; '.join(_differences(item, near))}" if near else ""
-            problems.append(f"{spec.path}:{line}: at {expectation.at}: expected {what} {_plain(item)} not found{detail}")
+            problems.append(f"{spec.path}:{line}: at {expectation.at}: expected {what} {_plain(item)} "
+                            f"not found{detail}")
         for extra in left:
-            problems.append(f"{spec.path}:{expectation.line}: at {expectation.at}: unexpected {what[:-1] if what == 'events' else what} "
+            singular = what[:-1] if what == "events" else what
+            problems.append(f"{spec.path}:{expectation.line}: at {expectation.at}: unexpected {singular} "
                             f"{_show(extra)}")
         failures.extend(problems)
     return failures

@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from detectors.stack import DetectorStack
 from rules.engine import RuleEngine

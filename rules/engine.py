@@ -212,8 +212,9 @@ class RuleEngine:
                 continue
             tick = {"commodity": event["commodity"], "market": event["market"],
                     "province": event.get("province", ""), "price": event.get("price"), "ts": now}
-            verdict = {"scores": {}, "fired": list(event.get("detectors") or ()), "reasons": dict(event.get("reasons") or {}),
-                       "expected": event.get("expected"), "quarantined": bool(event.get("quarantined"))}
+            verdict = {"scores": {}, "fired": list(event.get("detectors") or ()),
+                       "reasons": dict(event.get("reasons") or {}), "expected": event.get("expected"),
+                       "quarantined": bool(event.get("quarantined"))}
             steps.append(_Step(rule, key, state, tick, verdict, event.get("value"), None))
         return self._finish(steps) if steps else []
 

@@ -7,8 +7,10 @@ sides cannot silence everything).
 
 >>> rule = parse_inhibit_rule({"source": ['severity="critical"'], "target": ['severity="warning"'],
 ...                            "equal": ["commodity", "market"]})
->>> crisis = {"key": "a/cabai/pasar-agung", "rule": "a", "severity": "critical", "commodity": "cabai", "market": "pasar-agung"}
->>> warning = {"key": "b/cabai/pasar-agung", "rule": "b", "severity": "warning", "commodity": "cabai", "market": "pasar-agung"}
+>>> crisis = {"key": "a/cabai/pasar-agung", "rule": "a", "severity": "critical",
+...           "commodity": "cabai", "market": "pasar-agung"}
+>>> warning = {"key": "b/cabai/pasar-agung", "rule": "b", "severity": "warning",
+...            "commodity": "cabai", "market": "pasar-agung"}
 >>> inhibitors(warning, [crisis, warning], (rule,)), inhibitors(crisis, [crisis, warning], (rule,))
 (['a/cabai/pasar-agung'], [])
 """

@@ -18,7 +18,7 @@ engine keeps the last good set in force (see ``rules/rulebook.py``). A file may 
 >>> parse_rule_text("rules:\\n  - name: x\\n    when: nosuch > 1\\n", "bad.yaml", load_catalog(), set())
 Traceback (most recent call last):
 ...
-rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; known: age, change, detector_error, expected_hi, expected_level, expected_lo, fired_count, no_data, price, quarantined, stale
+rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; known: age, change, ..., stale
 """
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
             _check_route_matchers(root, value, problems, known)
     inhibit: list[InhibitRule] = []
     for parts in files:
-        for rule, item, line in parts.inhibit:
+        for rule, item, _line in parts.inhibit:
             inhibit.append(rule)
             if not all_rules:
                 continue

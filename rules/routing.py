@@ -52,7 +52,7 @@ class Route:
     active_time: tuple[str, ...] = ()
     quiet_time: tuple[str, ...] = ()
     when_quiet: str = "hold"
-    routes: tuple["Route", ...] = ()
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ EXPECT_KEYS = {"at", "rule", "firing", "events"}
 ITEM_KEYS = {
     "rule", "key", "kind", "commodity", "market", "province", "severity", "level", "state", "transition",
     "previous_severity", "previous_level", "labels", "routed_to", "held", "held_until", "telegram", "topics", "notify",
-    "inhibited", "inhibited_by", "silenced", "silenced_by", "awaiting_confirmation", "message", "message_contains", "price",
+    "inhibited", "inhibited_by", "silenced", "silenced_by", "awaiting_confirmation", "message", "message_contains",
+    "price",
     "fired_price", "peak_price", "value", "fired_value", "peak_value",
 }
 HEALTH_STATES = ("ok", "stale", "no_data", "error")

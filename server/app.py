@@ -16,7 +16,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from rules.catalog import load_catalog
-from server import api, audit, deadletters, demo, devices, forecast_api, metrics, openapi, silences, sockets, telegram_bot
+from server import (api, audit, deadletters, demo, devices, forecast_api, metrics, openapi, silences, sockets,
+                    telegram_bot)
 from server.config import PROJECT_ROOT, Settings
 from server.access import Gate, count_refusal
 from server.hub import Hub

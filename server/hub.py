@@ -5,8 +5,9 @@ the engine; the hub reads its routing fields once, decodes it to text once, and 
 string to every matching client. Each client has a bounded backlog: prices are conflated per
 series (a newer price replaces an unsent older one), a new snapshot replaces an unsent older
 one, alerts and other messages are never dropped, and a client whose backlog of those
-overflows, or whose send stalls, is disconnected rather than allowed to slow the others. A client's whole backlog goes out as one frame (a JSON
-array), so a burst costs one send per client, not one per message.
+overflows, or whose send stalls, is disconnected rather than allowed to slow the others. A
+client's whole backlog goes out as one frame (a JSON array), so a burst costs one send per
+client, not one per message.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import gc
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from redis.asyncio import Redis

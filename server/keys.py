@@ -88,7 +88,8 @@ ERRORS = _key("pw:stats:errors", "hash", '"detector:<name>" / "rule:<name>" / "e
 DEADLETTER = _key("pw:deadletter", "stream", "ticks the engine could not process at all, for an operator to replay")
 DEADLETTERED = _key("pw:stats:deadlettered", "string", "counter: ticks ever moved to pw:deadletter")
 DEMO_STATUS = _key("pw:demo:status", "string", 'the demo replay: JSON {"state", "from", "to", "updated_at"}')
-HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash", "a /metrics histogram: bucket upper bound -> count (not cumulative), `sum`")
+HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash",
+                     "a /metrics histogram: bucket upper bound -> count (not cumulative), `sum`")
 HISTOGRAM_PREFIX = HISTOGRAM.prefix
 
 # Silences and acknowledgements (server/silences.py)
@@ -101,24 +102,29 @@ SUB_TOPIC = _pattern("pw:sub:topic:{commodity}:{province}", "set", "chat ids sub
 SUB_TOPIC_PREFIX = SUB_TOPIC.prefix
 SUB_CHAT = _pattern("pw:sub:chat:{chat}", "set", "the chat's topics, as `commodity:province`")
 SUB_CHATS = _key("pw:sub:chats", "set", "every chat with at least one subscription")
-MUTE_CHAT = _pattern("pw:mute:chat:{chat}", "string", "the chat hears nothing until it expires (value: until)", ttl=True)
-MUTE_ALERT = _pattern("pw:mute:key:{chat}:{alert_key}", "string", "the chat does not hear of that alert until it expires",
-                  ttl=True)
-TG_UPDATE = _pattern("pw:tg:update:{update_id}", "string", "marker: this Telegram update was handled (redeliveries)", ttl=True)
+MUTE_CHAT = _pattern("pw:mute:chat:{chat}", "string",
+                     "the chat hears nothing until it expires (value: until)", ttl=True)
+MUTE_ALERT = _pattern("pw:mute:key:{chat}:{alert_key}", "string",
+                      "the chat does not hear of that alert until it expires", ttl=True)
+TG_UPDATE = _pattern("pw:tg:update:{update_id}", "string",
+                     "marker: this Telegram update was handled (redeliveries)", ttl=True)
 
 # Notifications (workers/notifications.py, workers/groups.py, workers/dispatch.py)
 NOTIF = _pattern("pw:notif:{id}", "hash", "a notification: chat, state, reason, times, parts, progress")
-NOTIF_ITEMS = _pattern("pw:notif:{id}:items", "list", "the alert events (orjson) a notification is about, in arrival order")
+NOTIF_ITEMS = _pattern("pw:notif:{id}:items", "list",
+                       "the alert events (orjson) a notification is about, in arrival order")
 NOTIF_INDEX = _key("pw:notif:index", "zset", "notification id by creation time, capped: what the API lists")
 NOTIF_DUE = _key("pw:notif:due", "zset", "pending notification id by the time a worker must have finished it")
-NOTIF_LEASE = _pattern("pw:notif:lease:{id}", "string", "the worker delivering a notification, renewed while alive", ttl=True)
+NOTIF_LEASE = _pattern("pw:notif:lease:{id}", "string",
+                       "the worker delivering a notification, renewed while alive", ttl=True)
 NOTIF_SWEEP = _key("pw:notif:sweep", "string", "lock: one process runs the stalled-notification sweep per interval",
                    ttl=True)
 GROUP_STATE = _pattern("pw:notif:group:{gid}", "string", "an alert group (orjson): its key, receiver, timing and state")
 GROUP_ALERTS = _pattern("pw:notif:group:{gid}:alerts", "hash", "alert key -> the group's newest event of it (orjson)")
 GROUPS_DUE = _key("pw:notif:groups:due", "zset", "group id by the time of its next flush")
 GROUP_MEMBER = _pattern("pw:notif:in:{alert_key}", "set", "the groups that hold the alert")
-GROUP_STAGED = _pattern("pw:notif:staged:{marker}", "string", "marker: this alert event was taken into its groups", ttl=True)
+GROUP_STAGED = _pattern("pw:notif:staged:{marker}", "string",
+                        "marker: this alert event was taken into its groups", ttl=True)
 
 # Telegram rate limits (workers/ratelimit.py)
 RL_GLOBAL = _key("pw:rl:global", "zset", "booked send times, all chats (Telegram's 30 a second)", ttl=True)

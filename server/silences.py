@@ -80,7 +80,8 @@ def active_silences(client: Any, now: float) -> list[dict]:
 async def _body(request: Request) -> tuple[Any, Response | None]:
     raw = await request.body()
     if len(raw) > MAX_BODY:
-        return None, _errors([{"field": "body", "reason": "body_too_large", "detail": f"body above {MAX_BODY} bytes"}], 413)
+        too_large = {"field": "body", "reason": "body_too_large", "detail": f"body above {MAX_BODY} bytes"}
+        return None, _errors([too_large], 413)
     if not raw.strip():
         return {}, None
     try:
@@ -113,7 +114,8 @@ async def create_silence(request: Request) -> Response:
 async def list_silences(request: Request) -> Response:
     wanted = request.query_params.get("state")
     if wanted not in (None, "", *STATES):
-        return _errors([{"field": "state", "reason": "bad_query", "detail": "state must be active, pending or expired"}])
+        return _errors([{"field": "state", "reason": "bad_query",
+                         "detail": "state must be active, pending or expired"}])
     now = time.time()
     rows = await request.app.state.redis.hvals(SILENCES)
     silences = []
@@ -161,7 +163,8 @@ async def ack_alert(request: Request) -> Response:
     if not isinstance(by, str) or not by.strip() or len(by) > 200:
         errors.append({"field": "by", "reason": "required", "detail": "by: who acknowledges (at most 200 characters)"})
     if not isinstance(comment, str) or len(comment) > 1000:
-        errors.append({"field": "comment", "reason": "bad_type", "detail": "comment is text of at most 1000 characters"})
+        errors.append({"field": "comment", "reason": "bad_type",
+                       "detail": "comment is text of at most 1000 characters"})
     if errors:
         return _errors(errors)
     redis = request.app.state.redis
