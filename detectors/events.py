@@ -98,7 +98,7 @@ def evaluate_events(events: list[dict], alerts: list[dict], ticks: list[dict],
         for event, key, lo, hi, peak in cases:
             inside = [t for t in times.get(key, ()) if lo <= t <= hi]
             lead = round((peak - min(inside)) / DAY, 1) if inside else None
-            if inside:
+            if lead is not None:
                 warned[event["kind"]] += 1
                 leads[event["kind"]].append(lead)
             if detail:

@@ -76,7 +76,7 @@ class IPA:
 
     def _month(self, dekad: int, extra: float | None = None) -> float | None:
         """Mean log-price over the lunar month ending with ``dekad`` (plus ``extra`` in it)."""
-        total, count = 0.0, 0
+        total, count = 0.0, 0.0
         for d in range(dekad - DEKADS_PER_MONTH + 1, dekad + 1):
             bucket = self._dekads.get(d)
             if bucket is not None:
