@@ -80,7 +80,7 @@ class FiringIndex:
 
     def _build(self) -> list[dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]]:
         # On first use: a batch that raises nothing never pays for the index.
-        labelled = [(other.get("key"), alert_labels(other)) for other in self._firing]
+        labelled = [(other.get("key", ""), alert_labels(other)) for other in self._firing]
         sources = []
         for rule in self.rules:
             by_equal: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}

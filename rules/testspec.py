@@ -11,7 +11,7 @@ import glob
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -195,7 +195,8 @@ def _test(item: Any, start: float, interval: float, catalog: Catalog, problems: 
         if "firing" not in entry and "events" not in entry:
             fail(entry, "at", "say what is expected: firing (alerts firing then) and/or events (raised then)")
         ts = _at(entry.get("at"), start, interval, entry, fail)
-        expect.append(Expectation(ts, str(entry.get("at")), entry.line, entry.get("rule"),
+        line = cast(yaml_lines.LineDict, entry).line  # a mapping of the document: rules/yaml_lines.py made it
+        expect.append(Expectation(ts, str(entry.get("at")), line, entry.get("rule"),
                                   _items(entry, "firing", fail), _items(entry, "events", fail)))
     if not expect:
         fail(item, "expect", "a test needs at least one expectation")
@@ -285,5 +286,5 @@ def _items(entry: Any, key: str, fail) -> list[tuple[dict, int]] | None:
             continue
         for name in sorted(set(item) - ITEM_KEYS, key=str):
             fail(item, name, f"{key}: unknown field {name!r} (known: {', '.join(sorted(ITEM_KEYS))})")
-        items.append((dict(item), raw.line_of(index)))
+        items.append((dict(item), cast(yaml_lines.LineList, raw).line_of(index)))
     return items

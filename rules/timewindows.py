@@ -173,7 +173,7 @@ def _as_list(value: Any, key: str) -> list:
 
 
 def _expand(value: Any, read, low: int, high: int, key: str) -> list[int]:
-    result = []
+    result: list[int] = []
     for item in _as_list(value, key):
         first, _, last = str(item).partition(":")
         lo, hi = read(first), read(last) if last else read(first)
