@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from detectors.stack import DetectorStack, StackConfig
 from pipeline.step import Step
@@ -157,6 +158,7 @@ def _check(spec: TestFile, expectation: Expectation, firing: list[dict], raised:
 def _differences(expected: dict, actual: dict) -> list[str]:
     found = []
     receivers = actual.get("routes", {}).get("receivers", [])
+    got: Any  # what the alert has of each key: labels, names, text, a flag or a price
     for key, want in expected.items():
         if key == "labels":
             labels = alert_labels(actual)
