@@ -200,6 +200,7 @@ def _admit(pipe: Any, gid: str, found: _Loaded, event: dict, now: float, meta: d
     """Queue the writes that take ``event`` into group ``gid`` (``meta``: the target's config,
     None to keep the group's own)."""
     meta = meta or found.meta
+    assert meta is not None, "a group is admitted into with its target's config or its own"
     timing = Timing(**meta["timing"])
     admission = admit(found.state, timing, found.current, event, now, digest=meta["group_key"] == LEGACY_GROUP)
     if admission.state is None:
@@ -214,6 +215,7 @@ def _admit(pipe: Any, gid: str, found: _Loaded, event: dict, now: float, meta: d
 def _withdraw(pipe: Any, gid: str, found: _Loaded, key: str) -> None:
     pipe.hdel(alerts_key(gid), key)
     pipe.srem(member_key(key), gid)
+    assert found.meta is not None and found.state is not None, "only a stored group holds the alert"
     state = withdraw(found.state, key)
     if found.size <= 1 and state.due is None:
         _end(pipe, gid, [])
@@ -258,7 +260,7 @@ def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: fl
                 raw = pipe.get(state_key(gid))
                 meta = orjson.loads(raw) if raw else None
                 state = GroupState.from_json(meta["state"]) if meta else None
-                if state is None or state.due is None or state.due > now:
+                if meta is None or state is None or state.due is None or state.due > now:
                     pipe.multi()
                     if state is None or state.due is None:
                         pipe.zrem(GROUPS_DUE, gid)  # a leftover entry: nothing is due
@@ -299,7 +301,7 @@ def _unsilenced(client: Any, events: list[dict], now: float) -> list[dict]:
     return [e for e in events if e.get("state") == RESOLVED or is_silenced(e, silences, now) is None]
 
 
-def _notifications(client: Any, pipe: Any, gid: str, state: GroupState, kind: str, send: list[dict],
+def _notifications(client: Any, pipe: Any, gid: str, state: GroupState, kind: str | None, send: list[dict],
                    catalog: Any) -> list[tuple[str, int, list[dict]]]:
     """One notification per chat: (id, chat, the events it is about)."""
     per_chat: dict[int, list[dict]] = {}
