@@ -37,7 +37,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 def _list_param(request: Request, name: str) -> set[str]:
-    values = set()
+    values: set[str] = set()
     for raw in request.query_params.getlist(name):
         values.update(part for part in raw.split(",") if part)
     return values

@@ -152,7 +152,7 @@ def list_credentials(redis, kind: str | None = None) -> list[dict]:
 async def lookup(redis, token: str | None) -> Credential | None:
     """The live credential of a presented token, or None (unknown, revoked or absent)."""
     key_id = key_id_of(token) if token else None
-    if not key_id:
+    if not key_id or not token:
         return None
     credential = verify(await redis.hget(CREDENTIALS, key_id), token)
     if credential is None or credential.revoked_at is not None:

@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import redis
@@ -77,7 +78,8 @@ class Clock:
 class Engine:
     def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog):
         self.settings = settings
-        self.redis = client
+        # redis-py types replies for either decode_responses setting; this client's are bytes.
+        self.redis: Any = client
         self.catalog = catalog
         self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
         self._fresh_state()
@@ -89,9 +91,9 @@ class Engine:
 
     def _fresh_state(self) -> None:
         """Everything the checkpoint holds, as on a first start."""
-        self.step = Step(DetectorStack(ceilings=ceilings_of(self.catalog)), RuleEngine(self.rulebook.current),
-                         self.settings.allowed_lateness)
-        self.stack, self.rules = self.step.stack, self.step.rules
+        stack = DetectorStack(ceilings=ceilings_of(self.catalog))
+        self.step = Step(stack, RuleEngine(self.rulebook.current), self.settings.allowed_lateness)
+        self.stack, self.rules = stack, self.step.rules
         self.clock = Clock()
         self.last_alert = (0, 0)
         self.arrived: dict[tuple[str, str], float] = {}  # wall time each series' newest tick came

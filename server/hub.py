@@ -65,10 +65,6 @@ def relax_young_gc() -> None:
         gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
 
 
-class SlowClient(Exception):
-    """The client's backlog of undroppable messages overflowed."""
-
-
 class Client:
     """One WebSocket client's backlog and the task that writes it out."""
 
@@ -161,7 +157,8 @@ class Client:
         since = self._sending_since
         if since is not None and loop.time() - since >= self._send_timeout:
             self.drop(SEND_TIMED_OUT)
-            self._writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
             return
         delay = self._send_timeout if since is None else since + self._send_timeout - loop.time()
         self._watchdog = loop.call_later(delay, self._watch)

@@ -165,7 +165,7 @@ async def ack_alert(request: Request) -> Response:
     if not isinstance(comment, str) or len(comment) > 1000:
         errors.append({"field": "comment", "reason": "bad_type",
                        "detail": "comment is text of at most 1000 characters"})
-    if errors:
+    if errors or not isinstance(by, str):
         return _errors(errors)
     redis = request.app.state.redis
     if not await redis.hexists(FIRING, key):

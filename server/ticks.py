@@ -120,6 +120,7 @@ def validate_ticks(
         if errors:
             result.errors.extend(errors)
         else:
+            assert tick is not None, "validate_tick returns a tick or its errors"
             result.ticks.append((index, tick))
     return result
 
