@@ -70,6 +70,8 @@ ENGINE_CONSUMER = "engine-1"
 ALERTS = _key("pw:alerts", "stream", "alert events, field `a` (orjson); read by the dispatcher's group `notify`")
 EVENTS = _key("pw:events", "channel", "price, alert, health, source, rules, silence, ack and demo messages (orjson)")
 LATEST = _key("pw:latest", "hash", "series key `commodity/market` -> its latest price message")
+LATEST_TS = _key("pw:latest:ts", "hash",
+                 "series key -> ts of its newest committed tick (what the 202 calls late against)")
 FIRING = _key("pw:firing", "hash", "alert key -> its newest firing event")
 HISTORY = _pattern("pw:hist:{commodity}/{market}", "stream", "recent price messages of a series, field `m` (capped)")
 HISTORY_PREFIX = HISTORY.prefix
@@ -87,6 +89,9 @@ ALERTS_RAISED = _key("pw:stats:alerts", "string", "counter: alert events raised"
 ERRORS = _key("pw:stats:errors", "hash", '"detector:<name>" / "rule:<name>" / "engine:<cause>" -> failures contained')
 DEADLETTER = _key("pw:deadletter", "stream", "ticks the engine could not process at all, for an operator to replay")
 DEADLETTERED = _key("pw:stats:deadlettered", "string", "counter: ticks ever moved to pw:deadletter")
+IMPORT = _pattern("pw:import:{id}", "string", "an upload's progress and report, JSON (server/imports.py)",
+                  ttl=True)
+IMPORT_PREFIX = IMPORT.prefix
 DEMO_STATUS = _key("pw:demo:status", "string", 'the demo replay: JSON {"state", "from", "to", "updated_at"}')
 HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash",
                      "a /metrics histogram: bucket upper bound -> count (not cumulative), `sum`")
