@@ -209,7 +209,8 @@ def _rows(n: int, ours: dict, theirs: dict) -> list[dict]:
          "baseline": b_sat["delivered_per_s"], "ratio": _ratio(o_sat["delivered_per_s"], b_sat["delivered_per_s"]),
          "unit": "msg/s", "goal": ">= 3x baseline",
          "note": f"server CPU ours {o_sat['server_cpu']:.0%}, baseline {b_sat['server_cpu']:.0%}; clients' CPU "
-                 f"{o_sat['clients_cpu']:.0%}, {b_sat['clients_cpu']:.0%}; ours {o_sat['messages_per_frame']} msg/frame"},
+                 f"{o_sat['clients_cpu']:.0%}, {b_sat['clients_cpu']:.0%}; "
+                 f"ours {o_sat['messages_per_frame']} msg/frame"},
         {"metric": f"{label}: deliveries per server CPU-second", "ours": o_sat["delivered_per_cpu_s"],
          "baseline": b_sat["delivered_per_cpu_s"],
          "ratio": _ratio(o_sat["delivered_per_cpu_s"], b_sat["delivered_per_cpu_s"]), "unit": "msg/CPU-s"},

@@ -154,7 +154,7 @@ def run(quick: bool) -> dict:
         system.wait_ready()
         results = asyncio.run(asyncio.wait_for(_run(system, ticks, warm, seconds), 300))
     rows = []
-    for name, per_post, posts_per_s in LOADS:
+    for name, per_post, _posts_per_s in LOADS:
         r = results[name]
         load = f"{name} load ({r['ticks_per_s']:,} ticks/s, {per_post} per POST)"
         rows.append({"metric": f"tick-to-screen, {load}", "ours": r["price"]["p50_ms"], "unit": "ms (p50)",

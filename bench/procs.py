@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import redis
@@ -134,8 +134,8 @@ class Stack:
         """
         store = redis.Redis.from_url(self.redis_url)
         try:
-            return [auth.issue(store, "device", f"bench-{i}", "device", ("*",), ("bench-http", "bench-ws", "bench-latency"))
-                    for i in range(count)]
+            sources = ("bench-http", "bench-ws", "bench-latency")
+            return [auth.issue(store, "device", f"bench-{i}", "device", ("*",), sources) for i in range(count)]
         finally:
             store.close()
 

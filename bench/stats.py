@@ -40,7 +40,7 @@ class Histogram:
         if seconds > self.max:
             self.max = seconds
 
-    def merge(self, other: "Histogram") -> None:
+    def merge(self, other: Histogram) -> None:
         self.counts = [a + b for a, b in zip(self.counts, other.counts)]
         self.count += other.count
         self.max = max(self.max, other.max)
@@ -69,7 +69,7 @@ class Histogram:
         return {"counts": {i: n for i, n in enumerate(self.counts) if n}, "count": self.count, "max": self.max}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Histogram":
+    def from_json(cls, data: dict) -> Histogram:
         histogram = cls()
         for index, n in data["counts"].items():
             histogram.counts[int(index)] = n

@@ -216,7 +216,7 @@ class AnomalyScore:
         elif self._n >= self.warmup:
             scored = self._scored
             fresh = scored is not None and scored[:3] == (x["price"], x["ts"], self._n)
-            if (scored[3] if fresh else self._raw_score(x)) >= self.threshold:
+            if (scored[3] if scored is not None and fresh else self._raw_score(x)) >= self.threshold:
                 self._resting = max(self.rest, int(self.rest_share * self._n))
         self._likelihood.learn_one(self._profile.surprise(x["price"], x["ts"]))
         self._n += 1

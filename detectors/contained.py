@@ -7,7 +7,8 @@ that tick only, and the failure is named in the verdict (``errors``) for the eng
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MAX_DETAIL = 200
 

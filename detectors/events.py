@@ -13,7 +13,8 @@ per series-year of data (the span from the series' first to last tick).
 ...            "peak": "2024-01-20", "end": "2024-01-31", "kind": "spike", "source": "x"}]
 >>> day = 86400.0
 >>> t0 = 1704042000.0  # 2024-01-01 00:00 WIB
->>> ticks = [{"commodity": "cabai", "market": "a", "ts": t0}, {"commodity": "cabai", "market": "a", "ts": t0 + 365 * day}]
+>>> ticks = [{"commodity": "cabai", "market": "a", "ts": t0},
+...          {"commodity": "cabai", "market": "a", "ts": t0 + 365 * day}]
 >>> alerts = [{"rule": "naik", "transition": "fired", "commodity": "cabai", "market": "a", "ts": t0 + 12 * day},
 ...           {"rule": "naik", "transition": "fired", "commodity": "cabai", "market": "a", "ts": t0 + 200 * day}]
 >>> result = evaluate_events(events, alerts, ticks)
@@ -97,7 +98,7 @@ def evaluate_events(events: list[dict], alerts: list[dict], ticks: list[dict],
         for event, key, lo, hi, peak in cases:
             inside = [t for t in times.get(key, ()) if lo <= t <= hi]
             lead = round((peak - min(inside)) / DAY, 1) if inside else None
-            if inside:
+            if lead is not None:
                 warned[event["kind"]] += 1
                 leads[event["kind"]].append(lead)
             if detail:

@@ -70,9 +70,10 @@ class ForecastResidual:
         return max(MEAN_ABS_TO_STD * self._mean_abs_residual, self.min_scale)
 
     def score_one(self, x: dict) -> float | None:
-        if self._n < self.warmup:
+        level = self._level() if self._n >= self.warmup else None
+        if level is None:
             return None
-        residual = math.log(x["price"]) - self._level()
+        residual = math.log(x["price"]) - level
         return abs(residual) / self.scale()
 
     def learn_one(self, x: dict) -> None:

@@ -37,7 +37,8 @@ cycles are dropped, which bounds the checkpoint of a series.
 'normal'
 >>> for day in range(1827, 1857):  # a month at 1.5 times the usual price
 ...     ts = start + day * 86400.0
-...     det.learn_one({"price": 1.5 * 20000.0 * math.exp(0.0001 * day + 0.05 * math.sin(2 * math.pi * day / 354.367)), "ts": ts})
+...     usual_level = 20000.0 * math.exp(0.0001 * day + 0.05 * math.sin(2 * math.pi * day / 354.367))
+...     det.learn_one({"price": 1.5 * usual_level, "ts": ts})
 >>> jump = {"price": usual["price"] * 1.5, "ts": start + 1857 * 86400.0}
 >>> score = det.score_one(jump)
 >>> det.classify(score), score >= det.threshold
@@ -75,7 +76,7 @@ class IPA:
 
     def _month(self, dekad: int, extra: float | None = None) -> float | None:
         """Mean log-price over the lunar month ending with ``dekad`` (plus ``extra`` in it)."""
-        total, count = 0.0, 0
+        total, count = 0.0, 0.0
         for d in range(dekad - DEKADS_PER_MONTH + 1, dekad + 1):
             bucket = self._dekads.get(d)
             if bucket is not None:

@@ -24,7 +24,7 @@ import csv
 import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from rules.catalog import Catalog, slugify
 

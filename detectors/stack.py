@@ -54,11 +54,12 @@ ceiling differs by region (rice HET zones); the regional one wins.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable
+from typing import Protocol
 
 from detectors.alps import ALPS
-from detectors.ceiling import CeilingPrice
+from detectors.ceiling import CeilingPrice, Reference
 from detectors.contained import describe_error, guarded
 from detectors.crossmarket import DAY, CrossMarket
 from detectors.forecast import ForecastResidual
@@ -123,14 +124,27 @@ class StackConfig:
     stale_min_gap: float = 60.0
 
 
+class Detector(Protocol):
+    """What the stack asks of each detector of a tick."""
+
+    name: str
+    threshold: float
+
+    def score_one(self, x: dict) -> float | None: ...
+
+    def explain(self, x: dict, score: float) -> str: ...
+
+
 class DetectorStack:
     def __init__(
         self,
         config: StackConfig | None = None,
-        ceilings: dict[str | tuple[str, str], float] | None = None,
+        ceilings: Mapping[str | tuple[str, str], Reference | float] | None = None,
     ):
         self.config = config or StackConfig()
-        self._ceilings = {key: CeilingPrice(value) for key, value in (ceilings or {}).items()}
+        # Keyed by commodity or (commodity, province); a tick without a province finds no pair.
+        self._ceilings: dict[str | tuple[str, str | None], CeilingPrice] = {
+            key: CeilingPrice(value) for key, value in (ceilings or {}).items()}
         self._series: dict[tuple[str, str], SeriesState] = {}
         self._panels: dict[str, CrossMarket] = {}
 
@@ -195,6 +209,7 @@ class DetectorStack:
         x = _features(tick)
 
         positive = x["price"] > 0.0
+        detectors: list[Detector]
         if positive:
             detectors = [series.zscore, series.iqr, series.forecast, panel, series.anomaly,
                          series.alps, series.ipa]

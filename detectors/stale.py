@@ -61,10 +61,10 @@ class StaleFeed:
         return max(now - self._last, 0.0)
 
     def score_one(self, x: dict) -> float | None:
-        expected = self.expected_gap()
-        if expected is None:
+        expected, age = self.expected_gap(), self.age(x["ts"])
+        if expected is None or age is None:
             return None
-        return self.age(x["ts"]) / expected
+        return age / expected
 
     def learn_one(self, x: dict) -> None:
         ts = x["ts"]

@@ -44,7 +44,8 @@ import math
 from collections import deque
 from itertools import chain
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -196,7 +197,7 @@ def _encode_items(items: Any) -> list:
         if kinds == _STR or kinds == _FLOAT and math.isfinite(sum(items)) \
                 or kinds == _INT and _INT_MIN <= min(items) and max(items) <= _INT_MAX:
             return list(items)
-    out = []
+    out: list[Any] = []
     append = out.append
     for item in items:
         kind = type(item)
@@ -222,11 +223,12 @@ def _encode_keys(mapping: dict) -> Any:
 
 def _encode_reduced(entry: _Entry, obj: Any) -> dict:
     """An instance as pickle protocol 4 would reduce it, refusing any other constructor."""
-    reduced = type(obj).__reduce_ex__(obj, 4)  # the class's, never an attribute of the data
+    cls: Any = type(obj)
+    reduced = cls.__reduce_ex__(obj, 4)  # the class's, never an attribute of the data
     func, args = reduced[0], reduced[1]
     state, items, dict_items = (tuple(reduced[2:]) + (None, None, None))[:3]
     out: dict[str, Any] = {TAG: entry.name}
-    if func is copyreg.__newobj__ and tuple(args) == (entry.cls,):
+    if func is copyreg.__newobj__ and tuple(args) == (entry.cls,):  # type: ignore[attr-defined]  # not in typeshed
         pass
     elif func is entry.cls and entry.callable_:
         out["args"] = [_encode(arg) for arg in args]
@@ -253,14 +255,17 @@ def _encode_array(array: np.ndarray) -> dict:
     return out
 
 
+def _scalar_encoder(name: str) -> Callable[[Any], Any]:
+    return lambda obj: {TAG: name, "v": _encode(obj.item())}
+
+
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     tuple: lambda obj: {TAG: "tuple", "items": _encode_items(obj)},
     deque: lambda obj: {TAG: "deque", "maxlen": obj.maxlen, "items": _encode_items(obj)},
     set: lambda obj: {TAG: "set", "items": _encode_items(obj)},
     frozenset: lambda obj: {TAG: "frozenset", "items": _encode_items(obj)},
     np.ndarray: _encode_array,
-    **{scalar: (lambda obj, name=name: {TAG: name, "v": _encode(obj.item())})
-       for name, scalar in _SCALARS.items()},
+    **{scalar: _scalar_encoder(name) for name, scalar in _SCALARS.items()},
 }
 
 
@@ -290,7 +295,7 @@ def _decode(value: Any) -> Any:
 
 
 def _decode_reduced(entry: _Entry, value: dict) -> Any:
-    cls = entry.cls
+    cls: Any = entry.cls
     if ("args" in value or "items" in value) and not entry.callable_:
         raise StateError(f"{entry.name} is not rebuilt from arguments or items")
     if "args" in value:
@@ -368,7 +373,7 @@ def _decode_deque(value: dict) -> deque:
 
 
 def _decode_array(value: dict) -> np.ndarray:
-    dtype = _DTYPES.get(value.get("dtype"))
+    dtype = _DTYPES.get(value.get("dtype", ""))
     shape = value.get("shape")
     data = value.get("data")
     if dtype is None or type(data) is not str or type(shape) is not list \
@@ -377,7 +382,7 @@ def _decode_array(value: dict) -> np.ndarray:
     raw = base64.b64decode(data, validate=True)
     if len(raw) != math.prod(shape) * dtype.itemsize:
         raise StateError(f"ndarray: {len(raw)} bytes do not fill shape {shape} of {dtype}")
-    order = "F" if value.get("order") == "F" else "C"
+    order: Literal["C", "F"] = "F" if value.get("order") == "F" else "C"
     # A copy: frombuffer's view of bytes is read-only, and detectors update arrays in place.
     return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy(order=order)
 

@@ -88,13 +88,14 @@ class RollingZScore:
         self._last_price = x["price"]
 
     def explain(self, x: dict, score: float) -> str:
-        if len(self._values) < 2 or self._last_price is None:
+        value = self._value(x["price"])
+        if len(self._values) < 2 or self._last_price is None or value is None:
             return f"z={score:.1f}"
         mean, std = self._stats()
         n = len(self._values)
         if self.on == "price":
             return f"z={score:.1f} vs mean {format_rupiah(mean)} over {n} ticks"
-        change = math.expm1(self._value(x["price"]))
+        change = math.expm1(value)
         typical = math.expm1(std)
         return (
             f"z={score:.1f}: {change:+.0%} vs last {format_rupiah(self._last_price)} "

@@ -43,7 +43,8 @@ def add_commands(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="tick CSV/NDJSON or timestamp,value files")
-    parser.add_argument("--nab", metavar="DIR", help="score on a NAB folder (data/, combined_windows.json, profiles.json)")
+    parser.add_argument("--nab", metavar="DIR",
+                        help="score on a NAB folder (data/, combined_windows.json, profiles.json)")
     parser.add_argument("--subset", choices=("all", "odd", "even"), default="all",
                         help="NAB files by position in sorted order: odd = 1st, 3rd, ... (tuning half)")
     parser.add_argument("--events", metavar="FILE", help="labelled real events (CSV) to score the alerts against")

@@ -55,7 +55,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 PROBATION_PERCENT = 0.15
 # NAB caps probation at probation_percent * 5000 records (750 at 15 %).
@@ -215,14 +215,14 @@ def score_file(
     raw = fp_cost
     hit = missed = 0
     max_tp = scaled_sigmoid(-1.0)
-    for (left, right), i in zip(spans, first_hit):
+    for (left, right), first in zip(spans, first_hit):
         if right < start:
             continue
-        if i is None:
+        if first is None:
             raw -= profile.fn
             missed += 1
         else:
-            raw += profile.tp * scaled_sigmoid(-(right - i + 1) / (right - left + 1)) / max_tp
+            raw += profile.tp * scaled_sigmoid(-(right - first + 1) / (right - left + 1)) / max_tp
             hit += 1
     return FileScore(raw=raw, tp=tp, fp=fp, fn=fn, tn=tn, windows_hit=hit, windows_missed=missed)
 

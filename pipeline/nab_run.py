@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
 
 from detectors.anomaly import AnomalyScore
 from detectors.stack import DetectorStack

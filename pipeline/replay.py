@@ -26,10 +26,12 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import cast
 
 from detectors.forecast_error import ForecastTracker
 from detectors.stack import DetectorStack
+from pipeline.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
 from rules.engine import RuleEngine
 
@@ -57,7 +59,7 @@ class Replay:
         self.step = Step(stack, rules)
         self.stack, self.rules = stack, rules
         self.trackers = [ForecastTracker(horizon=h) for h in horizons]
-        self.alerts: list[dict] = []
+        self.alerts: list[dict] = []  # the fields of each event a report needs
         self.ticks = 0
         self.days = 0
         self.quarantined = 0
@@ -65,9 +67,9 @@ class Replay:
         self.series: set[tuple[str, str]] = set()
         self._started = time.perf_counter()
 
-    def batch(self, ticks: list[dict]) -> list[dict]:
+    def batch(self, ticks: list[dict]) -> list[Verdict]:
         """One reporting batch through stack, rules and sweep; returns the verdicts."""
-        judged = self.step.ticks(ticks)
+        judged = self.step.ticks(cast(list[Tick], ticks))  # detectors/recorded.py reads rows into ticks
         verdicts = judged.verdicts
         longest = max((t.horizon for t in self.trackers), default=0)
         for event in judged.alerts:
@@ -92,7 +94,7 @@ class Replay:
         for event in self.step.sweep(now).alerts:
             self._record(event)
 
-    def _record(self, event: dict) -> None:
+    def _record(self, event: AlertEvent) -> None:
         self.alerts.append({
             "rule": event["rule"], "state": event["state"], "transition": event["transition"],
             "severity": event["severity"],

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import date, datetime
 from pathlib import Path
+from typing import cast
 
 from detectors.recorded import WIB, read_paths
 from detectors.stack import DetectorStack
+from pipeline.contracts import AlertEvent, Tick
 from pipeline.replay import reporting_days
 from pipeline.step import Step
 from rules.catalog import Catalog
@@ -57,7 +59,7 @@ def compare(data: list[Path], current: RuleSet | None, candidate: RuleSet, catal
         for day in reporting_days(group):
             now = max(t["ts"] for t in day)
             for name, step in steps.items():
-                events = step.ticks(day).alerts + step.sweep(now).alerts
+                events = step.ticks(cast(list[Tick], day)).alerts + step.sweep(now).alerts  # read as ticks
                 tallies[name].add([e for e in events if low <= e["ts"] < high])
     first, last = ticks[0]["ts"], ticks[-1]["ts"]
     return {
@@ -78,7 +80,7 @@ class Tally:
         self.muted: Counter = Counter()
         self.examples: dict[str, list] = defaultdict(list)
 
-    def add(self, events: list[dict]) -> None:
+    def add(self, events: list[AlertEvent]) -> None:
         for event in events:
             rule = event["rule"]
             self.transitions[rule][event["transition"]] += 1
@@ -124,7 +126,8 @@ def format_comparison(report: dict) -> str:
     lines.append(f"{'total':<28}{'-' if current is None else current['fired']:>10}{candidate['fired']:>10}")
     for name, rule in candidate["rules"].items():
         if rule["examples"]:
-            lines.append(f"\n{name}: first alerts" + (f" ({rule['escalated']} escalations)" if rule["escalated"] else ""))
+            escalations = f" ({rule['escalated']} escalations)" if rule["escalated"] else ""
+            lines.append(f"\n{name}: first alerts{escalations}")
             lines.extend(f"  {e['date']} {e['market']} {e['severity']}: {e['message']}" for e in rule["examples"])
     return "\n".join(lines)
 

@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, cast
+
+from pipeline.contracts import Tick, Verdict
 
 from detectors.stack import DetectorStack, StackConfig
 from pipeline.step import Step
@@ -64,18 +67,18 @@ def run_case(spec: TestFile, case: TestCase, engine: RuleEngine, ceilings: dict)
     moments = sorted(set(times) | {h["ts"] for h in case.health} | {e.ts for e in case.expect})
     for now in moments:
         engine.set_silences(case.silences)
-        raised: list[dict] = []
+        raised: list[dict] = []  # the step's alert events and the health rules' (plain dicts)
         if now in times:
             ticks, overrides = _ticks(case.series, times[now], now)
             given = {id(tick): override for tick, override in zip(ticks, overrides)}
 
-            def adjust(judged: list[dict], verdicts: list[dict]) -> None:
+            def adjust(judged: list[Tick], verdicts: list[Verdict]) -> None:
                 for tick, verdict in zip(judged, verdicts):
                     _override(verdict, given[id(tick)], thresholds)
 
-            raised.extend(step.ticks(ticks, adjust=adjust).alerts)
+            raised.extend(cast(list[dict], step.ticks(ticks, adjust=adjust).alerts))
             if step.stack is not None:
-                raised.extend(step.sweep(now).alerts)
+                raised.extend(cast(list[dict], step.sweep(now).alerts))
         for health in (h for h in case.health if h["ts"] == now):
             series = (health["commodity"], health["market"])
             raised.extend(engine.on_health({"type": "health", **health, "price": step.last_price.get(series)}))
@@ -84,8 +87,9 @@ def run_case(spec: TestFile, case: TestCase, engine: RuleEngine, ceilings: dict)
     return result
 
 
-def _ticks(series: list[SeriesInput], step: int, now: float) -> tuple[list[dict], list[dict]]:
-    ticks, overrides = [], []
+def _ticks(series: list[SeriesInput], step: int, now: float) -> tuple[list[Tick], list[dict]]:
+    ticks: list[Tick] = []
+    overrides: list[dict] = []
     for s in series:
         price = s.prices[step] if step < len(s.prices) else None
         if price is None:
@@ -105,7 +109,7 @@ def _at(values: list[float | None], step: int) -> float | None:
     return values[step] if step < len(values) else None
 
 
-def _override(verdict: dict, override: dict, thresholds: dict[str, float]) -> None:
+def _override(verdict: Verdict, override: dict, thresholds: dict[str, float]) -> None:
     """Given scores replace the detectors' (firing at the stack's thresholds)."""
     fired = set(verdict["fired"])
     for name, score in override["scores"].items():
@@ -144,9 +148,11 @@ def _check(spec: TestFile, expectation: Expectation, firing: list[dict], raised:
                 continue
             near = min(left, key=lambda a: len(_differences(item, a)), default=None)
             detail = f"; closest: {_show(near)} differs in {'; '.join(_differences(item, near))}" if near else ""
-            problems.append(f"{spec.path}:{line}: at {expectation.at}: expected {what} {_plain(item)} not found{detail}")
+            problems.append(f"{spec.path}:{line}: at {expectation.at}: expected {what} {_plain(item)} "
+                            f"not found{detail}")
         for extra in left:
-            problems.append(f"{spec.path}:{expectation.line}: at {expectation.at}: unexpected {what[:-1] if what == 'events' else what} "
+            singular = what[:-1] if what == "events" else what
+            problems.append(f"{spec.path}:{expectation.line}: at {expectation.at}: unexpected {singular} "
                             f"{_show(extra)}")
         failures.extend(problems)
     return failures
@@ -155,6 +161,7 @@ def _check(spec: TestFile, expectation: Expectation, firing: list[dict], raised:
 def _differences(expected: dict, actual: dict) -> list[str]:
     found = []
     receivers = actual.get("routes", {}).get("receivers", [])
+    got: Any  # what the alert has of each key: labels, names, text, a flag or a price
     for key, want in expected.items():
         if key == "labels":
             labels = alert_labels(actual)

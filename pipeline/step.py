@@ -35,21 +35,23 @@ True
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import cast
 
 from detectors.stack import DetectorStack
+from pipeline.contracts import AlertEvent, Tick, Verdict
 from rules.engine import RuleEngine
 
 Series = tuple[str, str]
 
 
-def blank_verdict() -> dict:
+def blank_verdict() -> Verdict:
     """A verdict no detector has spoken in."""
     return {"scores": {}, "fired": [], "reasons": {}, "quarantined": False, "expected": None}
 
 
-def late_verdict() -> dict:
+def late_verdict() -> Verdict:
     """The verdict of a late tick: judged by nothing (see ``Step.ticks``)."""
     return {"scores": {}, "fired": [], "reasons": {}, "quarantined": False, "expected": None, "late": True}
 
@@ -58,9 +60,9 @@ def late_verdict() -> dict:
 class Judged:
     """What one batch of ticks came to."""
 
-    verdicts: list[dict]  # one per tick, in order; late ticks carry late_verdict()
+    verdicts: list[Verdict]  # one per tick, in order; late ticks carry late_verdict()
     newest: list[bool]  # per tick: it is now its series' newest (the latest price to show)
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (cause, error): "detector:ipa", "rule:x"
 
 
@@ -69,7 +71,7 @@ class Swept:
     """What one feed-health sweep came to."""
 
     health: list[dict] = field(default_factory=list)
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -86,13 +88,15 @@ class Step:
         self.provinces: dict[Series, str] = {}
         self.last_price: dict[Series, float] = {}
 
-    def ticks(self, ticks: list[dict], silences: list[dict] | None = None, wall: float | None = None,
-              adjust: Callable[[list[dict], list[dict]], None] | None = None) -> Judged:
+    def ticks(self, ticks: Sequence[Tick], silences: list[dict] | None = None, wall: float | None = None,
+              adjust: Callable[[list[Tick], list[Verdict]], None] | None = None) -> Judged:
         """Judge ticks that arrived together. ``silences`` in force (with ``wall``, judged at
         that wall time; see ``RuleEngine.set_silences``); ``adjust(ticks, verdicts)`` may change
         the verdicts before the rules see them (rule tests that give scores by hand)."""
         current = [tick for tick in ticks if not self._late(tick)]
-        verdicts = self.stack.process_batch(current) if self.stack is not None else [blank_verdict() for _ in current]
+        # The stack and the rules take and give plain dicts: these are their contracts' shapes.
+        verdicts = (cast(list[Verdict], self.stack.process_batch(cast(list[dict], current)))
+                    if self.stack is not None else [blank_verdict() for _ in current])
         if adjust is not None:
             adjust(current, verdicts)
         judged = {id(tick): verdict for tick, verdict in zip(current, verdicts)}
@@ -108,12 +112,13 @@ class Step:
         if current:
             if silences is not None:
                 self.rules.set_silences(silences, wall)
-            result.alerts = self.rules.on_batch(current, verdicts)
+            result.alerts = cast(list[AlertEvent], self.rules.on_batch(cast(list[dict], current),
+                                                                       cast(list[dict], verdicts)))
             past = {(t["commodity"], t["market"], t["ts"]) for t in current if t.get("backfill")}
             for event in result.alerts:
                 if (event["commodity"], event["market"], event["ts"]) in past:
                     # Raised by imported history: recorded and shown, never told as news.
-                    self.rules.keep_quiet(event)
+                    self.rules.keep_quiet(cast(dict, event))
             result.errors.extend((f"rule:{rule}", error) for rule, error in self.rules.take_errors())
         return result
 
@@ -129,13 +134,13 @@ class Step:
             swept.health.append({"type": "health", **change, "province": self.provinces.get(series, ""),
                                  "price": self.last_price.get(series)})
         if swept.health:
-            swept.alerts.extend(self.rules.on_health_batch(swept.health))
+            swept.alerts.extend(cast(list[AlertEvent], self.rules.on_health_batch(swept.health)))
         if event_now is not None:
-            swept.alerts.extend(self.rules.recheck_muted(event_now))
+            swept.alerts.extend(cast(list[AlertEvent], self.rules.recheck_muted(event_now)))
         swept.errors.extend((f"rule:{rule}", error) for rule, error in self.rules.take_errors())
         return swept
 
-    def _late(self, tick: dict) -> bool:
+    def _late(self, tick: Tick) -> bool:
         """Whether ``tick`` is older than its series' newest by more than the allowed lateness.
         The newest moves as the batch is read, so a batch out of order is judged in order."""
         series = (tick["commodity"], tick["market"])

@@ -23,7 +23,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -197,6 +197,12 @@ class _Fields:
     def error(self, key: str | None, reason: str) -> CatalogError:
         return CatalogError(self.file, self.entry.key_lines.get(key, self.entry.line), reason)
 
+    @overload
+    def text(self, key: str, required: Literal[True] = True) -> str: ...
+
+    @overload
+    def text(self, key: str, required: bool) -> str | None: ...
+
     def text(self, key: str, required: bool = True) -> str | None:
         value = self.entry.get(key)
         if value is None:
@@ -221,6 +227,12 @@ class _Fields:
         if provinces is not None and value not in provinces:
             raise self.error(key, f"unknown province code {value!r} (not in provinces.yaml)")
         return value
+
+    @overload
+    def number(self, key: str, *, minimum: float = 0.0) -> float | None: ...
+
+    @overload
+    def number(self, key: str, value: Any, minimum: float = 0.0) -> float: ...
 
     def number(self, key: str, value: Any = _UNSET, minimum: float = 0.0) -> float | None:
         """A positive number: the field ``key``, or ``value`` read from inside that field."""

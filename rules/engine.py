@@ -217,13 +217,14 @@ class RuleEngine:
             silence, inhibitors = event.get("silenced_by"), event.get("inhibited_by") or ()
             lifted = (silence is not None and silence not in live_silences) or any(
                 not self._still_firing(other) for other in inhibitors)
-            rule = self._by_name.get(event.get("rule"))
+            rule = self._by_name.get(event.get("rule", ""))
             if not lifted or rule is None:
                 continue
             tick = {"commodity": event["commodity"], "market": event["market"],
                     "province": event.get("province", ""), "price": event.get("price"), "ts": now}
-            verdict = {"scores": {}, "fired": list(event.get("detectors") or ()), "reasons": dict(event.get("reasons") or {}),
-                       "expected": event.get("expected"), "quarantined": bool(event.get("quarantined"))}
+            verdict = {"scores": {}, "fired": list(event.get("detectors") or ()),
+                       "reasons": dict(event.get("reasons") or {}), "expected": event.get("expected"),
+                       "quarantined": bool(event.get("quarantined"))}
             steps.append(_Step(rule, key, state, tick, verdict, event.get("value"), None))
         return self._finish(steps) if steps else []
 
@@ -233,7 +234,7 @@ class RuleEngine:
 
     def route(self, event: dict, now: float) -> list[Receiver]:
         """Who ``event`` goes to at ``now``: the routing tree, plus the rule's own ``routes``."""
-        rule = self._by_name.get(event.get("rule"))
+        rule = self._by_name.get(event.get("rule", ""))
         return _receivers(self.ruleset, rule, event, now)
 
     # -- evaluation -------------------------------------------------------------------------
@@ -251,7 +252,8 @@ class RuleEngine:
                 self._failed(rule.name, exc)
                 continue  # this rule's state stays as it was: the tick is not evidence either way
             if state is None:
-                if not gate or (value is not None and value < rule.rungs[0].enter):
+                enter = rule.rungs[0].enter
+                if not gate or (value is not None and enter is not None and value < enter):
                     continue  # nothing to remember for a series that never met the rule
                 state = self.states[key] = AlertState()
             self.dirty.add(key)
@@ -429,10 +431,11 @@ def _step(rule: Rule, state: AlertState, gate: bool, value: float | None, tick: 
     if len(state.rungs) != len(rule.rungs):  # the rule's ladder changed on reload
         state.rungs = (state.rungs + [RungState() for _ in rule.rungs])[:len(rule.rungs)]
     for rung, rs in zip(rule.rungs, state.rungs):
-        if rung.enter is None or value is None:
+        bound = rung.exit if rs.active else rung.enter
+        if rung.enter is None or value is None or bound is None:
             holds = gate
         else:
-            holds = gate and value >= (rung.exit if rs.active else rung.enter)
+            holds = gate and value >= bound
         if holds:
             rs.false_ticks, rs.false_since = 0, None
             if rs.true_ticks == 0:

@@ -4,7 +4,8 @@ one at a time, so an operator sees every mistake of a file in one go.
 A reason is cut at ``MAX_REASON`` characters: reasons quote what the file says, and whatever
 a file says, its errors are stored in Redis, logged and shown on a page.
 
->>> str(RuleError("r.yaml", 3, "receiver " + "x" * 1000 + " is not defined"))[:30], len(RuleError("r.yaml", 3, "y" * 9000).reason)
+>>> long_name = RuleError("r.yaml", 3, "receiver " + "x" * 1000 + " is not defined")
+>>> str(long_name)[:30], len(RuleError("r.yaml", 3, "y" * 9000).reason)
 ('r.yaml:3: receiver xxxxxxxxxxx', 487)
 """
 from __future__ import annotations

@@ -23,8 +23,6 @@ from typing import Any
 from rules.model import Names, Rule
 from rules.templates import Template, compile_template, duration_text, local_time, percent, rupiah
 
-TRANSITIONS = ("fired", "escalated", "deescalated", "unmuted", "repeated", "confirmed", "resolved")
-
 DEFAULT_FIRING = compile_template(
     "{summary}: {commodity_name} di {market_name}, {province_name}: {price_rp} ({change_pct} dari biasanya)")
 DEFAULT_RESOLVED = compile_template(

@@ -30,7 +30,8 @@ import ast
 import operator
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Values a condition can name besides detectors; each is read from the tick context.
 CONTEXT_NAMES = {

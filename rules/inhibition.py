@@ -7,8 +7,10 @@ sides cannot silence everything).
 
 >>> rule = parse_inhibit_rule({"source": ['severity="critical"'], "target": ['severity="warning"'],
 ...                            "equal": ["commodity", "market"]})
->>> crisis = {"key": "a/cabai/pasar-agung", "rule": "a", "severity": "critical", "commodity": "cabai", "market": "pasar-agung"}
->>> warning = {"key": "b/cabai/pasar-agung", "rule": "b", "severity": "warning", "commodity": "cabai", "market": "pasar-agung"}
+>>> crisis = {"key": "a/cabai/pasar-agung", "rule": "a", "severity": "critical",
+...           "commodity": "cabai", "market": "pasar-agung"}
+>>> warning = {"key": "b/cabai/pasar-agung", "rule": "b", "severity": "warning",
+...            "commodity": "cabai", "market": "pasar-agung"}
 >>> inhibitors(warning, [crisis, warning], (rule,)), inhibitors(crisis, [crisis, warning], (rule,))
 (['a/cabai/pasar-agung'], [])
 """
@@ -78,7 +80,7 @@ class FiringIndex:
 
     def _build(self) -> list[dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]]:
         # On first use: a batch that raises nothing never pays for the index.
-        labelled = [(other.get("key"), alert_labels(other)) for other in self._firing]
+        labelled = [(other.get("key", ""), alert_labels(other)) for other in self._firing]
         sources = []
         for rule in self.rules:
             by_equal: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}

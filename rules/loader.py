@@ -18,13 +18,13 @@ engine keeps the last good set in force (see ``rules/rulebook.py``). A file may 
 >>> parse_rule_text("rules:\\n  - name: x\\n    when: nosuch > 1\\n", "bad.yaml", load_catalog(), set())
 Traceback (most recent call last):
 ...
-rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; known: age, change, detector_error, expected_hi, expected_level, expected_lo, fired_count, no_data, price, quarantined, stale
+rules.errors.RuleSetError: bad.yaml:3: rule 'x': when: unknown name 'nosuch'; known: age, change, ..., stale
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -38,7 +38,7 @@ from rules.model import SEVERITIES, Names, Routes, Rule, RuleSet, Scope
 from rules.routing import ReceiverConfig, Route, Router, parse_receivers, parse_route, parse_windows
 from rules.ruleparse import INHERITED, parse_rule
 from rules.timewindows import Window
-from rules.yaml_lines import LineDict
+from rules.yaml_lines import LineDict, LineList
 
 __all__ = ["RuleError", "RuleSetError", "Rule", "RuleSet", "Routes", "Scope", "SEVERITIES", "load_rules",
            "parse_rule_text", "rule_files", "in_context", "known_values", "parse_duration"]
@@ -151,11 +151,12 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
     if not isinstance(raw, list):
         problems.add(document, "inhibit", "inhibit must be a list of {source, target, equal}")
         raw = []
+    lines = cast(LineList, raw)  # a list of the document: rules/yaml_lines.py made it
     for index, item in enumerate(raw):
         try:
-            parts.inhibit.append((parse_inhibit_rule(item), item, raw.line_of(index)))
+            parts.inhibit.append((parse_inhibit_rule(item), item, lines.line_of(index)))
         except InhibitError as exc:
-            problems.at(raw.line_of(index), f"inhibit rule {index + 1}: {exc}")
+            problems.at(lines.line_of(index), f"inhibit rule {index + 1}: {exc}")
     return parts
 
 
@@ -172,7 +173,9 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
                                         f"rule name {rule.name!r} already used at {first.file}:{first.line}"))
             seen[rule.name] = rule
             rules.append(rule)
-        for kind, own, merged in (("receiver", parts.receivers, receivers), ("time window", parts.windows, windows)):
+        merging: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+            ("receiver", parts.receivers, receivers), ("time window", parts.windows, windows))
+        for kind, own, merged in merging:
             for name in own:
                 if name in merged:
                     errors.append(RuleError(parts.name, 0, f"{kind} {name!r} is defined in more than one file"))
@@ -198,16 +201,16 @@ def _assemble(files: list[_File], catalog: Catalog, errors: list[RuleError]) -> 
             _check_route_matchers(root, value, problems, known)
     inhibit: list[InhibitRule] = []
     for parts in files:
-        for rule, item, line in parts.inhibit:
-            inhibit.append(rule)
+        for inhibit_rule, item, _line in parts.inhibit:
+            inhibit.append(inhibit_rule)
             if not all_rules:
                 continue
             for side in ("source", "target"):
-                for matcher in getattr(rule, side):
+                for matcher in getattr(inhibit_rule, side):
                     reason = check_matcher(matcher, known)
                     if reason:
                         errors.append(RuleError(parts.name, item.line_of(side), f"inhibit rule: {side}: {reason}"))
-            for name in rule.equal:
+            for name in inhibit_rule.equal:
                 if name not in known:
                     errors.append(RuleError(parts.name, item.line_of("equal"),
                                             f"inhibit rule: equal: unknown label {name!r}{suggest(name, known)}"))

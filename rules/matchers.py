@@ -21,7 +21,7 @@ Patterns RE2 cannot run in linear time (backreferences, lookaround) are refused 
 >>> parse_matcher(r'market=~"(a)\\1"')
 Traceback (most recent call last):
 ...
-rules.matchers.MatcherError: 'market=~"(a)\\\\1"': bad regular expression: invalid escape sequence: \\1 (backreferences and lookaround are not supported)
+rules.matchers.MatcherError: 'market=~"(a)\\\\1"': bad regular expression: invalid escape sequence: ...
 """
 from __future__ import annotations
 
@@ -123,7 +123,8 @@ def compile_pattern(value: str) -> Any:
         return re2.compile(value, _RE2)
     except re2.error as exc:
         reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise MatcherError(f"bad regular expression: {reason} (backreferences and lookaround are not supported)") from None
+        raise MatcherError(f"bad regular expression: {reason} "
+                           "(backreferences and lookaround are not supported)") from None
 
 
 # Label values repeat (a few thousand markets, a few dozen commodities) and each call into the

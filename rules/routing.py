@@ -52,7 +52,7 @@ class Route:
     active_time: tuple[str, ...] = ()
     quiet_time: tuple[str, ...] = ()
     when_quiet: str = "hold"
-    routes: tuple["Route", ...] = ()
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def parse_route(value: Any, problems: Problems, node: Any, receivers: dict[str, 
     if not isinstance(group_by, list) or not all(isinstance(g, str) for g in group_by):
         problems.add(value, "group_by", f"{label}: group_by must be a list of label names (or ['...'])")
         group_by = []
-    timings = {}
+    timings: dict[str, Any] = {}  # group_wait, group_interval: float; repeat_interval: float | None
     for key, default in (("group_wait", DEFAULT_GROUP_WAIT), ("group_interval", DEFAULT_GROUP_INTERVAL),
                          ("repeat_interval", None)):
         inherited = getattr(parent, key) if parent else default

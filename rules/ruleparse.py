@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from rules.catalog import Catalog
 from rules.durations import parse_duration
@@ -168,7 +168,8 @@ def _ladder(value: Any, timing: tuple, fail, report) -> tuple[Rung, ...]:
         rung = Rung(severity, level, float(enter), float(exit_), for_ticks, for_seconds, keep_ticks, keep_seconds)
         if rungs:
             below = rungs[-1]
-            if rung.enter <= below.enter or rung.exit < below.exit:
+            # A ladder's rungs all have enter and exit (made just above from numbers).
+            if float(enter) <= (below.enter or 0.0) or float(exit_) < (below.exit or 0.0):
                 bad("levels go from lowest to highest: enter and exit must rise", "enter")
             if SEVERITIES.index(rung.severity) < SEVERITIES.index(below.severity):
                 bad("a higher level cannot have a lower severity", "severity")
@@ -178,7 +179,7 @@ def _ladder(value: Any, timing: tuple, fail, report) -> tuple[Rung, ...]:
     return tuple(rungs)
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     try:

@@ -112,7 +112,7 @@ def compile_template(source: str) -> Template:
         parsed = list(string.Formatter().parse(source))
     except ValueError as exc:
         raise TemplateError(f"{exc} (write {{{{ and }}}} for literal braces)") from None
-    parts = []
+    parts: list[tuple[str, str | None, str]] = []
     for literal, name, spec, conversion in parsed:
         if name is None:
             parts.append((literal, None, ""))

@@ -11,7 +11,7 @@ import glob
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -29,7 +29,8 @@ EXPECT_KEYS = {"at", "rule", "firing", "events"}
 ITEM_KEYS = {
     "rule", "key", "kind", "commodity", "market", "province", "severity", "level", "state", "transition",
     "previous_severity", "previous_level", "labels", "routed_to", "held", "held_until", "telegram", "topics", "notify",
-    "inhibited", "inhibited_by", "silenced", "silenced_by", "awaiting_confirmation", "message", "message_contains", "price",
+    "inhibited", "inhibited_by", "silenced", "silenced_by", "awaiting_confirmation", "message", "message_contains",
+    "price",
     "fired_price", "peak_price", "value", "fired_value", "peak_value",
 }
 HEALTH_STATES = ("ok", "stale", "no_data", "error")
@@ -194,7 +195,8 @@ def _test(item: Any, start: float, interval: float, catalog: Catalog, problems: 
         if "firing" not in entry and "events" not in entry:
             fail(entry, "at", "say what is expected: firing (alerts firing then) and/or events (raised then)")
         ts = _at(entry.get("at"), start, interval, entry, fail)
-        expect.append(Expectation(ts, str(entry.get("at")), entry.line, entry.get("rule"),
+        line = cast(yaml_lines.LineDict, entry).line  # a mapping of the document: rules/yaml_lines.py made it
+        expect.append(Expectation(ts, str(entry.get("at")), line, entry.get("rule"),
                                   _items(entry, "firing", fail), _items(entry, "events", fail)))
     if not expect:
         fail(item, "expect", "a test needs at least one expectation")
@@ -284,5 +286,5 @@ def _items(entry: Any, key: str, fail) -> list[tuple[dict, int]] | None:
             continue
         for name in sorted(set(item) - ITEM_KEYS, key=str):
             fail(item, name, f"{key}: unknown field {name!r} (known: {', '.join(sorted(ITEM_KEYS))})")
-        items.append((dict(item), raw.line_of(index)))
+        items.append((dict(item), cast(yaml_lines.LineList, raw).line_of(index)))
     return items

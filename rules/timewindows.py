@@ -146,7 +146,8 @@ def _interval(item: Any) -> Interval:
         raise WindowError("each interval is a mapping with weekdays, times, days_of_month, months, timezone")
     unknown = set(item) - INTERVAL_KEYS
     if unknown:
-        raise WindowError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (known: {', '.join(sorted(INTERVAL_KEYS))})")
+        raise WindowError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                          f"(known: {', '.join(sorted(INTERVAL_KEYS))})")
     tz = item.get("timezone", PROVINCE)
     if not isinstance(tz, str):
         raise WindowError("timezone must be an IANA name such as Asia/Jakarta, or 'province'")
@@ -172,7 +173,7 @@ def _as_list(value: Any, key: str) -> list:
 
 
 def _expand(value: Any, read, low: int, high: int, key: str) -> list[int]:
-    result = []
+    result: list[int] = []
     for item in _as_list(value, key):
         first, _, last = str(item).partition(":")
         lo, hi = read(first), read(last) if last else read(first)

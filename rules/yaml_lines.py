@@ -35,7 +35,8 @@ yaml.composer.ComposerError: aliases expand this document beyond 1000000 charact
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import yaml
 

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from server import auth
+from server import auth, keys
 from server.responses import error
 
-REFUSED = "pw:stats:refused"
+REFUSED = keys.REFUSED
 
 
 @dataclass

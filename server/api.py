@@ -37,7 +37,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 def _list_param(request: Request, name: str) -> set[str]:
-    values = set()
+    values: set[str] = set()
     for raw in request.query_params.getlist(name):
         values.update(part for part in raw.split(",") if part)
     return values
@@ -191,7 +191,7 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
         cursor = "+"
         while len(alerts) < limit:
             entries = await redis.xrevrange(keys.ALERTS, max=cursor, count=500)
-            for entry_id, fields in entries:
+            for _entry_id, fields in entries:
                 alert = orjson.loads(fields[b"a"])
                 if keep(alert):
                     alerts.append(alert)
@@ -202,7 +202,7 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
     cursor = "(" + since
     while len(alerts) < limit:
         entries = await redis.xrange(keys.ALERTS, min=cursor, count=500)
-        for entry_id, fields in entries:
+        for _entry_id, fields in entries:
             alert = orjson.loads(fields[b"a"])
             if keep(alert):
                 alerts.append(alert)

@@ -117,7 +117,8 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={RedisError: redis_unavailable, api.QueryError: bad_query},
+        # Starlette passes a handler only the exceptions of its class (QueryError to bad_query).
+        exception_handlers={RedisError: redis_unavailable, api.QueryError: bad_query},  # type: ignore[dict-item]
     )
     app.state.settings = settings
     app.state.gate = Gate(settings.public_read, settings.device_rate, settings.device_burst,

@@ -30,6 +30,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from server import keys
@@ -187,7 +188,7 @@ class Witness:
 
 # -- verification (sync redis client) -----------------------------------------------------------
 
-def verify_chain(redis, key: bytes, pin: tuple[str, str] | None = None, breaks: list[str] = (),
+def verify_chain(redis, key: bytes, pin: tuple[str, str] | None = None, breaks: Sequence[str] = (),
                  retention_ms: int | None = None) -> dict:
     """Walk the tick stream; report intact, or the first broken entry."""
     # Anchor, head and newest entry in one transaction: ticks appended while the walk runs are

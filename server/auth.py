@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
+from server import keys
+
 ROLES = ("viewer", "operator", "admin")
 # What each role may do; a device may only ingest (for its markets).
 PERMISSIONS = {
@@ -39,8 +41,8 @@ PERMISSIONS = {
     "operator": {"read", "operate"},
     "admin": {"read", "operate", "admin", "ingest"},
 }
-CREDENTIALS = "pw:credentials"  # hash: key id -> credential JSON (with the token's sha256)
-NAMES = "pw:credential-names"   # hash: "kind:name" -> key id (for revoke and list)
+CREDENTIALS = keys.CREDENTIALS
+NAMES = keys.CREDENTIAL_NAMES
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def list_credentials(redis, kind: str | None = None) -> list[dict]:
 async def lookup(redis, token: str | None) -> Credential | None:
     """The live credential of a presented token, or None (unknown, revoked or absent)."""
     key_id = key_id_of(token) if token else None
-    if not key_id:
+    if not key_id or not token:
         return None
     credential = verify(await redis.hget(CREDENTIALS, key_id), token)
     if credential is None or credential.revoked_at is not None:

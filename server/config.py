@@ -39,13 +39,17 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
                                             "past that each is answered with an error, not a snapshot"),
     "PASARWATCH_DEMO_SPEED": ("5", "demo feed: simulated days per second"),
     "PASARWATCH_PUBLIC_READ": ("true", "read APIs and /ws/prices open without a token (write APIs always need one)"),
-    "PASARWATCH_ALLOWED_ORIGINS": ("", "comma-separated browser origins allowed on WebSockets besides the server's own ('*' = any)"),
+    "PASARWATCH_ALLOWED_ORIGINS": ("", "comma-separated browser origins allowed on WebSockets besides the server's "
+                                       "own ('*' = any)"),
     "PASARWATCH_DEVICE_RATE": ("2000", "ticks per second one device (token) may push, sustained"),
     "PASARWATCH_DEVICE_BURST": ("20000", "ticks one device may push at once before its rate applies"),
     "PASARWATCH_WS_MAX_PER_ADDRESS": ("256", "open WebSocket connections allowed per client address"),
-    "PASARWATCH_ALLOWED_LATENESS": ("0", "seconds a tick may be older than its series' newest and still be scored as news (older: stored as history, not scored, never alerts)"),
-    "PASARWATCH_DEADLETTER_LEN": ("10000", "ticks the engine could not process kept in pw:deadletter for replay (oldest dropped beyond)"),
-    "PASARWATCH_ENGINE_STALL": ("30", "seconds the engine may make no progress on waiting ticks before /readyz says unready"),
+    "PASARWATCH_ALLOWED_LATENESS": ("0", "seconds a tick may be older than its series' newest and still be scored "
+                                         "as news (older: stored as history, not scored, never alerts)"),
+    "PASARWATCH_DEADLETTER_LEN": ("10000", "ticks the engine could not process kept in pw:deadletter for replay "
+                                           "(oldest dropped beyond)"),
+    "PASARWATCH_ENGINE_STALL": ("30", "seconds the engine may make no progress on waiting ticks before /readyz "
+                                      "says unready"),
     "PASARWATCH_READ_RATE": ("20", "read requests per second one client address may make without a token, "
                              "sustained (429 above; requests with a token are not counted)"),
     "PASARWATCH_READ_BURST": ("100", "read requests one client address may make at once without a token"),
@@ -119,7 +123,7 @@ class Settings:
         return self.rules_dir / "catalog"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         host = _env("PASARWATCH_HOST")
         port = int(_env("PASARWATCH_PORT"))
         return cls(

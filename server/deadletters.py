@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import re
 import sys
+from typing import Any
 import time
 
 import orjson
@@ -67,7 +68,8 @@ def _entry(entry_id: bytes, fields: dict) -> dict:
 
 
 async def list_deadletters(redis: Redis, limit: int = 100) -> dict:
-    entries = await redis.xrevrange(keys.DEADLETTER, count=max(1, min(limit, MAX_LIST)))
+    # redis-py types replies for either decode_responses setting; this client's are bytes.
+    entries: Any = await redis.xrevrange(keys.DEADLETTER, count=max(1, min(limit, MAX_LIST)))
     total = int(await redis.get(keys.DEADLETTERED) or 0)
     return {"deadletters": [_entry(entry_id, fields) for entry_id, fields in entries], "total": total}
 
@@ -78,7 +80,7 @@ async def replay(redis: Redis, appender: TickAppender, catalog: Catalog, entry_i
     process' one appender (it extends the audit chain), and drop the dead letter. The original
     ``seq`` is not reused: the pair was taken when it was accepted."""
     _check_id(entry_id)
-    found = await redis.xrange(keys.DEADLETTER, min=entry_id, max=entry_id, count=1)
+    found: Any = await redis.xrange(keys.DEADLETTER, min=entry_id, max=entry_id, count=1)  # bytes
     if not found:
         raise DeadLetterError(404, "id", "not_found", f"no dead-lettered tick {entry_id}")
     letter = _entry(*found[0])

@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import orjson
 import redis
@@ -23,6 +24,7 @@ from detectors.contained import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.stack import DETECTOR_NAMES, DetectorStack
+from pipeline.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
 from rules.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
@@ -45,7 +47,7 @@ class Batch:
     tick_ids: list[str] = field(default_factory=list)
     prices: list[dict] = field(default_factory=list)
     newest: set[str] = field(default_factory=set)  # ids of prices that are their series' newest
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
     health: list[dict] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)  # reliability changes of devices/sources
     series: set[tuple[str, str]] = field(default_factory=set)
@@ -77,7 +79,8 @@ class Clock:
 class Engine:
     def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog):
         self.settings = settings
-        self.redis = client
+        # redis-py types replies for either decode_responses setting; this client's are bytes.
+        self.redis: Any = client
         self.catalog = catalog
         self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
         self._fresh_state()
@@ -89,9 +92,9 @@ class Engine:
 
     def _fresh_state(self) -> None:
         """Everything the checkpoint holds, as on a first start."""
-        self.step = Step(DetectorStack(ceilings=ceilings_of(self.catalog)), RuleEngine(self.rulebook.current),
-                         self.settings.allowed_lateness)
-        self.stack, self.rules = self.step.stack, self.step.rules
+        stack = DetectorStack(ceilings=ceilings_of(self.catalog))
+        self.step = Step(stack, RuleEngine(self.rulebook.current), self.settings.allowed_lateness)
+        self.stack, self.rules = stack, self.step.rules
         self.clock = Clock()
         self.last_alert = (0, 0)
         self.arrived: dict[tuple[str, str], float] = {}  # wall time each series' newest tick came
@@ -247,7 +250,7 @@ class Engine:
     def _process(self, entries: list[tuple[bytes, dict]]) -> Batch:
         batch = Batch()
         wall = time.time()
-        ticks = []
+        ticks: list[Tick] = []
         for entry_id, fields in entries:
             tick_id = entry_id.decode()
             batch.tick_ids.append(tick_id)
@@ -271,7 +274,7 @@ class Engine:
             self.commit(batch)
         return batch
 
-    def record(self, tick: dict, verdict: dict, newest: bool, batch: Batch, wall: float) -> None:
+    def record(self, tick: Tick, verdict: Verdict, newest: bool, batch: Batch, wall: float) -> None:
         series = (tick["commodity"], tick["market"])
         self.clock.observe(tick["ts"], wall)
         if newest:  # a late tick joins the history but does not replace the latest price
@@ -309,7 +312,7 @@ class Engine:
         if change is None:
             return
         if change.ok:
-            batch = Batch(alerts=self.rules.swap(self.rulebook.current, self.clock.now(wall)))
+            batch = Batch(alerts=cast(list[AlertEvent], self.rules.swap(self.rulebook.current, self.clock.now(wall))))
             if batch:
                 self.commit(batch)
         self.publish_rules_status()
@@ -425,7 +428,7 @@ class Engine:
         pipe.execute()
 
 
-def parse_tick(payload: bytes) -> dict:
+def parse_tick(payload: bytes) -> Tick:
     """A stream entry's tick, with the fields the engine relies on checked: the web process
     validated it, but the stream is also written by replays, imports and hands."""
     tick = orjson.loads(payload)
@@ -440,7 +443,7 @@ def parse_tick(payload: bytes) -> dict:
             raise ValueError(f"{name} is missing or not a number")
     tick.setdefault("province", "")
     tick.setdefault("unit", "")
-    return tick
+    return cast(Tick, tick)  # the fields a Tick must have are checked above
 
 
 class ErrorLog:

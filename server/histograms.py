@@ -25,9 +25,11 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-KEY_PREFIX = "pw:metrics:hist:"
+from server import keys
+
 SUM = "sum"
 INF = "+Inf"
 
@@ -42,7 +44,7 @@ class Spec:
 
     @property
     def key(self) -> str:
-        return KEY_PREFIX + self.name
+        return keys.HISTOGRAM.of(name=self.name)
 
     @property
     def fields(self) -> tuple[str, ...]:

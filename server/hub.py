@@ -5,8 +5,9 @@ the engine; the hub reads its routing fields once, decodes it to text once, and 
 string to every matching client. Each client has a bounded backlog: prices are conflated per
 series (a newer price replaces an unsent older one), a new snapshot replaces an unsent older
 one, alerts and other messages are never dropped, and a client whose backlog of those
-overflows, or whose send stalls, is disconnected rather than allowed to slow the others. A client's whole backlog goes out as one frame (a JSON
-array), so a burst costs one send per client, not one per message.
+overflows, or whose send stalls, is disconnected rather than allowed to slow the others. A
+client's whole backlog goes out as one frame (a JSON array), so a burst costs one send per
+client, not one per message.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import gc
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from redis.asyncio import Redis
@@ -62,10 +63,6 @@ def relax_young_gc() -> None:
     young, middle, old = gc.get_threshold()
     if 0 < young < YOUNG_GC_THRESHOLD:
         gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
-
-
-class SlowClient(Exception):
-    """The client's backlog of undroppable messages overflowed."""
 
 
 class Client:
@@ -160,7 +157,8 @@ class Client:
         since = self._sending_since
         if since is not None and loop.time() - since >= self._send_timeout:
             self.drop(SEND_TIMED_OUT)
-            self._writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
             return
         delay = self._send_timeout if since is None else since + self._send_timeout - loop.time()
         self._watchdog = loop.call_later(delay, self._watch)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -96,7 +97,8 @@ class TickAppender:
     """
 
     def __init__(self, redis: Redis, witness: Witness):
-        self.redis = redis
+        # redis-py types replies for either decode_responses setting; this client's are bytes.
+        self.redis: Any = redis
         self.witness = witness
         self._script = redis.register_script(APPEND_SCRIPT)
         self._lock = asyncio.Lock()

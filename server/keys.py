@@ -1,40 +1,161 @@
-"""Names of every Redis key and channel the system uses (see docs/architecture.md)."""
+"""Names of every Redis key and channel the system uses, each spelled once, with its type and meaning.
 
-TICKS = "pw:ticks"
-AUDIT_HEAD = "pw:audit:head"  # chain hash of the newest accepted tick
-AUDIT_ANCHOR = "pw:audit:anchor"  # chain hash of the last tick trimmed away by retention
-ENGINE_GROUP = "engine"
+``REGISTRY`` is the list docs/architecture.md's key table is made from (``python3 -m server.keys``
+prints it; tests/test_keys_doc.py checks the doc against it). A name with ``{field}`` parts is a
+pattern: its builder function below fills them in, from the same pattern, so the table and the
+code cannot disagree about a key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TYPES = ("stream", "hash", "zset", "set", "list", "string", "channel")
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str  # the key, or its pattern with {field} parts
+    type: str  # one of TYPES; "channel" is a pub/sub channel, not a key
+    meaning: str  # one line
+    ttl: bool = False  # it expires on its own
+
+    @property
+    def prefix(self) -> str:
+        """The part before the first ``{field}``: what scripts and scans append to."""
+        return self.name.split("{", 1)[0]
+
+    def of(self, **fields: object) -> str:
+        return self.name.format(**fields)
+
+
+REGISTRY: list[Key] = []
+
+
+def _register(name: str, type: str, meaning: str, ttl: bool) -> Key:
+    if type not in TYPES:
+        raise ValueError(f"{name}: unknown type {type!r}")
+    key = Key(name, type, meaning, ttl)
+    REGISTRY.append(key)
+    return key
+
+
+def _key(name: str, type: str, meaning: str, ttl: bool = False) -> str:
+    """A key with a fixed name: the name."""
+    if "{" in name:
+        raise ValueError(f"{name}: a name with {{fields}} is a _pattern")
+    return _register(name, type, meaning, ttl).name
+
+
+def _pattern(name: str, type: str, meaning: str, ttl: bool = False) -> Key:
+    """A key per something (``{field}`` parts): build it with ``.of(field=...)``."""
+    if "{" not in name:
+        raise ValueError(f"{name}: a pattern needs a {{field}}")
+    return _register(name, type, meaning, ttl)
+
+
+# Ingest and the audit chain (server/ingest.py, server/audit.py)
+TICKS = _key("pw:ticks", "stream", "accepted ticks: field `t` the tick (orjson), `h` its audit chain hash")
+SEQ = _pattern("pw:seq:{device}/{source}", "zset", "sequence numbers seen from a device's source (dedup), capped")
+SEQ_PREFIX = SEQ.prefix
+AUDIT_HEAD = _key("pw:audit:head", "string", "chain hash of the newest accepted tick")
+AUDIT_ANCHOR = _key("pw:audit:anchor", "string", '"<id> <hash>" of the last tick trimmed away by retention')
+ACCEPTED = _key("pw:stats:accepted", "string", "counter: ticks acknowledged with 202")
+REFUSED = _key("pw:stats:refused", "hash", "4xx refusals: reason -> count")
+CREDENTIALS = _key("pw:credentials", "hash", "key id -> credential JSON (role, markets, the token's sha256)")
+CREDENTIAL_NAMES = _key("pw:credential-names", "hash", '"kind:name" -> key id (for revoke and list)')
+
+# The engine (server/engine.py)
+ENGINE_GROUP = "engine"  # consumer group of pw:ticks
 ENGINE_CONSUMER = "engine-1"
-SEQ_PREFIX = "pw:seq:"
-ALERTS = "pw:alerts"
-EVENTS = "pw:events"
-LATEST = "pw:latest"
-LATEST_TS = "pw:latest:ts"  # hash: series -> ts of its newest committed tick (what the 202 calls late against)
-FIRING = "pw:firing"
-HISTORY_PREFIX = "pw:hist:"
-STATE_SERIES = "pw:state:series"
-STATE_PANEL = "pw:state:panel"
-STATE_RULES = "pw:state:rules"
-STATE_ENGINE = "pw:state:engine"
-STATE_SERIES_INFO = "pw:state:seriesinfo"  # hash: series -> JSON [province, last price, newest ts, wall time it came]
-RULES_STATUS = "pw:rules:status"
-HEALTH = "pw:health"
-SOURCES = "pw:sources"  # source -> its reliability standing (when it last changed)
-ENGINE_HEARTBEAT = "pw:engine:heartbeat"
-ACCEPTED = "pw:stats:accepted"  # ticks acknowledged with 202
-PROCESSED = "pw:stats:processed"  # ticks the engine has committed
-ALERTS_RAISED = "pw:stats:alerts"
-DEADLETTER = "pw:deadletter"  # ticks the engine could not process at all, for an operator to replay
-DEADLETTERED = "pw:stats:deadlettered"  # ticks ever moved to the dead-letter stream
-ERRORS = "pw:stats:errors"  # hash "detector:<name>" / "rule:<name>" -> failures contained
-IMPORT_PREFIX = "pw:import:"  # + import id: an upload's progress and report (server/imports.py)
-ENGINE_PROGRESS = "pw:engine:progress"  # wall time the engine last committed ticks or was caught up
-DEMO_STATUS = "pw:demo:status"  # the demo replay: {"state": running|finished|failed, "from", "to", "updated_at"}
+ALERTS = _key("pw:alerts", "stream", "alert events, field `a` (orjson); read by the dispatcher's group `notify`")
+EVENTS = _key("pw:events", "channel", "price, alert, health, source, rules, silence, ack and demo messages (orjson)")
+LATEST = _key("pw:latest", "hash", "series key `commodity/market` -> its latest price message")
+LATEST_TS = _key("pw:latest:ts", "hash",
+                 "series key -> ts of its newest committed tick (what the 202 calls late against)")
+FIRING = _key("pw:firing", "hash", "alert key -> its newest firing event")
+HISTORY = _pattern("pw:hist:{commodity}/{market}", "stream", "recent price messages of a series, field `m` (capped)")
+HISTORY_PREFIX = HISTORY.prefix
+HEALTH = _key("pw:health", "hash", "series key -> its latest health message (stale / ok)")
+SOURCES = _key("pw:sources", "hash", "source -> its reliability standing (when it last changed)")
+STATE_SERIES = _key("pw:state:series", "hash", "series key -> its detectors' state document")
+STATE_PANEL = _key("pw:state:panel", "hash", "commodity -> its cross-market state document")
+STATE_RULES = _key("pw:state:rules", "hash", "alert key -> its rule state document")
+STATE_ENGINE = _key("pw:state:engine", "string", "the engine's own state document (clock, last alert id, source reliability)")
+STATE_SERIES_INFO = _key("pw:state:seriesinfo", "hash",
+                         "series key -> JSON [province, last price, newest ts, wall time it came] (engine)")
+RULES_STATUS = _key("pw:rules:status", "string", "JSON: loaded rule files, errors (file, line, reason), loaded_at")
+ENGINE_HEARTBEAT = _key("pw:engine:heartbeat", "string", "the engine's last sweep time (readyz)", ttl=True)
+ENGINE_PROGRESS = _key("pw:engine:progress", "string", "wall time the engine last committed ticks or was caught up")
+PROCESSED = _key("pw:stats:processed", "string", "counter: ticks the engine has committed")
+ALERTS_RAISED = _key("pw:stats:alerts", "string", "counter: alert events raised")
+ERRORS = _key("pw:stats:errors", "hash", '"detector:<name>" / "rule:<name>" / "engine:<cause>" -> failures contained')
+DEADLETTER = _key("pw:deadletter", "stream", "ticks the engine could not process at all, for an operator to replay")
+DEADLETTERED = _key("pw:stats:deadlettered", "string", "counter: ticks ever moved to pw:deadletter")
+IMPORT = _pattern("pw:import:{id}", "string", "an upload's progress and report, JSON (server/imports.py)",
+                  ttl=True)
+IMPORT_PREFIX = IMPORT.prefix
+DEMO_STATUS = _key("pw:demo:status", "string", 'the demo replay: JSON {"state", "from", "to", "updated_at"}')
+HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash",
+                     "a /metrics histogram: bucket upper bound -> count (not cumulative), `sum`")
+HISTOGRAM_PREFIX = HISTOGRAM.prefix
+
+# Silences and acknowledgements (server/silences.py)
+SILENCES = _key("pw:silences", "hash", "silence id -> JSON silence (expired ones kept for audit)")
+SILENCE_ENDS = _key("pw:silences:ends", "zset", "silence id by ends_at: the engine reads only the live ones")
+ACKS = _key("pw:acks", "hash", "alert key -> JSON {by, at, comment}")
+
+# Telegram subscriptions and mutes (workers/subscriptions.py, workers/commands.py)
+SUB_TOPIC = _pattern("pw:sub:topic:{commodity}:{province}", "set", "chat ids subscribed to that topic (`*` = all)")
+SUB_TOPIC_PREFIX = SUB_TOPIC.prefix
+SUB_CHAT = _pattern("pw:sub:chat:{chat}", "set", "the chat's topics, as `commodity:province`")
+SUB_CHATS = _key("pw:sub:chats", "set", "every chat with at least one subscription")
+MUTE_CHAT = _pattern("pw:mute:chat:{chat}", "string",
+                     "the chat hears nothing until it expires (value: until)", ttl=True)
+MUTE_ALERT = _pattern("pw:mute:key:{chat}:{alert_key}", "string",
+                      "the chat does not hear of that alert until it expires", ttl=True)
+TG_UPDATE = _pattern("pw:tg:update:{update_id}", "string",
+                     "marker: this Telegram update was handled (redeliveries)", ttl=True)
+
+# Notifications (workers/notifications.py, workers/groups.py, workers/dispatch.py)
+NOTIF = _pattern("pw:notif:{id}", "hash", "a notification: chat, state, reason, times, parts, progress")
+NOTIF_ITEMS = _pattern("pw:notif:{id}:items", "list",
+                       "the alert events (orjson) a notification is about, in arrival order")
+NOTIF_INDEX = _key("pw:notif:index", "zset", "notification id by creation time, capped: what the API lists")
+NOTIF_DUE = _key("pw:notif:due", "zset", "pending notification id by the time a worker must have finished it")
+NOTIF_LEASE = _pattern("pw:notif:lease:{id}", "string",
+                       "the worker delivering a notification, renewed while alive", ttl=True)
+NOTIF_SWEEP = _key("pw:notif:sweep", "string", "lock: one process runs the stalled-notification sweep per interval",
+                   ttl=True)
+GROUP_STATE = _pattern("pw:notif:group:{gid}", "string", "an alert group (orjson): its key, receiver, timing and state")
+GROUP_ALERTS = _pattern("pw:notif:group:{gid}:alerts", "hash", "alert key -> the group's newest event of it (orjson)")
+GROUPS_DUE = _key("pw:notif:groups:due", "zset", "group id by the time of its next flush")
+GROUP_MEMBER = _pattern("pw:notif:in:{alert_key}", "set", "the groups that hold the alert")
+GROUP_STAGED = _pattern("pw:notif:staged:{marker}", "string",
+                        "marker: this alert event was taken into its groups", ttl=True)
+
+# Telegram rate limits (workers/ratelimit.py)
+RL_GLOBAL = _key("pw:rl:global", "zset", "booked send times, all chats (Telegram's 30 a second)", ttl=True)
+RL_NEXT = _pattern("pw:rl:next:{chat}", "string", "the earliest time of the chat's next send", ttl=True)
+RL_GROUP = _pattern("pw:rl:group:{chat}", "zset", "booked send times of a group chat (20 a minute)", ttl=True)
 
 
 def series_key(commodity: str, market: str) -> str:
+    """The field of a series in pw:latest, pw:health and pw:state:series."""
     return f"{commodity}/{market}"
 
 
 def history_key(commodity: str, market: str) -> str:
-    return f"{HISTORY_PREFIX}{commodity}/{market}"
+    return HISTORY.of(commodity=commodity, market=market)
+
+
+def markdown_table() -> str:
+    """docs/architecture.md's key table."""
+    rows = ["| key | type | what |", "|---|---|---|"]
+    for key in REGISTRY:
+        kind = "pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else "")
+        rows.append(f"| {key.name} | {kind} | {key.meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

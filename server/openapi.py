@@ -138,7 +138,7 @@ def schemas(catalog: Catalog, settings: Settings) -> dict[str, Any]:
             "detail": {"type": "string"},
         },
     }
-    ingest_result = {
+    ingest_result: dict[str, Any] = {
         "type": "object",
         "required": ["accepted", "ids", "duplicates"],
         "properties": {
@@ -221,7 +221,7 @@ def ingest_operation(settings: Settings) -> dict:
 
 def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
     """The OpenAPI document for a server running with this catalog and these settings."""
-    token = [{"bearer": []}, {"queryToken": []}]
+    token: list[dict[str, list[str]]] = [{"bearer": []}, {"queryToken": []}]
     read_security = [{}, *token] if settings.public_read else token
 
     def guarded(summary: str, responses: dict, security: list, role: str, **operation: Any) -> dict:

@@ -143,6 +143,7 @@ def start_redis(
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True, umask=0o077,
                                preexec_fn=exit_with_parent if die_with_parent else None)
+    assert process.stdin is not None and process.stderr is not None  # both pipes, asked for above
     config = f"requirepass {password}\n" if password else ""
     process.stdin.write(config.encode())
     process.stdin.close()

@@ -12,11 +12,8 @@
 - ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
   ``{"type": "ack", "key", "by", "at"}`` on ``pw:events``
 
-| key | type | what |
-|---|---|---|
-| pw:silences | hash | silence id -> JSON silence (expired ones kept for audit) |
-| pw:silences:ends | zset | silence id by ends_at: the engine reads only the live ones |
-| pw:acks | hash | alert key -> JSON {by, at, comment} |
+Its keys, ``pw:silences``, ``pw:silences:ends`` and ``pw:acks``, are named with their types in
+server/keys.py.
 
 Every change to a silence is also published as ``{"type": "silence", "silence": {...}}`` on
 ``pw:events``. ``active_silences(client, now)`` is the engine's (sync) read, once per batch.
@@ -33,15 +30,16 @@ from starlette.routing import Route
 
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
 from server.access import requires
+from server import keys
 from server.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
 __all__ = ["routes", "active_silences", "is_silenced", "save_silence", "acknowledge"]
 
-SILENCES = "pw:silences"
-SILENCE_ENDS = "pw:silences:ends"
-ACKS = "pw:acks"
-EVENTS = "pw:events"
-FIRING = "pw:firing"
+SILENCES = keys.SILENCES
+SILENCE_ENDS = keys.SILENCE_ENDS
+ACKS = keys.ACKS
+EVENTS = keys.EVENTS
+FIRING = keys.FIRING
 MAX_BODY = 64 * 1024
 STATES = ("active", "pending", "expired")
 MAX_LIVE = 1000  # the engine checks every alert against each live silence
@@ -82,7 +80,8 @@ def active_silences(client: Any, now: float) -> list[dict]:
 async def _body(request: Request) -> tuple[Any, Response | None]:
     raw = await request.body()
     if len(raw) > MAX_BODY:
-        return None, _errors([{"field": "body", "reason": "body_too_large", "detail": f"body above {MAX_BODY} bytes"}], 413)
+        too_large = {"field": "body", "reason": "body_too_large", "detail": f"body above {MAX_BODY} bytes"}
+        return None, _errors([too_large], 413)
     if not raw.strip():
         return {}, None
     try:
@@ -115,7 +114,8 @@ async def create_silence(request: Request) -> Response:
 async def list_silences(request: Request) -> Response:
     wanted = request.query_params.get("state")
     if wanted not in (None, "", *STATES):
-        return _errors([{"field": "state", "reason": "bad_query", "detail": "state must be active, pending or expired"}])
+        return _errors([{"field": "state", "reason": "bad_query",
+                         "detail": "state must be active, pending or expired"}])
     now = time.time()
     rows = await request.app.state.redis.hvals(SILENCES)
     silences = []
@@ -163,8 +163,9 @@ async def ack_alert(request: Request) -> Response:
     if not isinstance(by, str) or not by.strip() or len(by) > 200:
         errors.append({"field": "by", "reason": "required", "detail": "by: who acknowledges (at most 200 characters)"})
     if not isinstance(comment, str) or len(comment) > 1000:
-        errors.append({"field": "comment", "reason": "bad_type", "detail": "comment is text of at most 1000 characters"})
-    if errors:
+        errors.append({"field": "comment", "reason": "bad_type",
+                       "detail": "comment is text of at most 1000 characters"})
+    if errors or not isinstance(by, str):
         return _errors(errors)
     redis = request.app.state.redis
     if not await redis.hexists(FIRING, key):

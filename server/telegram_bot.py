@@ -119,7 +119,7 @@ async def list_notifications(request: Request) -> Response:
     if limit is None or not 1 <= limit <= MAX_LIMIT:
         return error(422, "limit", "bad_query", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     redis: Redis = request.app.state.redis
-    ids = await redis.zrevrange(store.INDEX, 0, store.INDEX_CAP)
+    ids: Any = await redis.zrevrange(store.INDEX, 0, store.INDEX_CAP)  # bytes: redis-py cannot know
     async with redis.pipeline(transaction=False) as pipe:
         for nid in ids:
             pipe.hgetall(store.record_key(nid.decode()))

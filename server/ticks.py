@@ -128,6 +128,7 @@ def validate_ticks(
         elif tick["ts"] < now - max_age:
             result.errors.append(too_old(index, tick["ts"], max_age))
         else:
+            assert tick is not None, "validate_tick returns a tick or its errors"
             result.ticks.append((index, tick))
     return result
 

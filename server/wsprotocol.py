@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 if TYPE_CHECKING:
-    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketCloseEvent
 
 # Seconds a closing connection may take to flush and finish the close handshake before it is
 # reset. Long enough for a reading client on a slow mobile link to get the close frame.
@@ -83,8 +83,9 @@ class FlowControlledWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: ASGISendEvent) -> None:
         closing = message["type"] == "websocket.close" and self.handshake_complete and self.initial_response is None
         if closing and not self.close_sent and not self.disconnected and not self.writable.is_set():
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": message.get("code", 1000),
-                                   "reason": message.get("reason", "") or ""})
+            close = cast("WebSocketCloseEvent", message)
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": close.get("code", 1000),
+                                   "reason": close.get("reason", "") or ""})
             self.reset()
             return
         await super().send(message)

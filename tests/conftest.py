@@ -5,11 +5,17 @@ from pathlib import Path
 
 import pytest
 
+from tests import markers
 from tests.browser import APT_INSTALL_TIMEOUT, APT_UPDATE_TIMEOUT, ARTIFACTS, CHROMIUM, ChromiumUnavailable, ensure_chromium
 from tests.system import System
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The fast layer (-m "not system and not browser") is found from each test's code: see
+    # tests/markers.py. A test marked by hand keeps its marks.
+    for item in items:
+        for kind in markers.kinds(item):
+            item.add_marker(kind)
     # Installing Chromium happens in the first browser test's setup, which pytest-timeout counts
     # against that test: give the browser tests room for apt-get when it has to run.
     if CHROMIUM.exists():

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 BOT_USER = {"id": 777000111, "is_bot": True, "first_name": "Pasarwatch Test", "username": "pasarwatch_test_bot"}

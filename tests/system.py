@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import orjson
@@ -65,7 +65,7 @@ class System:
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
 
-    def start(self, *names: str) -> "System":
+    def start(self, *names: str) -> System:
         for name in names or ("engine", "web"):
             self.start_process(name)
         if "web" in (names or ("web",)):
@@ -101,7 +101,7 @@ class System:
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
-        for name, process in self.processes.items():
+        for _name, process in self.processes.items():
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

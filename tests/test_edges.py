@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 from difflib import SequenceMatcher
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import orjson

@@ -61,7 +61,7 @@ class Launcher:
                 env=clean_env(PASARWATCH_PORT=str(self.port), PASARWATCH_STALE_SWEEP="0.5", **env),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_serving(self, data_dir: Path) -> "Launcher":
+    def wait_serving(self, data_dir: Path) -> Launcher:
         wait_for(lambda: (data_dir / "redis.url").exists() and self._healthy(), 90,
                  f"pasarwatch up to serve (log: {self.log()[-3000:]})")
         return self

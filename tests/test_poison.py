@@ -4,6 +4,7 @@ makes no progress (issue: "One bad tick must never stop detection")."""
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import orjson
 import pytest
@@ -148,8 +149,7 @@ def test_thousands_of_feeds_going_stale_at_once_are_one_pass_not_one_per_feed():
     assert len(engine.firing()) == 9_200
 
 
-def _cli(system: System, *args: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
+def _cli(system: System, *args: str) -> subprocess.CompletedProcess[str]:
     import sys
 
     from server.config import PROJECT_ROOT

@@ -6,7 +6,6 @@ tests/fixtures/pihps-cabai-5-markets-2020-2022.csv (three years: the seasonal in
 """
 from __future__ import annotations
 
-import math
 import os
 import pickle
 from collections import deque
@@ -21,7 +20,6 @@ from pipeline.replay import reporting_days
 from detectors.series import SeriesState
 from detectors.stack import DetectorStack
 from rules.catalog import load_catalog
-from rules.engine import RuleEngine
 from server.checkpoint import StateError, decode_state, encode_state, register
 from server.engine import Clock, ceilings_of
 from server.reliability import SourceReliability
@@ -58,7 +56,7 @@ def holds_quarantined_ticks(stack: DetectorStack) -> bool:
 def test_a_stack_fed_real_ticks_continues_with_identical_verdicts_after_a_round_trip(fixture, split):
     days = days_of(fixture)
     stack = DetectorStack(ceilings=CEILINGS)
-    for index, day in enumerate(days):
+    for index, day in enumerate(days):  # noqa: B007 - where the checkpoint is taken, read below
         stack.process_batch(day)
         if split(stack):
             break

@@ -15,7 +15,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 import pytest

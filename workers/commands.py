@@ -26,14 +26,15 @@ from typing import Any
 import orjson
 
 from rules.names import normalise
+from server import keys
 from server.silences import acknowledge
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.updates import check_update
 from workers.messages import MUTE_LABEL, Names, ack_line, esc, local_time, rupiah
 
-LATEST = "pw:latest"
-FIRING = "pw:firing"
+LATEST = keys.LATEST
+FIRING = keys.FIRING
 UPDATE_SEEN_TTL = 86400
 MAX_MUTE = 30 * 86400
 MUTE_BUTTON_SECONDS = 3600
@@ -77,7 +78,7 @@ async def handle_update(update: dict, redis: Any, catalog: Any, now: float | Non
     check_update(update)
     now = time.time() if now is None else now
     update_id = update.get("update_id")
-    marker = f"pw:tg:update:{update_id}"
+    marker = keys.TG_UPDATE.of(update_id=update_id)
     if update_id is not None and not await redis.set(marker, 1, nx=True, ex=UPDATE_SEEN_TTL):
         return []
     try:

@@ -138,6 +138,7 @@ class Delivery:
         if not lease.renew():  # checked right before sending, not only by the renewing thread
             return "lease lost to another worker"
         try:
+            assert record.parts is not None, "a record is sealed before its parts are sent"
             message_id = self._timed_send(telegram, record.chat, record.parts[index])
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)

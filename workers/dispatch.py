@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job
 
+from server import keys
 from workers import groups
 from workers import notifications as store
 from workers.groups import Target, recipients
@@ -40,11 +41,11 @@ __all__ = ["ALERTS", "GROUP", "CONSUMER", "QUEUE", "dispatch_alerts", "enqueue_d
 
 log = logging.getLogger("pasarwatch.notify")
 
-ALERTS = "pw:alerts"
+ALERTS = keys.ALERTS
 GROUP = "notify"
 CONSUMER = "dispatcher"
 READ_COUNT = 200
-SWEEP_KEY = "pw:notif:sweep"
+SWEEP_KEY = keys.NOTIF_SWEEP
 
 # A notification is stalled when its deadline passed, it is still pending, no worker holds its
 # lease and its latest job is not waiting in the queue (a backlog is not a crash: another job
@@ -108,6 +109,7 @@ def _acker(entry_id: bytes) -> Any:
 
 def _read(client: redis.Redis, start: str) -> list:
     # The engine calls in a loop: create the group only when Redis says it is missing.
+    reply: Any  # redis-py types replies for either decode_responses; this client's are bytes
     try:
         reply = client.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=READ_COUNT)
     except ResponseError as exc:
@@ -156,7 +158,8 @@ def recover_stalled(client: redis.Redis, settings: NotifySettings, now: float | 
     claim = client.register_script(CLAIM_STALLED)
     queue = Queue(QUEUE, connection=client)
     recovered = 0
-    for raw in client.zrangebyscore(store.DUE, "-inf", now, start=0, num=100):
+    due: Any = client.zrangebyscore(store.DUE, "-inf", now, start=0, num=100)  # bytes ids
+    for raw in due:
         nid = raw.decode()
         count = claim(keys=[store.DUE, store.lease_key(nid), store.record_key(nid)],
                       args=[nid, now, now + settings.lease + store.SCHEDULER_SLACK,
@@ -173,7 +176,7 @@ def recover_stalled(client: redis.Redis, settings: NotifySettings, now: float | 
 def _read_alert(entry_id: bytes, fields: dict | None) -> dict | None:
     """The alert event of a stream entry, or None (logged) when it cannot be read."""
     try:
-        alert = orjson.loads(fields[b"a"])
+        alert = orjson.loads((fields or {})[b"a"])
         if not isinstance(alert, dict):
             raise ValueError("not an object")
     except (TypeError, KeyError, ValueError) as exc:  # trimmed from the stream, or malformed
@@ -244,7 +247,9 @@ def release_held(blob: bytes) -> int:
     from workers.delivery import worker_catalog
 
     settings = get_settings()
-    client = get_current_job().connection
+    job = get_current_job()
+    assert job is not None, "release_held runs as an RQ job"
+    client = job.connection
     catalog = worker_catalog(settings.catalog_dir)
     alert = orjson.loads(blob)
     staged = stage_alert(client, catalog, alert, settings, scope=_scope(alert, alert["routes"]["receivers"][0]))

@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 RESOLVED = "resolved"
+
+
+_Fallback = TypeVar("_Fallback", float, None)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Timing:
     @classmethod
     def of(cls, receiver: dict[str, Any], default: float) -> Timing:
         """A receiver's timings as the routing tree states them (``default`` for missing ones)."""
-        def seconds(name: str, fallback: float | None) -> float | None:
+        def seconds(name: str, fallback: _Fallback) -> float | _Fallback:
             value = receiver.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
                 return float(value)

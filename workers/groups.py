@@ -3,13 +3,8 @@
 The timing is ``workers.grouping`` (pure, Alertmanager's); this module stores groups and
 turns a flush into notifications, one per chat, each delivered by an RQ job.
 
-| key | type | what |
-|---|---|---|
-| pw:notif:group:{gid} | string (orjson) | the group: its key, receiver, timing and state |
-| pw:notif:group:{gid}:alerts | hash | alert key -> the group's newest event of it (orjson) |
-| pw:notif:groups:due | zset | gid by the time of its next flush |
-| pw:notif:in:{alert key} | set | the groups that hold the alert |
-| pw:notif:staged:{id} | string, TTL | marker: this alert event was taken into its groups |
+Its keys, ``pw:notif:group:*``, ``pw:notif:groups:due``, ``pw:notif:in:*`` and
+``pw:notif:staged:*``, are named with their types in server/keys.py.
 
 ``gid`` is derived from the routing tree's group key (route, receiver, ``group_by`` values).
 A stored event's ``routes`` are narrowed to its receiver's chats and topics, so a flush sends
@@ -35,13 +30,14 @@ from redis.exceptions import WatchError
 from rq import Queue
 
 from rules.silences import is_silenced
+from server import keys
 from workers import notifications as store
 from workers.grouping import RESOLVED, GroupState, Timing, admit, is_news, plan_flush, withdraw
 from workers.jobs import QUEUE, enqueue_delivery
 from workers.settings import NotifySettings
 from workers.subscriptions import topics_for
 
-GROUPS_DUE = "pw:notif:groups:due"
+GROUPS_DUE = keys.GROUPS_DUE
 LEGACY_GROUP = "default"
 FLUSH_BATCH = 100  # groups flushed per call at most; the next call takes the rest
 
@@ -51,19 +47,19 @@ def gid_of(group_key: str) -> str:
 
 
 def state_key(gid: str) -> str:
-    return f"pw:notif:group:{gid}"
+    return keys.GROUP_STATE.of(gid=gid)
 
 
 def alerts_key(gid: str) -> str:
-    return f"pw:notif:group:{gid}:alerts"
+    return keys.GROUP_ALERTS.of(gid=gid)
 
 
 def member_key(alert_key: str) -> str:
-    return f"pw:notif:in:{alert_key}"
+    return keys.GROUP_MEMBER.of(alert_key=alert_key)
 
 
 def staged_key(marker: str) -> str:
-    return f"pw:notif:staged:{marker}"
+    return keys.GROUP_STAGED.of(marker=marker)
 
 
 def marker_of(alert: dict, scope: str = "") -> str:
@@ -204,6 +200,7 @@ def _admit(pipe: Any, gid: str, found: _Loaded, event: dict, now: float, meta: d
     """Queue the writes that take ``event`` into group ``gid`` (``meta``: the target's config,
     None to keep the group's own)."""
     meta = meta or found.meta
+    assert meta is not None, "a group is admitted into with its target's config or its own"
     timing = Timing(**meta["timing"])
     admission = admit(found.state, timing, found.current, event, now, digest=meta["group_key"] == LEGACY_GROUP)
     if admission.state is None:
@@ -218,6 +215,7 @@ def _admit(pipe: Any, gid: str, found: _Loaded, event: dict, now: float, meta: d
 def _withdraw(pipe: Any, gid: str, found: _Loaded, key: str) -> None:
     pipe.hdel(alerts_key(gid), key)
     pipe.srem(member_key(key), gid)
+    assert found.meta is not None and found.state is not None, "only a stored group holds the alert"
     state = withdraw(found.state, key)
     if found.size <= 1 and state.due is None:
         _end(pipe, gid, [])
@@ -262,7 +260,7 @@ def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: fl
                 raw = pipe.get(state_key(gid))
                 meta = orjson.loads(raw) if raw else None
                 state = GroupState.from_json(meta["state"]) if meta else None
-                if state is None or state.due is None or state.due > now:
+                if meta is None or state is None or state.due is None or state.due > now:
                     pipe.multi()
                     if state is None or state.due is None:
                         pipe.zrem(GROUPS_DUE, gid)  # a leftover entry: nothing is due
@@ -303,7 +301,7 @@ def _unsilenced(client: Any, events: list[dict], now: float) -> list[dict]:
     return [e for e in events if e.get("state") == RESOLVED or is_silenced(e, silences, now) is None]
 
 
-def _notifications(client: Any, pipe: Any, gid: str, state: GroupState, kind: str, send: list[dict],
+def _notifications(client: Any, pipe: Any, gid: str, state: GroupState, kind: str | None, send: list[dict],
                    catalog: Any) -> list[tuple[str, int, list[dict]]]:
     """One notification per chat: (id, chat, the events it is about)."""
     per_chat: dict[int, list[dict]] = {}

@@ -5,13 +5,8 @@ the group's alerts that chat hears of. Its id is derived from the alert event th
 and the chat (``pair_id``), or for a reminder from the group, its flush and the chat
 (``flush_id``); the RQ job that delivers it is named after it.
 
-| key | type | what |
-|---|---|---|
-| pw:notif:{id} | hash | the record: chat, state, reason, times, parts, progress |
-| pw:notif:{id}:items | list | the alert events (orjson) it is about, in arrival order |
-| pw:notif:index | zset | id by creation time, capped at ``INDEX_CAP``: what the API lists |
-| pw:notif:due | zset | pending id by the time after which a worker must have finished it |
-| pw:notif:lease:{id} | string, TTL | the worker delivering it (a random token), renewed while alive |
+Its keys, ``pw:notif:{id}`` (hash), ``pw:notif:{id}:items``, ``pw:notif:index``,
+``pw:notif:due`` and ``pw:notif:lease:{id}``, are named with their types in server/keys.py.
 
 States: ``pending`` (queued, waiting for a send slot or a retry), then ``sent``,
 ``failed`` (with the reason; RQ's failed registry also holds the job when retries ran out) or
@@ -25,10 +20,11 @@ from typing import Any
 
 import orjson
 
+from server import keys
 from workers.messages import OutMessage
 
-INDEX = "pw:notif:index"
-DUE = "pw:notif:due"
+INDEX = keys.NOTIF_INDEX
+DUE = keys.NOTIF_DUE
 STATES = ("pending", "sent", "failed", "not_sent")
 FINAL = frozenset({"sent", "failed", "not_sent"})
 INDEX_CAP = 5000
@@ -38,15 +34,15 @@ SCHEDULER_SLACK = 2.0
 
 
 def record_key(nid: str) -> str:
-    return f"pw:notif:{nid}"
+    return keys.NOTIF.of(id=nid)
 
 
 def items_key(nid: str) -> str:
-    return f"pw:notif:{nid}:items"
+    return keys.NOTIF_ITEMS.of(id=nid)
 
 
 def lease_key(nid: str) -> str:
-    return f"pw:notif:lease:{nid}"
+    return keys.NOTIF_LEASE.of(id=nid)
 
 
 def pair_id(alert: dict, chat: int) -> str:

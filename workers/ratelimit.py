@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from server import keys
+
 GLOBAL_PER_SECOND = 30
 CHAT_GAP = 1.0  # seconds between two messages to one chat
 GROUP_PER_MINUTE = 20
@@ -18,7 +20,7 @@ GROUP_PER_MINUTE = 20
 GLOBAL_WINDOW = 1.1
 GROUP_WINDOW = 61.0
 
-GLOBAL_KEY = "pw:rl:global"
+GLOBAL_KEY = keys.RL_GLOBAL
 
 # Times are integer milliseconds. Booked times go into sliding-window sets; for each window
 # the new time moves past the oldest booking that would make the window too full, until it
@@ -64,11 +66,11 @@ return 1
 
 
 def chat_key(chat: int) -> str:
-    return f"pw:rl:next:{chat}"
+    return keys.RL_NEXT.of(chat=chat)
 
 
 def group_key(chat: int) -> str:
-    return f"pw:rl:group:{chat}"
+    return keys.RL_GROUP.of(chat=chat)
 
 
 def reserve(client: Any, chat: int, now: float, member: str) -> float:

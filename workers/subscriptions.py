@@ -2,27 +2,22 @@
 
 Writes are queued on a pipeline passed in; redis-py's sync and asyncio pipelines share their
 command methods, so the bot (asyncio, in the web process) and the worker and dispatcher (sync)
-use the one definition of every key here.
+use the one definition of every write here.
 
-| key | type | what |
-|---|---|---|
-| pw:sub:topic:{commodity}:{province} | set | chat ids subscribed to that topic (``*`` = all) |
-| pw:sub:chat:{chat} | set | the chat's topics, as ``commodity:province`` |
-| pw:sub:chats | set | every chat with at least one subscription |
-| pw:mute:chat:{chat} | string, TTL | the chat hears nothing until it expires (value: until, epoch s) |
-| pw:mute:key:{chat}:{alert key} | string, TTL | the chat does not hear of that alert until it expires |
-| pw:acks | hash | alert key -> orjson {by, at} |
+Its keys, ``pw:sub:*``, ``pw:mute:*`` and ``pw:acks``, are named with their types in
+server/keys.py.
 """
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
+
+from server import keys
 
 ALL = "*"
-CHATS = "pw:sub:chats"
-ACKS = "pw:acks"
-EVENTS = "pw:events"
+CHATS = keys.SUB_CHATS
+ACKS = keys.ACKS
+EVENTS = keys.EVENTS
 
 # Remove a chat from every topic it is in: one atomic step, so a 403 (the user blocked the bot)
 # can never leave the chat half subscribed.
@@ -35,23 +30,23 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 return #topics
 """
-TOPIC_PREFIX = "pw:sub:topic:"
+TOPIC_PREFIX = keys.SUB_TOPIC_PREFIX
 
 
 def topic_key(commodity: str, province: str = ALL) -> str:
-    return f"{TOPIC_PREFIX}{commodity}:{province}"
+    return keys.SUB_TOPIC.of(commodity=commodity, province=province)
 
 
 def chat_key(chat: int | str) -> str:
-    return f"pw:sub:chat:{chat}"
+    return keys.SUB_CHAT.of(chat=chat)
 
 
 def chat_mute_key(chat: int | str) -> str:
-    return f"pw:mute:chat:{chat}"
+    return keys.MUTE_CHAT.of(chat=chat)
 
 
 def alert_mute_key(chat: int | str, alert_key: str) -> str:
-    return f"pw:mute:key:{chat}:{alert_key}"
+    return keys.MUTE_ALERT.of(chat=chat, alert_key=alert_key)
 
 
 def topics_for(commodity: str, province: str) -> list[str]:
