@@ -42,7 +42,8 @@ median price against its 3-month average, and the criterion against the average 
 >>> west_java = references_of(combine(daily_prices(p) for p in markets.values()), Ceiling(41500.0, "HAP"))
 >>> west_java["price"], round(west_java["references"]["avg3m"]["value"], -2)
 (61000.0, 33800.0)
->>> f'{west_java["deviation"]["avg3m"]:+.0%} against the 3-month average, {west_java["deviation"]["ceiling"]:+.0%} against the HAP'
+>>> average, hap = west_java["deviation"]["avg3m"], west_java["deviation"]["ceiling"]
+>>> f"{average:+.0%} against the 3-month average, {hap:+.0%} against the HAP"
 '+80% against the 3-month average, +47% against the HAP'
 >>> west_java["references"]["year"] is None  # the data start after Lebaran 2023
 True
@@ -55,7 +56,7 @@ import bisect
 import statistics
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Iterable
+from collections.abc import Iterable
 
 from detectors.lebaran import days_from_idul_fitri, idul_fitri_dates
 from detectors.season import local_day
@@ -171,7 +172,7 @@ def crisis(daily: Daily, window: _Window, ceiling: Ceiling | None) -> dict:
                     reference = three_month_average(window, day)
                     value = reference["value"] if reference else None
                 else:
-                    value = ceiling.value
+                    value = ceiling.value if ceiling is not None else None
                 if value is None or price / value - 1.0 < threshold:
                     break
                 since = day
@@ -191,7 +192,7 @@ def references_of(daily: Daily, ceiling: Ceiling | None) -> dict:
                 "deviation": dict.fromkeys(KINDS), "crisis": crisis(daily, _Window(daily), ceiling)}
     window = _Window(daily)
     day, price = daily[-1]
-    references = {
+    references: dict[str, dict | None] = {
         "avg3m": three_month_average(window, day),
         "year": year_earlier(window, day),
         "ceiling": {"value": ceiling.value, "kind": ceiling.kind} if ceiling else None,

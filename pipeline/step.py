@@ -8,8 +8,8 @@ rules together (``RuleEngine.on_batch``: a crisis later in the batch mutes an ea
 Alerts raised by ticks marked ``backfill`` (history being imported) are recorded but told to
 nobody (``RuleEngine.keep_quiet``). ``Step.sweep(now)`` is the periodic feed-health check: the
 stale-feed detector over every series and the health rules over the changes, finished together,
-plus the firing alerts whose mute has lifted. Failures the stack or the rules contained come back as ``errors`` for the caller to
-count; nothing here logs, reads a clock or touches Redis.
+plus the firing alerts whose mute has lifted. Failures the stack or the rules contained come
+back as ``errors`` for the caller to count; nothing here logs, reads a clock or touches Redis.
 
 >>> from detectors.stack import DetectorStack
 >>> from rules.catalog import load_catalog

@@ -349,8 +349,11 @@ class Engine:
             pipe.publish(keys.EVENTS, encoded)
         if latest:  # one command for the batch's newest prices, not one per tick
             pipe.hset(keys.LATEST, mapping=latest)
-            pipe.hset(keys.LATEST_TS, mapping={series: self.step.latest_ts[tuple(series.split("/", 1))]
-                                               for series in latest})
+            latest_ts = {}
+            for key in latest:
+                commodity, market = key.split("/", 1)
+                latest_ts[key] = self.step.latest_ts[(commodity, market)]
+            pipe.hset(keys.LATEST_TS, mapping=latest_ts)
         for message in batch.health:
             encoded = orjson.dumps(message)
             pipe.hset(keys.HEALTH, keys.series_key(message["commodity"], message["market"]), encoded)

@@ -32,7 +32,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Iterable, Iterator
+from typing import Any, cast
+from collections.abc import Iterable, Iterator
 
 from detectors.recorded import MONTHS_ID, day_ts
 from rules.catalog import Catalog, slugify
@@ -82,8 +83,8 @@ class Record:
     rank: int = 0  # 1: an aggregate (a PIHPS group row), yielding to a rank-0 price of its series
 
 
-def find_layout(rows: Iterable[tuple[int, list]] | list[list], catalog: Catalog,
-                options: Options = Options()) -> tuple["Layout", int]:
+def find_layout(rows: Iterable[tuple[int, Any]] | list[list], catalog: Catalog,
+                options: Options = Options()) -> tuple[Layout, int]:
     """The layout of the first header row among the leading rows, and that row's line."""
     for position, row in enumerate(rows):
         if position >= HEADER_SEARCH:
@@ -140,7 +141,7 @@ class Ticks(Layout):
         self.columns = columns
 
     @classmethod
-    def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> "Ticks | None":
+    def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> Ticks | None:
         columns = {}
         for field, aliases in ALIASES.items():
             found = next((i for i, name in enumerate(names) if name in aliases), None)
@@ -170,7 +171,8 @@ class Ticks(Layout):
             return
         market = slugify(_text(self.cell(cells, "market"))) or None
         province_text = _text(self.cell(cells, "province"))
-        province = (self.province(province_text) or province_text) if province_text else self.home_province(market or "")
+        province = ((self.province(province_text) or province_text) if province_text
+                    else self.home_province(market or ""))
         yield Record(line, item={"commodity": self.commodity(_text(self.cell(cells, "commodity"))),
                                  "market": market, "province": province, "price": price, "ts": ts})
 
@@ -202,7 +204,7 @@ class Wide(Layout):
         self.number = number  # the No column: I, II... on group rows, 1, 2... on their items
 
     @classmethod
-    def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> "Wide | None":
+    def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> Wide | None:
         dates = [(i, day, _text(cell)) for i, cell in enumerate(cells) if (day := header_date(cell))]
         dated = {i for i, _, _ in dates}
         numbers = [i for i, name in enumerate(names) if name.rstrip(".") in ("no", "nomor")]
@@ -254,12 +256,13 @@ class Wide(Layout):
 
 class Monthly(Wide):
     name = "monthly"
+    commodity_column: int  # set by read_header
 
     @classmethod
-    def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> "Monthly | None":
+    def read_header(cls, cells: list, names: list[str], catalog: Catalog, options: Options) -> Monthly | None:
         if "lokasi" not in names or "komoditas" not in names:
             return None
-        layout = super().read_header(cells, names, catalog, options)
+        layout = cast("Monthly | None", super().read_header(cells, names, catalog, options))  # cls(...) made it
         if layout is None:
             return None
         layout.commodity_column = names.index("komoditas")
@@ -334,7 +337,7 @@ def header_date(value: Any) -> date | None:
         return day
     match = MONTH.fullmatch(_text(value))
     month = MONTHS.get(match[1].lower()) if match else None
-    return date(int(match[2]), month, 15) if month else None
+    return date(int(match[2]), month, 15) if match and month else None
 
 
 def _error(field: str, reason: str, detail: str) -> dict:

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import orjson
 from redis.asyncio import Redis
@@ -40,7 +40,7 @@ from redis.asyncio import Redis
 from rules.catalog import Catalog
 from server import keys
 from server.import_files import BadLine, Source
-from server.import_formats import LayoutError, Options, Record, find_layout, json_record
+from server.import_formats import Options, Record, find_layout, json_record
 from server.ingest import TickAppender
 from server.ticks import validate_ticks
 
@@ -172,6 +172,11 @@ class Importer:
         self.report = Report()
         self.progress: Progress | None = None
 
+    @property
+    def _progress(self) -> Progress:
+        assert self.progress is not None, "progress exists while run() runs"
+        return self.progress
+
     async def run(self, sources: list[Source]) -> Report:
         started = time.monotonic()
         self.progress = Progress(sources)
@@ -189,7 +194,7 @@ class Importer:
         return self.report
 
     # -- reading (a worker thread) -------------------------------------------------------------
-    def read(self, sources: list[Source], spill: Path) -> "Runs":
+    def read(self, sources: list[Source], spill: Path) -> Runs:
         """Every file read and validated into sorted runs (``spill`` holds the runs on disk)."""
         runs = Runs(spill)
         pending: list[tuple[str, Record]] = []
@@ -216,7 +221,7 @@ class Importer:
     def _table_records(self, layout, rows) -> Iterator[Record]:
         for line, cells in rows:
             self.report.rows += 1
-            self.progress.rows += 1
+            self._progress.rows += 1
             if isinstance(cells, BadLine):
                 yield Record(line, error={"field": "line", "reason": cells.reason, "detail": cells.detail})
             else:
@@ -225,13 +230,13 @@ class Importer:
     def _json_records(self, source: Source) -> Iterator[Record]:
         for line, value in source.json_lines():
             self.report.rows += 1
-            self.progress.rows += 1
+            self._progress.rows += 1
             if isinstance(value, BadLine):
                 yield Record(line, error={"field": "line", "reason": value.reason, "detail": value.detail})
             else:
                 yield json_record(line, value)
 
-    def _validate(self, pending: list[tuple[str, Record]], runs: "Runs") -> None:
+    def _validate(self, pending: list[tuple[str, Record]], runs: Runs) -> None:
         items, places = [], []
         for where, record in pending:
             if record.error is not None:
@@ -272,11 +277,11 @@ class Importer:
                         self.report.duplicates_first.append(where)
                 else:
                     self.report.accept(tick)
-            self.progress.appended += len(batch)
+            self._progress.appended += len(batch)
             appended = [entry for entry in ids if entry]
             if appended:
                 engine.appended(appended[-1], len(appended))
-            await engine.keep_up(self.progress)
+            await engine.keep_up(self._progress)
 
 
 class EngineWatch:

@@ -116,7 +116,8 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
             report = await importer.run(sources)
         finally:
             shown.cancel()
-        print(_bar(importer.progress.line(), sys.stderr.isatty()), file=sys.stderr)
+        if importer.progress is not None:
+            print(_bar(importer.progress.line(), sys.stderr.isatty()), file=sys.stderr)
     except (LayoutError, FileError, AuditError) as exc:
         return _cannot(exc)
     except ImportStalled as exc:
@@ -153,7 +154,8 @@ def _print_report(report: Report, as_json: bool) -> None:
           + (f" ({data['ticks_per_second']:,.0f} ticks/s)" if data["ticks_per_second"] else ""))
     for file in data["files"]:
         print(f"  {file['file']}: {file['layout']} layout, {file['rows']:,} rows")
-    print(f"rows read   {data['rows']:>10,}\nprices      {data['values']:>10,}  ({data['empty']:,} empty cells skipped)")
+    print(f"rows read   {data['rows']:>10,}\n"
+          f"prices      {data['values']:>10,}  ({data['empty']:,} empty cells skipped)")
     print(f"accepted    {data['accepted']:>10,}\nduplicates  {data['duplicates']:>10,}  (already there, skipped)"
           + (f"  first: {', '.join(data['duplicates_first'])}" if data["duplicates_first"] else ""))
     print(f"refused     {data['refused']:>10,}")
@@ -162,7 +164,8 @@ def _print_report(report: Report, as_json: bool) -> None:
         for sample in entry["first"]:
             column = f" [{sample['column']}]" if sample["column"] else ""
             print(f"    {sample['where']}{column} {sample['field']}: {sample['detail']}")
-    print(f"series      {data['series']:>10,}" + (f"  ({data['from'][:10]} to {data['to'][:10]})" if data["from"] else ""))
+    span = f"  ({data['from'][:10]} to {data['to'][:10]})" if data["from"] else ""
+    print(f"series      {data['series']:>10,}{span}")
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -197,7 +200,8 @@ async def post_import(request: Request) -> Response:
     if declared is not None and declared > limit:
         return error(413, "body", "upload_too_large", f"upload above {limit} bytes (PASARWATCH_MAX_IMPORT_BYTES)")
     if len([task for task in _RUNNING if not task.done()]) >= MAX_RUNNING:
-        return error(429, "body", "imports_busy", f"{MAX_RUNNING} imports are running in this process; retry when one is done")
+        return error(429, "body", "imports_busy",
+                     f"{MAX_RUNNING} imports are running in this process; retry when one is done")
     try:
         form = await MultiPartParser(request.headers, _capped(request, limit), max_files=MAX_FILES,
                                      max_fields=10, max_part_size=1024).parse()

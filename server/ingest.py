@@ -236,8 +236,8 @@ class Ingestor:
         series = sorted({keys.series_key(tick["commodity"], tick["market"]) for _, tick in accepted})
         newest = dict(zip(series, await self.redis.hmget(keys.LATEST_TS, series)))
         return {index for index, tick in accepted
-                if newest[keys.series_key(tick["commodity"], tick["market"])] is not None
-                and tick["ts"] < float(newest[keys.series_key(tick["commodity"], tick["market"])]) - self.allowed_lateness}
+                if (ts := newest[keys.series_key(tick["commodity"], tick["market"])]) is not None
+                and tick["ts"] < float(ts) - self.allowed_lateness}
 
 
 def _refusal(reason: str, detail: str) -> dict:

@@ -80,7 +80,8 @@ SOURCES = _key("pw:sources", "hash", "source -> its reliability standing (when i
 STATE_SERIES = _key("pw:state:series", "hash", "series key -> its detectors' state document")
 STATE_PANEL = _key("pw:state:panel", "hash", "commodity -> its cross-market state document")
 STATE_RULES = _key("pw:state:rules", "hash", "alert key -> its rule state document")
-STATE_ENGINE = _key("pw:state:engine", "string", "the engine's own state document (clock, last alert id, source reliability)")
+STATE_ENGINE = _key("pw:state:engine", "string",
+                    "the engine's own state document (clock, last alert id, source reliability)")
 STATE_SERIES_INFO = _key("pw:state:seriesinfo", "hash",
                          "series key -> JSON [province, last price, newest ts, wall time it came] (engine)")
 RULES_STATUS = _key("pw:rules:status", "string", "JSON: loaded rule files, errors (file, line, reason), loaded_at")

@@ -34,13 +34,13 @@ from detectors.references import (
 from rules.catalog import Catalog
 from server import keys
 from server.access import requires
-from server.responses import ORJSONResponse, error
+from server.responses import error
 
 
 def _ceiling(catalog: Catalog, commodity: str, province: str | None) -> Ceiling | None:
     entry = catalog.commodities.get(commodity)
     value = entry.ceiling_for(province) if entry else None
-    return Ceiling(float(value), entry.ceiling_kind or "HET") if value else None
+    return Ceiling(float(value), entry.ceiling_kind or "HET") if entry and value else None
 
 
 def _points(raw_messages: list[bytes]) -> list[tuple[float, float]]:
@@ -56,7 +56,8 @@ def _points(raw_messages: list[bytes]) -> list[tuple[float, float]]:
 def compute(catalog: Catalog, commodity: str, province: str | None,
             series: list[tuple[dict, list[bytes]]]) -> dict:
     """The response body from each series' latest message and its raw history messages."""
-    rows, by_province = [], {}
+    rows: list[dict] = []
+    by_province: dict[str, list] = {}
     for latest, history in series:
         daily = daily_prices(_points(history))
         code = latest["province"]
