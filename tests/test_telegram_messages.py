@@ -76,7 +76,7 @@ def weird_catalog():
 def test_firing_message_has_every_part_a_reader_needs():
     [message] = render_notification([alert()], CATALOG, "https://pw.example", "n1")
     text = message.text
-    assert "PERINGATAN" in text and "Harga melonjak / price spike" in text
+    assert "SIAGA" in text and "Harga melonjak / price spike" in text
     assert "<b>Cabai Rawit Merah</b> di <b>Pasar Agung</b>, Jawa Barat" in text
     assert "<b>Rp 387.500/kg</b>" in text
     assert "+545,8% dari biasanya Rp 60.000" in text
@@ -157,7 +157,7 @@ def test_a_burst_becomes_one_digest_with_one_line_per_alert():
     messages = render_notification(events, CATALOG, "https://pw.example", "n9")
     assert len(messages) == 1
     lines = messages[0].text.split("\n")
-    assert lines[0] == "📣 <b>13 pemberitahuan harga</b> (12 peringatan, 1 selesai)"
+    assert lines[0] == "📣 <b>13 pemberitahuan harga</b> (12 siaga, 1 selesai)"
     assert sum(1 for line in lines if line.startswith("⚠️ <b>Cabai Rawit Merah</b>")) == 12
     assert any(line.startswith("✅ ") and "kembali <b>Rp 60.000/kg</b> setelah 1 jam" in line for line in lines)
     # The alerts share their commodity and province only: the link opens those, no one market.
@@ -232,7 +232,7 @@ def test_the_rules_message_is_the_text_sent_not_the_summary():
     event = alert(message="Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500 (+546% dari biasanya Rp 60.000)")
     [message] = render_notification([event], CATALOG, "", "n")
     first = message.text.split("\n")[0]
-    assert first == "⚠️ <b>PERINGATAN</b> · Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500 " \
+    assert first == "⚠️ <b>SIAGA</b> · Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500 " \
                     "(+546% dari biasanya Rp 60.000)"
     assert "Harga melonjak" not in message.text
     resolved = alert(state="resolved", price=61000.0, duration=60.0,
@@ -243,7 +243,7 @@ def test_the_rules_message_is_the_text_sent_not_the_summary():
 
 def test_an_event_without_a_message_still_says_its_summary():
     [message] = render_notification([alert()], CATALOG, "", "n")
-    assert message.text.split("\n")[0] == "⚠️ <b>PERINGATAN</b> · Harga melonjak / price spike"
+    assert message.text.split("\n")[0] == "⚠️ <b>SIAGA</b> · Harga melonjak / price spike"
 
 
 def ceiling_alert(commodity: str, price: float, province: str = "32") -> dict:

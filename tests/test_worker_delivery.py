@@ -184,7 +184,7 @@ def test_a_subscriber_hears_of_an_alert_within_seconds(stack):
         assert time.monotonic() - started < 15
         assert sent["parse_mode"] == "HTML" and sent["disable_notification"] is False
         text = sent["text"]
-        assert "⚠️ <b>PERINGATAN</b> · Harga melonjak" in text
+        assert "⚠️ <b>SIAGA</b> · Harga melonjak" in text
         assert "<b>Cabai Rawit Merah</b> di <b>Pasar Agung</b>, Jawa Barat" in text
         assert "<b>Rp 387.500/kg</b> (+545,8% dari biasanya Rp 60.000)" in text
         assert "WIB" in text and 'href="https://pw.example/#commodity=cabai-rawit-merah&amp;province=32&amp;market=pasar-agung"' in text
@@ -302,7 +302,7 @@ def test_a_burst_of_50_alerts_to_one_chat_becomes_a_few_digests(stack):
     stack.wait_settled()
     messages = stack.fake.messages(41)
     assert 1 <= len(messages) <= 3
-    assert messages[0]["text"].startswith("📣 <b>50 pemberitahuan harga</b> (10 kritis, 40 peringatan)")
+    assert messages[0]["text"].startswith("📣 <b>50 pemberitahuan harga</b> (10 awas, 40 siaga)")
     lines = [line for m in messages for line in m["text"].split("\n") if line.startswith(("⚠️", "🚨"))]
     assert len(lines) == 50
     assert all(visible_len(m["text"]) <= TELEGRAM_LIMIT for m in messages)

@@ -19,7 +19,7 @@ the summary.
 ...          "message": "Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500"}
 >>> [message] = render_notification([alert], load_catalog(), "https://pw.example", "ref1")
 >>> print(message.text)
-⚠️ <b>PERINGATAN</b> · Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500
+⚠️ <b>SIAGA</b> · Cabai Rawit Merah di Pasar Agung naik ke Rp 387.500
 <b>Cabai Rawit Merah</b> di <b>Pasar Agung</b>, Jawa Barat
 Harga <b>Rp 387.500/kg</b> (+545,8% dari biasanya Rp 60.000)
 Detektor: zscore
@@ -47,10 +47,11 @@ TELEGRAM_LIMIT = 4096
 MUTE_LABEL = "Bisukan 1 jam"
 ACK_LABEL = "Ack"
 
+# The dashboard's words (static/js/i18n.js), which the rule ladders use too: one word, one meaning.
 SEVERITIES = {
-    "info": ("ℹ️", "INFO"),
-    "warning": ("⚠️", "PERINGATAN"),
-    "critical": ("🚨", "KRITIS"),
+    "info": ("ℹ️", "WASPADA"),
+    "warning": ("⚠️", "SIAGA"),
+    "critical": ("🚨", "AWAS"),
 }
 # Indonesia keeps no daylight saving time, so the abbreviation fixes the offset; this avoids
 # depending on the host's tz database for the three zones that matter.
