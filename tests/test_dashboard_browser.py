@@ -225,6 +225,29 @@ def test_the_page_says_when_the_demo_replay_has_ended(system, dashboard):
     expect(banner).to_contain_text("Demo selesai")
 
 
+def test_an_operator_uploads_history_and_sees_its_progress_and_report(system, dashboard, tmp_path):
+    page = dashboard.page
+    dashboard.open(COMMODITY, WEST_JAVA, "pasar-cisalak")
+    page.get_by_test_id("import-link").click()
+    expect(page).to_have_url(re.compile(r"/static/import\.html$"))
+    bad = tmp_path / "two-bad-rows.csv"
+    bad.write_text("date,commodity,market,province,price\n2024-02-01,cabai-rawit-merah,pasar-agung,32,-5\n"
+                   "2024-02-01,durian,pasar-agung,32,5000\n")
+    page.get_by_test_id("import-token").fill(system.admin_token)
+    page.get_by_test_id("import-files").set_input_files(
+        [str(PROJECT_ROOT / "tests" / "fixtures" / "imports" / "pihps-jabar-cabai-2024-01.csv"), str(bad)])
+    page.get_by_test_id("import-submit").click()
+    job = page.get_by_test_id("import-job")
+    expect(job).to_have_attribute("data-state", "done", timeout=60 * SECONDS)
+    expect(page.get_by_test_id("import-progress")).to_have_attribute("value", "1")
+    report = page.get_by_test_id("import-report")
+    expect(report).to_contain_text("200")  # every price of the PIHPS slice accepted
+    refused = page.get_by_test_id("import-refused")
+    expect(refused).to_contain_text("not_positive")
+    expect(refused).to_contain_text("two-bad-rows.csv:2")
+    system.wait_processed(200, timeout=60)
+
+
 def test_the_dashboard_modules_pass_their_node_unit_tests():
     files = sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "static" / "tests").glob("*.test.*js"))
     assert files, "no unit tests under static/tests/"
