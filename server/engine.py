@@ -240,7 +240,7 @@ class Engine:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(keys.DEADLETTER, {"t": (fields or {}).get(b"t", b""), "id": tick_id, "error": error,
                                     "at": repr(time.time())},
-                  maxlen=self.settings.deadletter_len, approximate=True)
+                  maxlen=self.settings.deadletter_len, approximate=False)  # rare: exact is cheap
         pipe.xack(keys.TICKS, keys.ENGINE_GROUP, tick_id)
         pipe.incr(keys.DEADLETTERED)
         pipe.hincrby(keys.ERRORS, "engine:deadletter", 1)

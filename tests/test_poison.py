@@ -48,7 +48,7 @@ def test_a_rule_that_raises_is_skipped_for_that_tick_and_reported():
 
 @pytest.fixture
 def stall_system(tmp_path):
-    system = System(tmp_path, env={"PASARWATCH_ENGINE_STALL": "1"})
+    system = System(tmp_path, env={"PASARWATCH_ENGINE_STALL": "1", "PASARWATCH_DEADLETTER_LEN": "2"})
     yield system
     system.stop()
 
@@ -127,6 +127,14 @@ def test_readyz_turns_unready_when_the_engine_makes_no_progress_on_waiting_ticks
     finally:
         engine.send_signal(signal.SIGCONT)
     wait_for(lambda: system.http.get("/readyz").status_code == 200, 15, "readyz to recover")
+
+
+def test_at_most_the_configured_number_of_dead_letters_are_kept_and_all_are_counted(stall_system):
+    system = stall_system.start()  # PASARWATCH_DEADLETTER_LEN=2
+    ids = [_raw(system, b"not a tick %d" % n) for n in range(3)]
+    wait_for(lambda: int(system.redis.get("pw:stats:deadlettered") or 0) == 3, 15, "three dead letters")
+    assert [letter["tick_id"] for letter in _deadletters(system)] == ids[:0:-1]  # the newest two
+    assert system.http.get("/api/v1/deadletters").json()["total"] == 3
 
 
 @pytest.mark.timeout(60)
