@@ -112,6 +112,13 @@ class CrossMarket:
         self._premium.pop(market, None)
         self._premium_n.pop(market, None)
 
+    def consensus(self, x: dict) -> float | None:
+        """Log-price the other markets suggest for this one: their median plus its usual premium
+        (None without enough fresh markets or a learned premium); a forecast feature."""
+        usual = self._premium.get(x["market"])
+        judged = self._judge(x) if usual is not None else None
+        return judged[1] + usual if judged is not None else None
+
     def usual_premium(self, market: str) -> float | None:
         return self._premium.get(market)
 

@@ -1,0 +1,234 @@
+"""Forecasts 1, 7, 14 and 28 ticks ahead with conformal intervals, and the odds of a breach.
+
+Point forecast, per horizon ``h``, on log-price ``y``::
+
+    y(t+h) = y(t) + w_h . (slow - y, y - fast, consensus - y)
+
+* ``slow - y``: distance to a slow EWMA of the series (alpha 0.01, about a year of reporting
+  days): chilli and shallot spikes revert to the series' usual level within weeks;
+* ``y - fast``: distance from a fast EWMA (alpha 0.3): recent momentum carries on for a while;
+* ``consensus - y``: distance to the median of the other markets of the commodity plus this
+  market's usual premium (detectors/crossmarket.py): a market out of line drifts back to the
+  others. Without a consensus (too few fresh markets) the weights fitted without it are used.
+
+The weights are fixed, fitted by least absolute deviations on 2019-2022 of the PIHPS West Java
+panel (chilli and shallots, 18 markets) and never on the years they are reported on
+(``pasarwatch backtest ... --split 2023-01-01`` prints both periods). At one tick no weighting
+beat the last price on 2019-2022, so the one-tick forecast *is* the last price
+(``USES_MODEL[1]`` is False) and says so.
+
+Intervals are split conformal on the series' own recent residuals at each horizon (a window of
+``window`` residuals, so memory is bounded), with adaptive conformal inference (Gibbs and
+Candès 2021): the miscoverage level of each interval is nudged by ``gamma`` after every outcome
+(down after a miss, up after a hit), which keeps long-run coverage near nominal when residuals
+are autocorrelated, as multi-step price residuals are. Probabilities of passing a price are read
+off the same residual distribution: ``P(price(t+h) > c)`` is the share of recent residuals that
+would have put the forecast above ``c``.
+
+>>> model = HorizonForecast(window=30, warmup=10)
+>>> for day in range(80):
+...     model.learn_one({"price": 50000.0 * (1.0 + 0.02 * (day % 5)), "ts": day * 86400.0})
+>>> seven = model.predict(7)
+>>> seven["lo95"] <= seven["lo80"] <= seven["point"] <= seven["hi80"] <= seven["hi95"]
+True
+>>> model.predict(1)["point"] == model.last_price()
+True
+>>> 0.0 <= model.probability_above(14, 54000.0) <= 1.0, model.probability_above(14, 10**9)
+(True, 0.0)
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+HORIZONS = (1, 7, 14, 28)
+# Weights on (slow - y, y - fast, consensus - y), LAD fits on 2019-2022 (West Java, chilli and
+# shallots, pooled over markets). None: the last price, because nothing beat it there.
+WEIGHTS: dict[int, tuple[float, float, float] | None] = {
+    1: None,
+    7: (0.058, 0.898, 0.678),
+    14: (0.181, 1.593, 1.0),
+    28: (0.459, 1.569, 0.885),
+}
+WEIGHTS_ALONE: dict[int, tuple[float, float, float] | None] = {
+    1: None,
+    7: (0.038, 0.425, 0.0),
+    14: (0.186, 1.091, 0.0),
+    28: (0.477, 1.167, 0.0),
+}
+USES_MODEL = {h: WEIGHTS[h] is not None for h in HORIZONS}
+LEVELS = (0.8, 0.95)
+# Fewest residuals an interval is built from.
+MIN_RESIDUALS = 20
+# The ACI miscoverage level is kept in this range: it may go below 0 (wider than the widest
+# residual seen, extrapolated) but never so high that the interval collapses.
+ALPHA_RANGE = (-0.3, 0.9)
+# Stored precision: residuals in 1e-4 of log-price (0.01%), pending points in 1e-5.
+RESIDUAL_UNITS = 10_000
+POINT_UNITS = 100_000
+
+
+class HorizonForecast:
+    """One series' multi-horizon forecaster; plain state, picklable, registered in detectors/state.py."""
+
+    name = "forecast_horizons"
+
+    def __init__(self, horizons: tuple[int, ...] = HORIZONS, window: int = 100, gamma: float = 0.02,
+                 warmup: int = 20, slow_alpha: float = 0.01, fast_alpha: float = 0.3):
+        unknown = [h for h in horizons if h not in WEIGHTS]
+        if unknown:
+            raise ValueError(f"no weights for horizons {unknown}; known: {sorted(WEIGHTS)}")
+        if window < MIN_RESIDUALS:
+            raise ValueError(f"window must be at least {MIN_RESIDUALS}")
+        self.horizons = tuple(horizons)
+        self.window = window
+        self.gamma = gamma
+        self.warmup = warmup
+        self.slow_alpha = slow_alpha
+        self.fast_alpha = fast_alpha
+        self._n = 0
+        self._last: float | None = None  # log-price of the last learned tick
+        self._slow = 0.0
+        self._fast = 0.0
+        self._gap: float | None = None  # consensus - y at the last tick
+        # Per horizon: forecasts still waiting for their outcome (log-price in POINT_UNITS),
+        # recent residuals in arrival order (log, in RESIDUAL_UNITS: whole numbers keep a
+        # checkpoint small), and the ACI miscoverage level of each interval.
+        # Lists in the order of ``horizons`` (a dict keyed by int costs more in a checkpoint).
+        self._pending = [deque() for _ in self.horizons]
+        self._residuals = [deque(maxlen=window) for _ in self.horizons]
+        self._alpha = [[1.0 - level for level in LEVELS] for _ in self.horizons]
+        self._sorted: list[list[int]] = [[] for _ in self.horizons]
+
+    # -- state: the sorted copies are rebuilt, not stored -----------------------------------------
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_sorted"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._sorted = [sorted(window) for window in self._residuals]
+
+    # -- learning -----------------------------------------------------------------------------------
+
+    def learn_one(self, x: dict) -> None:
+        """Learn an accepted tick; ``x["consensus"]`` (log-price) is optional."""
+        y = math.log(x["price"])
+        for i, h in enumerate(self.horizons):
+            pending = self._pending[i]
+            if len(pending) >= h:
+                self._settle(i, y - pending.popleft() / POINT_UNITS)
+        if self._last is None:
+            self._slow = self._fast = y
+        else:
+            self._slow += self.slow_alpha * (y - self._slow)
+            self._fast += self.fast_alpha * (y - self._fast)
+        self._last = y
+        consensus = x.get("consensus")
+        self._gap = consensus - y if consensus is not None else None
+        self._n += 1
+        for i, h in enumerate(self.horizons):
+            self._pending[i].append(round(self._point(h) * POINT_UNITS))
+
+    def _settle(self, i: int, residual: float) -> None:
+        # The interval the residual is judged against is today's window's, not the one issued
+        # h ticks ago: storing every issued interval would triple a series' checkpoint, and
+        # the window moves little in h ticks.
+        intervals = self._intervals(i)
+        if intervals is not None:
+            alphas = self._alpha[i]
+            for j, (target, (lo, hi)) in enumerate(zip(LEVELS, intervals)):
+                missed = not lo <= residual <= hi
+                moved = alphas[j] + self.gamma * ((1.0 - target) - missed)
+                alphas[j] = round(min(max(moved, ALPHA_RANGE[0]), ALPHA_RANGE[1]), 6)
+        window, ordered = self._residuals[i], self._sorted[i]
+        if len(window) == window.maxlen:
+            del ordered[bisect.bisect_left(ordered, window[0])]
+        stored = round(residual * RESIDUAL_UNITS)
+        window.append(stored)
+        bisect.insort(ordered, stored)
+
+    # -- forecasting ---------------------------------------------------------------------------------
+
+    def _point(self, h: int) -> float:
+        y = self._last
+        weights = WEIGHTS[h] if self._gap is not None else WEIGHTS_ALONE[h]
+        if weights is None or self._n < self.warmup:
+            return y
+        return y + weights[0] * (self._slow - y) + weights[1] * (y - self._fast) + \
+            weights[2] * (self._gap or 0.0)
+
+    def _intervals(self, i: int) -> tuple | None:
+        """Residual bounds (log) of each level's interval at the ``i``-th horizon, or None with
+        too few residuals."""
+        ordered = self._sorted[i]
+        if self._n < self.warmup or len(ordered) < MIN_RESIDUALS:
+            return None
+        return tuple((_quantile(ordered, a / 2.0) / RESIDUAL_UNITS, _quantile(ordered, 1.0 - a / 2.0) / RESIDUAL_UNITS)
+                     for a in self._alpha[i])
+
+    def warm(self) -> bool:
+        return self._n >= self.warmup and all(len(ordered) >= MIN_RESIDUALS for ordered in self._sorted)
+
+    def last_price(self) -> float | None:
+        return math.exp(self._last) if self._last is not None else None
+
+    def predict(self, h: int) -> dict | None:
+        """Price forecast ``h`` ticks ahead: ``point``, ``lo80``/``hi80``, ``lo95``/``hi95``,
+        ``model`` (whether the point is the model's or the last price); None until warm."""
+        if h not in self.horizons:
+            raise ValueError(f"horizon {h} is not one of {self.horizons}")
+        if self._last is None:
+            return None
+        point = self._point(h)
+        intervals = self._intervals(self.horizons.index(h))
+        if intervals is None:
+            return None
+        (lo80, hi80), (lo95, hi95) = intervals
+        return {
+            "h": h,
+            "point": math.exp(point),
+            "lo80": math.exp(point + lo80), "hi80": math.exp(point + hi80),
+            "lo95": math.exp(point + lo95), "hi95": math.exp(point + hi95),
+            "model": USES_MODEL[h],
+        }
+
+    def probability_above(self, h: int, price: float) -> float | None:
+        """P(price ``h`` ticks ahead > ``price``) from the recent residuals; None until warm."""
+        ordered = self._sorted[self.horizons.index(h)] if h in self.horizons else None
+        if self._last is None or not ordered or len(ordered) < MIN_RESIDUALS or price <= 0.0:
+            return None
+        threshold = (math.log(price) - self._point(h)) * RESIDUAL_UNITS
+        return (len(ordered) - bisect.bisect_right(ordered, threshold)) / len(ordered)
+
+    def odds(self, reference: float | None, h: int = 14, rise: float = 0.10) -> dict:
+        """``p_above_reference`` (when there is a reference) and ``p_rise_10`` at horizon ``h``."""
+        out: dict[str, float] = {}
+        if self._last is None or h not in self.horizons:
+            return out
+        p_rise = self.probability_above(h, math.exp(self._last) * (1.0 + rise) * (1.0 - 1e-9))
+        if p_rise is None:
+            return out
+        out["p_rise_10"] = p_rise
+        if reference is not None:
+            out["p_above_reference"] = self.probability_above(h, reference)
+        return out
+
+
+def _quantile(ordered: list[float], level: float) -> float:
+    """Linear-interpolated quantile of a sorted list; beyond [0, 1] extrapolated along the
+    outer tenth of the sample (an ACI level past the extremes asks for a wider interval)."""
+    n = len(ordered)
+    position = level * (n - 1)
+    if position <= 0.0:
+        k = max(1, n // 10)
+        return ordered[0] + position * (ordered[k] - ordered[0]) / k
+    if position >= n - 1:
+        k = max(1, n // 10)
+        return ordered[-1] + (position - (n - 1)) * (ordered[-1] - ordered[-1 - k]) / k
+    low = int(position)
+    frac = position - low
+    return ordered[low] + frac * (ordered[low + 1] - ordered[low])
