@@ -116,6 +116,7 @@ class HorizonForecast:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_sorted"]
+        state["_alpha"] = [[round(a, 6) for a in pair] for pair in self._alpha]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -124,13 +125,35 @@ class HorizonForecast:
 
     # -- learning -----------------------------------------------------------------------------------
 
+    def score_one(self, x: dict) -> None:
+        """Never scores a tick (it reports forecasts and odds); here so that benchmarks and
+        tools that drive every detector alike (bench/detection.py) can drive this one too."""
+        return None
+
     def learn_one(self, x: dict) -> None:
         """Learn an accepted tick; ``x["consensus"]`` (log-price) is optional."""
+        # One pass per horizon with local names: this runs for every accepted tick.
         y = math.log(x["price"])
+        outcome = round(y * RESIDUAL_UNITS)
+        gamma, low, high = self.gamma, ALPHA_RANGE[0], ALPHA_RANGE[1]
         for i, h in enumerate(self.horizons):
             pending = self._pending[i]
-            if len(pending) >= h:
-                self._settle(i, round(y * RESIDUAL_UNITS), pending.popleft())
+            if len(pending) < h:
+                continue
+            entry = pending.popleft()
+            residual = outcome - entry[0] - (entry[1] if entry[2] else 0)
+            if len(entry) > 3:
+                # Adaptive conformal: judged against the interval issued then, not today's.
+                alphas = self._alpha[i]
+                a80 = alphas[0] + gamma * (0.2 - (not entry[3] <= residual <= entry[4]))
+                a95 = alphas[1] + gamma * (0.05 - (not entry[5] <= residual <= entry[6]))
+                alphas[0] = low if a80 < low else high if a80 > high else a80
+                alphas[1] = low if a95 < low else high if a95 > high else a95
+            window, ordered = self._residuals[i], self._sorted[i]
+            if len(window) == window.maxlen:
+                del ordered[bisect.bisect_left(ordered, window[0])]
+            window.append(residual)
+            bisect.insort(ordered, residual)
         if self._last is None:
             self._slow = self._fast = y
         else:
@@ -145,31 +168,14 @@ class HorizonForecast:
         consensus = x.get("consensus")
         self._gap = consensus - y if consensus is not None else None
         self._n += 1
-        origin = round(y * RESIDUAL_UNITS)
+        daily = self._reported_daily()
         for i, h in enumerate(self.horizons):
-            model = round((self._model_point(h) - y) * RESIDUAL_UNITS)
-            served = self._serves_model(i)
-            entry = [origin, model, int(served)]
+            served = daily and WEIGHTS[h] is not None
+            entry = [outcome, round((self._model_point(h) - y) * RESIDUAL_UNITS), 1 if served else 0]
             bounds = self._bounds(i)
             if bounds is not None:
-                entry.extend(round(b) for b in bounds)
+                entry.extend(bounds)
             self._pending[i].append(entry)
-
-    def _settle(self, i: int, outcome: int, entry: list) -> None:
-        origin, model, served = entry[0], entry[1], entry[2]
-        residual = outcome - origin - (model if served else 0)
-        if len(entry) > 3:
-            # Adaptive conformal: judged against the interval issued then, not today's.
-            alphas = self._alpha[i]
-            for j, target in enumerate(LEVELS):
-                missed = not entry[3 + 2 * j] <= residual <= entry[4 + 2 * j]
-                moved = alphas[j] + self.gamma * ((1.0 - target) - missed)
-                alphas[j] = round(min(max(moved, ALPHA_RANGE[0]), ALPHA_RANGE[1]), 6)
-        window, ordered = self._residuals[i], self._sorted[i]
-        if len(window) == window.maxlen:
-            del ordered[bisect.bisect_left(ordered, window[0])]
-        window.append(residual)
-        bisect.insort(ordered, residual)
 
     # -- forecasting ---------------------------------------------------------------------------------
 
@@ -181,12 +187,13 @@ class HorizonForecast:
         return y + weights[0] * (self._slow - y) + weights[1] * (y - self._fast) + \
             weights[2] * (self._gap or 0.0)
 
+    def _reported_daily(self) -> bool:
+        """Warm, and reported about daily, as the data the weights were fitted on."""
+        return self._n >= self.warmup and self._spacing is not None and self._spacing <= MAX_MODEL_GAP
+
     def _serves_model(self, i: int) -> bool:
-        """Whether the point at the ``i``-th horizon is the model's: it has weights there and
-        the series is reported about daily, as the data the weights were fitted on."""
-        if WEIGHTS[self.horizons[i]] is None or self._n < self.warmup:
-            return False
-        return self._spacing is not None and self._spacing <= MAX_MODEL_GAP
+        """Whether the point at the ``i``-th horizon is the model's, not the last price."""
+        return WEIGHTS[self.horizons[i]] is not None and self._reported_daily()
 
     def _point(self, h: int) -> float:
         return self._model_point(h) if self._serves_model(self.horizons.index(h)) else self._last
@@ -198,8 +205,17 @@ class HorizonForecast:
         if self._n < self.warmup or len(ordered) < MIN_RESIDUALS:
             return None
         a80, a95 = self._alpha[i]
-        return (_quantile(ordered, a80 / 2.0), _quantile(ordered, 1.0 - a80 / 2.0),
-                _quantile(ordered, a95 / 2.0), _quantile(ordered, 1.0 - a95 / 2.0))
+        last = len(ordered) - 1
+        bounds = []
+        for level in (0.5 * a80, 1.0 - 0.5 * a80, 0.5 * a95, 1.0 - 0.5 * a95):
+            position = level * last
+            if 0.0 < position < last:  # _quantile inlined: four per horizon on every tick
+                low = int(position)
+                below = ordered[low]
+                bounds.append(round(below + (position - low) * (ordered[low + 1] - below)))
+            else:
+                bounds.append(_quantile(ordered, level))
+        return bounds
 
     def warm(self) -> bool:
         return self._n >= self.warmup and all(len(ordered) >= MIN_RESIDUALS for ordered in self._sorted)
@@ -229,26 +245,34 @@ class HorizonForecast:
 
     def probability_above(self, h: int, price: float) -> float | None:
         """P(price ``h`` ticks ahead > ``price``) from the recent residuals; None until warm."""
-        ordered = self._sorted[self.horizons.index(h)] if h in self.horizons else None
-        if self._last is None or not ordered or len(ordered) < MIN_RESIDUALS or price <= 0.0:
+        if self._last is None or h not in self.horizons or price <= 0.0:
             return None
-        threshold = (math.log(price) - self._point(h)) * RESIDUAL_UNITS
-        return (len(ordered) - bisect.bisect_right(ordered, threshold)) / len(ordered)
+        return self._share_above(self.horizons.index(h), math.log(price) - self._point(h))
+
+    def _share_above(self, i: int, excess: float) -> float | None:
+        """Share of the ``i``-th horizon's residuals above ``excess`` (log); None if too few."""
+        ordered = self._sorted[i]
+        if len(ordered) < MIN_RESIDUALS:
+            return None
+        return (len(ordered) - bisect.bisect_right(ordered, excess * RESIDUAL_UNITS)) / len(ordered)
 
     def odds(self, reference: float | None, h: int = 14, rise: float = 0.10) -> dict:
         """``p_above_reference`` (when there is a reference) and ``p_rise_10`` at horizon ``h``:
         the conformal probabilities, recalibrated (``RISE_COEF``, ``ABOVE_COEF``)."""
-        out: dict[str, float] = {}
-        if self._last is None or h not in self.horizons:
-            return out
-        raw_rise = self.probability_above(h, math.exp(self._last) * (1.0 + rise) * (1.0 - 1e-9))
-        if raw_rise is None:
-            return out
         y = self._last
+        if y is None or h not in self.horizons:
+            return {}
+        i = self.horizons.index(h)
+        point = self._point(h)
+        # A rise of exactly 10% counts as one (the tracker's test is price >= 1.1 x today's).
+        raw_rise = self._share_above(i, y + math.log1p(rise) - 1e-9 - point)
+        if raw_rise is None:
+            return {}
         features = (_logit(raw_rise), self._slow - y, y - self._fast, self._gap or 0.0)
-        out["p_rise_10"] = _logistic(RISE_COEF, features)
-        if reference is not None:
-            out["p_above_reference"] = _logistic(ABOVE_COEF, (_logit(self.probability_above(h, reference)),))
+        out = {"p_rise_10": _logistic(RISE_COEF, features)}
+        if reference is not None and reference > 0.0:
+            raw_above = self._share_above(i, math.log(reference) - point)
+            out["p_above_reference"] = _logistic(ABOVE_COEF, (_logit(raw_above),))
         return out
 
 
@@ -262,17 +286,18 @@ def _logistic(coefficients: tuple[float, ...], features: tuple[float, ...]) -> f
     return 1.0 / (1.0 + math.exp(-z)) if z > -500.0 else 0.0
 
 
-def _quantile(ordered: list[float], level: float) -> float:
-    """Linear-interpolated quantile of a sorted list; beyond [0, 1] extrapolated along the
-    outer tenth of the sample (an ACI level past the extremes asks for a wider interval)."""
+def _quantile(ordered: list[int], level: float) -> int:
+    """Quantile of a sorted list, interpolated and rounded to a whole number; beyond [0, 1]
+    extrapolated along the outer tenth of the sample (an ACI level past the extremes asks for
+    a wider interval than any residual seen)."""
     n = len(ordered)
     position = level * (n - 1)
     if position <= 0.0:
-        k = max(1, n // 10)
-        return ordered[0] + position * (ordered[k] - ordered[0]) / k
+        k = n // 10 or 1
+        return round(ordered[0] + position * (ordered[k] - ordered[0]) / k)
     if position >= n - 1:
-        k = max(1, n // 10)
-        return ordered[-1] + (position - (n - 1)) * (ordered[-1] - ordered[-1 - k]) / k
+        k = n // 10 or 1
+        return round(ordered[-1] + (position - (n - 1)) * (ordered[-1] - ordered[-1 - k]) / k)
     low = int(position)
-    frac = position - low
-    return ordered[low] + frac * (ordered[low + 1] - ordered[low])
+    below = ordered[low]
+    return round(below + (position - low) * (ordered[low + 1] - below))
