@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 from detectors.money import format_rupiah
-from detectors.robust import center_and_spread
+from detectors.robust import center_and_spread, median
 
 DAY = 86400.0
 
@@ -116,8 +116,10 @@ class CrossMarket:
         """Log-price the other markets suggest for this one: their median plus its usual premium
         (None without enough fresh markets or a learned premium); a forecast feature."""
         usual = self._premium.get(x["market"])
-        judged = self._judge(x) if usual is not None else None
-        return judged[1] + usual if judged is not None else None
+        if usual is None:
+            return None
+        others = self._others(x)
+        return median(others) + usual if len(others) >= self.min_markets else None
 
     def usual_premium(self, market: str) -> float | None:
         return self._premium.get(market)

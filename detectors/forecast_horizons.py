@@ -6,24 +6,27 @@ Point forecast, per horizon ``h``, on log-price ``y``::
 
 * ``slow - y``: distance to a slow EWMA of the series (alpha 0.01, about a year of reporting
   days): chilli and shallot spikes revert to the series' usual level within weeks;
-* ``y - fast``: distance from a fast EWMA (alpha 0.3): recent momentum carries on for a while;
+* ``y - fast``: distance from a fast EWMA (alpha 0.3): a move carries on for a while;
 * ``consensus - y``: distance to the median of the other markets of the commodity plus this
-  market's usual premium (detectors/crossmarket.py): a market out of line drifts back to the
+  market's usual premium (``CrossMarket.consensus``): a market out of line drifts back to the
   others. Without a consensus (too few fresh markets) the weights fitted without it are used.
 
 The weights are fixed, fitted by least absolute deviations on 2019-2022 of the PIHPS West Java
-panel (chilli and shallots, 18 markets) and never on the years they are reported on
-(``pasarwatch backtest ... --split 2023-01-01`` prints both periods). At one tick no weighting
-beat the last price on 2019-2022, so the one-tick forecast *is* the last price
-(``USES_MODEL[1]`` is False) and says so.
+panel (chilli and shallots, 18 markets, pooled) and never on the years they are reported on
+(``pasarwatch backtest ... --split 2023-01-01`` prints both periods). At one tick nothing beat
+the last price on 2019-2022, so the one-tick point *is* the last price, and says so
+(``model`` False). A series reported less often than every ``MAX_MODEL_GAP`` (the monthly
+provincial panel) gets the last price at every horizon: the weights know reporting days only.
 
-Intervals are split conformal on the series' own recent residuals at each horizon (a window of
-``window`` residuals, so memory is bounded), with adaptive conformal inference (Gibbs and
-Candès 2021): the miscoverage level of each interval is nudged by ``gamma`` after every outcome
-(down after a miss, up after a hit), which keeps long-run coverage near nominal when residuals
-are autocorrelated, as multi-step price residuals are. Probabilities of passing a price are read
-off the same residual distribution: ``P(price(t+h) > c)`` is the share of recent residuals that
-would have put the forecast above ``c``.
+Intervals are split conformal on the series' own recent residuals of the served point at each
+horizon (the last ``window``, so memory is bounded), with adaptive conformal inference (Gibbs and
+Candès 2021): each interval's miscoverage level is nudged by ``gamma`` when an outcome arrives,
+down after a miss of the interval issued then, up after a hit, which keeps long-run coverage
+near nominal although multi-step residuals are strongly autocorrelated. ``probability_above``
+reads the same residuals: P(price(t+h) > c) is the share of recent residuals that would have
+put the price above ``c``. The served odds (``odds``: a 10% rise, passing the HAP/HET) are those
+probabilities recalibrated by small logistic maps fitted on 2019-2022 (``RISE_COEF``,
+``ABOVE_COEF``): alone they were too sure.
 
 >>> model = HorizonForecast(window=30, warmup=10)
 >>> for day in range(80):
@@ -71,6 +74,12 @@ MIN_RESIDUALS = 20
 ALPHA_RANGE = (-1.0, 0.9)
 # Stored precision of log-prices and residuals: 1e-4 (0.01%).
 RESIDUAL_UNITS = 10_000
+# A pending forecast is ENTRY whole numbers in a flat list (a checkpoint encodes a flat list
+# of ints in bulk): origin log-price, model point minus origin, flags, then the residual bounds
+# lo80, hi80, lo95, hi95 of the interval issued (zeros unless ISSUED).
+ENTRY = 7
+SERVED, ISSUED = 1, 2
+NO_BOUNDS = (0, 0, 0, 0)
 # The weights were fitted on reporting days; a series whose usual gap between ticks is longer
 # (the monthly provincial panel) gets the last price, with intervals around it.
 MAX_MODEL_GAP = 4 * 86400.0
@@ -106,7 +115,7 @@ class HorizonForecast:
         # checkpoint): forecasts waiting for their outcome, recent residuals of the served point
         # in arrival order and the ACI miscoverage level of each interval. Log-prices are
         # stored as whole numbers of RESIDUAL_UNITS, which keeps a checkpoint small.
-        self._pending = [deque() for _ in self.horizons]
+        self._pending: list[list[int]] = [[] for _ in self.horizons]
         self._residuals = [deque(maxlen=window) for _ in self.horizons]
         self._alpha = [[1.0 - level for level in LEVELS] for _ in self.horizons]
         self._sorted: list[list[int]] = [[] for _ in self.horizons]
@@ -138,15 +147,16 @@ class HorizonForecast:
         gamma, low, high = self.gamma, ALPHA_RANGE[0], ALPHA_RANGE[1]
         for i, h in enumerate(self.horizons):
             pending = self._pending[i]
-            if len(pending) < h:
+            if len(pending) < h * ENTRY:
                 continue
-            entry = pending.popleft()
-            residual = outcome - entry[0] - (entry[1] if entry[2] else 0)
-            if len(entry) > 3:
+            origin, model, flags, lo80, hi80, lo95, hi95 = pending[:ENTRY]
+            del pending[:ENTRY]
+            residual = outcome - origin - (model if flags & SERVED else 0)
+            if flags & ISSUED:
                 # Adaptive conformal: judged against the interval issued then, not today's.
                 alphas = self._alpha[i]
-                a80 = alphas[0] + gamma * (0.2 - (not entry[3] <= residual <= entry[4]))
-                a95 = alphas[1] + gamma * (0.05 - (not entry[5] <= residual <= entry[6]))
+                a80 = alphas[0] + gamma * (0.2 - (not lo80 <= residual <= hi80))
+                a95 = alphas[1] + gamma * (0.05 - (not lo95 <= residual <= hi95))
                 alphas[0] = low if a80 < low else high if a80 > high else a80
                 alphas[1] = low if a95 < low else high if a95 > high else a95
             window, ordered = self._residuals[i], self._sorted[i]
@@ -170,12 +180,13 @@ class HorizonForecast:
         self._n += 1
         daily = self._reported_daily()
         for i, h in enumerate(self.horizons):
-            served = daily and WEIGHTS[h] is not None
-            entry = [outcome, round((self._model_point(h) - y) * RESIDUAL_UNITS), 1 if served else 0]
+            flags = SERVED if daily and WEIGHTS[h] is not None else 0
             bounds = self._bounds(i)
-            if bounds is not None:
-                entry.extend(bounds)
-            self._pending[i].append(entry)
+            if bounds is None:
+                bounds = NO_BOUNDS
+            else:
+                flags |= ISSUED
+            self._pending[i].extend((outcome, round((self._model_point(h) - y) * RESIDUAL_UNITS), flags, *bounds))
 
     # -- forecasting ---------------------------------------------------------------------------------
 
