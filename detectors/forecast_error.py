@@ -10,7 +10,8 @@ For every accepted tick of a series the tracker compares, with the price that ac
 
 ``mape`` and ``naive_mape`` are over the ticks where the model and the naive forecast both exist
 (``ticks``); ``mase`` is the model's mean absolute error over the naive one's on those ticks
-(below 1: better than the last price). ``coverage80``/``coverage95`` are the shares of targets
+(below 1: better than the last price), ``model_share`` the share of those forecasts whose point
+was the model's rather than the last price. ``coverage80``/``coverage95`` are the shares of targets
 inside the intervals, over the ticks that had one (``interval_ticks``). The seasonal-naive
 baseline needs a year of history, so it has its own ticks (``seasonal_ticks``), over which
 ``seasonal_naive_mape`` and the model's ``mape_seasonal_ticks`` are both taken. Quarantined
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 YEAR = 365.0 * 86400.0
 EPSILON = 1e-9
 SUMS = ("ticks", "model", "naive", "abs_model", "abs_naive", "interval_ticks", "in80", "in95",
-        "seasonal_ticks", "seasonal", "model_seasonal")
+        "seasonal_ticks", "seasonal", "model_seasonal", "model_points")
 
 
 @dataclass
@@ -93,6 +94,8 @@ class ForecastTracker:
         sums["naive"] += abs(naive - price) / price
         sums["abs_model"] += model_error
         sums["abs_naive"] += abs(naive - price)
+        # Whether the point was the model's or the last price (detectors/forecast_horizons.py).
+        sums["model_points"] += bool(made.get("model", True)) if isinstance(made, dict) else 1
         if isinstance(made, dict) and "lo80" in made:
             sums["interval_ticks"] += 1
             # A bound equal to the price (sticky prices: an 80% interval of width 0) must not
@@ -123,7 +126,7 @@ class ForecastTracker:
 def merge_totals(into: dict, totals: dict) -> dict:
     """Add ``totals`` (of the same horizon) into ``into``; returns ``into``."""
     for name in SUMS:
-        into[name] = into.get(name, 0.0) + totals[name]
+        into[name] = into.get(name, 0.0) + totals.get(name, 0.0)
     into.setdefault("horizon", totals["horizon"])
     return into
 
@@ -138,6 +141,8 @@ def summarize(totals: dict) -> dict:
         "mape": totals["model"] / n if n else None,
         "naive_mape": totals["naive"] / n if n else None,
         "mase": totals["abs_model"] / totals["abs_naive"] if n and totals["abs_naive"] else None,
+        # Share of the forecasts whose point was the model's (else the last price was served).
+        "model_share": totals.get("model_points", 0.0) / n if n else None,
         "interval_ticks": k,
         "coverage80": totals["in80"] / k if k else None,
         "coverage95": totals["in95"] / k if k else None,

@@ -60,7 +60,6 @@ WEIGHTS_ALONE: dict[int, tuple[float, float, float] | None] = {
     14: (0.186, 1.091, 0.0),
     28: (0.477, 1.167, 0.0),
 }
-USES_MODEL = {h: WEIGHTS[h] is not None for h in HORIZONS}
 LEVELS = (0.8, 0.95)
 # The conformal probabilities alone were too sure on 2019-2022 (a 5% chance of a 10% rise came
 # true 17% of the time); logistic recalibrations fitted there on the choose period. A rise: on

@@ -32,7 +32,7 @@ from typing import Iterable, Iterator
 
 from detectors.forecast_error import (BreachTracker, ForecastTracker, merge_breach, merge_totals,
                                       summarize, summarize_breach)
-from detectors.forecast_horizons import HORIZONS, USES_MODEL
+from detectors.forecast_horizons import HORIZONS
 from detectors.stack import DetectorStack
 from pipeline.step import Step
 from rules.engine import RuleEngine
@@ -159,9 +159,11 @@ class Replay:
 
 
 def _with_point(summary: dict) -> dict:
-    """A horizon's figures and what its point is: the model's, or the last price where no
-    model beat the last price on the choose period (detectors/forecast_horizons.py)."""
-    summary["point"] = "model" if USES_MODEL.get(summary["horizon"]) else "last price"
+    """A horizon's figures and what its point mostly was: the model's, or the last price (where
+    no model beat it on the choose period, or for series not reported daily;
+    detectors/forecast_horizons.py)."""
+    share = summary.get("model_share")
+    summary["point"] = "model" if share is not None and share >= 0.5 else "last price"
     return summary
 
 
