@@ -124,7 +124,6 @@ class HorizonForecast:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_sorted"]
-        state["_alpha"] = [[round(a, 6) for a in pair] for pair in self._alpha]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -177,7 +176,7 @@ class HorizonForecast:
         consensus = x.get("consensus")
         self._gap = consensus - y if consensus is not None else None
         self._n += 1
-        daily = self._reported_daily()
+        daily = self.reported_daily()
         for i, h in enumerate(self.horizons):
             flags = SERVED if daily and WEIGHTS[h] is not None else 0
             bounds = self._bounds(i)
@@ -197,13 +196,14 @@ class HorizonForecast:
         return y + weights[0] * (self._slow - y) + weights[1] * (y - self._fast) + \
             weights[2] * (self._gap or 0.0)
 
-    def _reported_daily(self) -> bool:
-        """Warm, and reported about daily, as the data the weights were fitted on."""
+    def reported_daily(self) -> bool:
+        """Warm, and reported about daily, as the data the weights and the odds' recalibration
+        were fitted on."""
         return self._n >= self.warmup and self._spacing is not None and self._spacing <= MAX_MODEL_GAP
 
     def _serves_model(self, i: int) -> bool:
         """Whether the point at the ``i``-th horizon is the model's, not the last price."""
-        return WEIGHTS[self.horizons[i]] is not None and self._reported_daily()
+        return WEIGHTS[self.horizons[i]] is not None and self.reported_daily()
 
     def _point(self, h: int) -> float:
         return self._model_point(h) if self._serves_model(self.horizons.index(h)) else self._last

@@ -16,7 +16,9 @@ its 80% and 95% conformal intervals and ``point_source``: ``model`` where the mo
 last price when it was chosen (2019-2022), ``last price`` where it did not (then the point *is*
 the last price and the interval is built around it). ``odds`` are the 14-tick probabilities that
 the price passes the commodity's HAP/HET (``p_above_reference``, with the ``reference`` and its
-``reference_kind``; absent without one) and that it rises 10% or more (``p_rise_10``).
+``reference_kind``; absent without one) and that it rises 10% or more (``p_rise_10``);
+``reported_daily`` False says the series is not reported about daily, unlike the data the odds
+were calibrated on (on the monthly panel ``p_rise_10`` was worse than climatology).
 """
 from __future__ import annotations
 
@@ -101,7 +103,8 @@ def horizon_fields(series, reference: Reference | None, last: float | None, gap:
         made["point_source"] = "model" if uses_model else "last price"
         made["beats_last_price"] = uses_model
         forecasts.append(made)
-    odds: dict = {"horizon": ODDS_HORIZON}
+    # The odds' recalibration was fitted on daily reports; on other series say so.
+    odds: dict = {"horizon": ODDS_HORIZON, "reported_daily": model.reported_daily()}
     odds.update(model.odds(reference.value if reference is not None else None, ODDS_HORIZON))
     if reference is not None:
         odds.update(reference=reference.value, reference_kind=reference.kind)

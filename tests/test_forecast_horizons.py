@@ -254,6 +254,7 @@ def test_api_serves_calibrated_forecasts_and_breach_odds(client, stack):
     assert forecasts[1]["point_source"] == "last price" and forecasts[1]["point"] == pytest.approx(body["last_price"])
     odds = body["odds"]
     assert odds["horizon"] == 14 and odds["reference"] == 57000 and odds["reference_kind"] == "HAP"
+    assert odds["reported_daily"] is True
     assert 0.0 <= odds["p_above_reference"] <= 1.0 and 0.0 <= odds["p_rise_10"] <= 1.0
     state = stack.series_state(SERIES).horizons
     assert odds["p_rise_10"] == pytest.approx(state.odds(57000.0)["p_rise_10"])
