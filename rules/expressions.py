@@ -183,6 +183,7 @@ def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:
             raise ExpressionError(f"unknown detector {name!r}{hint or '; detectors: ' + ', '.join(sorted(detectors))}")
         detector, attr = node.value.id, node.attr
         if detector == "forecast" and attr in ODDS_FIELDS:
+            used.add(detector)  # a condition is rebuilt from its source and names (__reduce__)
             return lambda scope: float(scope[_ODDS].get(attr) or 0.0)
         if attr not in DETECTOR_FIELDS:
             extra = f" (forecast also has .{', .'.join(ODDS_FIELDS)})" if detector == "forecast" else ""

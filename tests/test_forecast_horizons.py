@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 from pathlib import Path
 
@@ -190,6 +191,9 @@ def test_verdicts_carry_breach_odds_that_rules_read_as_forecast_fields(stack):
     assert likely.evaluate(verdict, {}) is True and unlikely.evaluate(verdict, {}) is False
     with pytest.raises(ExpressionError, match="p_rise_10"):
         compile_condition("forecast.p_rise_20 > 0.5", names)
+    # Rules cross process boundaries (the backtest's workers) rebuilt from their source.
+    rebuilt = pickle.loads(pickle.dumps(likely))
+    assert rebuilt.evaluate(verdict, {}) is True
 
 
 # -- the backtest --------------------------------------------------------------------------------
