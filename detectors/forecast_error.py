@@ -237,10 +237,10 @@ def summarize_breach(totals: dict) -> dict:
     for event in BreachTracker.EVENTS:
         sums = totals[event]
         n = sums["n"]
-        rate = sums["hits"] / n if n else None
+        rate = sums["hits"] / n if n else 0.0
         out[event] = {
             "n": n,
-            "base_rate": rate,
+            "base_rate": rate if n else None,
             "brier": sums["brier"] / n if n else None,
             # Always forecasting the base rate scores rate * (1 - rate).
             "brier_climatology": rate * (1.0 - rate) if n else None,

@@ -115,7 +115,7 @@ class HorizonForecast:
         # in arrival order and the ACI miscoverage level of each interval. Log-prices are
         # stored as whole numbers of RESIDUAL_UNITS, which keeps a checkpoint small.
         self._pending: list[list[int]] = [[] for _ in self.horizons]
-        self._residuals = [deque(maxlen=window) for _ in self.horizons]
+        self._residuals: list[deque[int]] = [deque(maxlen=window) for _ in self.horizons]
         self._alpha = [[1.0 - level for level in LEVELS] for _ in self.horizons]
         self._sorted: list[list[int]] = [[] for _ in self.horizons]
 
@@ -180,16 +180,15 @@ class HorizonForecast:
         for i, h in enumerate(self.horizons):
             flags = SERVED if daily and WEIGHTS[h] is not None else 0
             bounds = self._bounds(i)
-            if bounds is None:
-                bounds = NO_BOUNDS
-            else:
+            if bounds is not None:
                 flags |= ISSUED
-            self._pending[i].extend((outcome, round((self._model_point(h) - y) * RESIDUAL_UNITS), flags, *bounds))
+            self._pending[i].extend((outcome, round((self._model_point(h, y) - y) * RESIDUAL_UNITS), flags,
+                                     *(NO_BOUNDS if bounds is None else bounds)))
 
     # -- forecasting ---------------------------------------------------------------------------------
 
-    def _model_point(self, h: int) -> float:
-        y = self._last
+    def _model_point(self, h: int, y: float) -> float:
+        """The model's log-price ``h`` ticks ahead of the last log-price ``y``."""
         weights = WEIGHTS[h] if self._gap is not None else WEIGHTS_ALONE[h]
         if weights is None or self._n < self.warmup:
             return y
@@ -205,10 +204,11 @@ class HorizonForecast:
         """Whether the point at the ``i``-th horizon is the model's, not the last price."""
         return WEIGHTS[self.horizons[i]] is not None and self.reported_daily()
 
-    def _point(self, h: int) -> float:
-        return self._model_point(h) if self._serves_model(self.horizons.index(h)) else self._last
+    def _point(self, h: int, y: float) -> float:
+        """The served log-price ``h`` ticks ahead: the model's, or the last one ``y``."""
+        return self._model_point(h, y) if self._serves_model(self.horizons.index(h)) else y
 
-    def _bounds(self, i: int) -> tuple | None:
+    def _bounds(self, i: int) -> list[int] | None:
         """Residual bounds (RESIDUAL_UNITS) of the 80% and 95% intervals at the ``i``-th
         horizon: lo80, hi80, lo95, hi95; None with too few residuals."""
         ordered = self._sorted[i]
@@ -244,7 +244,7 @@ class HorizonForecast:
         bounds = self._bounds(i)
         if bounds is None:
             return None
-        point = self._point(h)
+        point = self._point(h, self._last)
         lo80, hi80, lo95, hi95 = (point + b / RESIDUAL_UNITS for b in bounds)
         return {
             "h": h,
@@ -257,7 +257,7 @@ class HorizonForecast:
         """P(price ``h`` ticks ahead > ``price``) from the recent residuals; None until warm."""
         if self._last is None or h not in self.horizons or price <= 0.0:
             return None
-        return self._share_above(self.horizons.index(h), math.log(price) - self._point(h))
+        return self._share_above(self.horizons.index(h), math.log(price) - self._point(h, self._last))
 
     def _share_above(self, i: int, excess: float) -> float | None:
         """Share of the ``i``-th horizon's residuals above ``excess`` (log); None if too few."""
@@ -273,7 +273,7 @@ class HorizonForecast:
         if y is None or h not in self.horizons:
             return {}
         i = self.horizons.index(h)
-        point = self._point(h)
+        point = self._point(h, y)
         # A rise of exactly 10% counts as one (the tracker's test is price >= 1.1 x today's).
         raw_rise = self._share_above(i, y + math.log1p(rise) - 1e-9 - point)
         if raw_rise is None:
@@ -282,7 +282,8 @@ class HorizonForecast:
         out = {"p_rise_10": _logistic(RISE_COEF, features)}
         if reference is not None and reference > 0.0:
             raw_above = self._share_above(i, math.log(reference) - point)
-            out["p_above_reference"] = _logistic(ABOVE_COEF, (_logit(raw_above),))
+            if raw_above is not None:
+                out["p_above_reference"] = _logistic(ABOVE_COEF, (_logit(raw_above),))
         return out
 
 

@@ -63,7 +63,7 @@ class Replay:
         self.stack, self.rules = stack, rules
         self.split = split
         # Periods: all targets, and with a split the targets before it and from it on.
-        bounds = {"all": (None, None)}
+        bounds: dict[str, tuple[float | None, float | None]] = {"all": (None, None)}
         if split is not None:
             bounds.update(before=(None, split), after=(split, None))
         self.trackers = {period: [ForecastTracker(horizon=h, since=lo, until=hi) for h in horizons]
