@@ -26,7 +26,7 @@ near nominal although multi-step residuals are strongly autocorrelated. ``probab
 reads the same residuals: P(price(t+h) > c) is the share of recent residuals that would have
 put the price above ``c``. The served odds (``odds``: a 10% rise, passing the HAP/HET) are those
 probabilities recalibrated by small logistic maps fitted on 2019-2022 (``RISE_COEF``,
-``ABOVE_COEF``): alone they were too sure.
+``ABOVE_COEF``): alone they were too sure; series not reported daily get them raw.
 
 >>> model = HorizonForecast(window=30, warmup=10)
 >>> for day in range(80):
@@ -278,12 +278,15 @@ class HorizonForecast:
         raw_rise = self._share_above(i, y + math.log1p(rise) - 1e-9 - point)
         if raw_rise is None:
             return {}
+        # The recalibration was fitted on daily reports; on the monthly panel it made the rise
+        # odds worse than the raw ones on 2018-2022, so other series get the raw probabilities.
+        daily = self.reported_daily()
         features = (_logit(raw_rise), self._slow - y, y - self._fast, self._gap or 0.0)
-        out = {"p_rise_10": _logistic(RISE_COEF, features)}
+        out = {"p_rise_10": _logistic(RISE_COEF, features) if daily else raw_rise}
         if reference is not None and reference > 0.0:
             raw_above = self._share_above(i, math.log(reference) - point)
             if raw_above is not None:
-                out["p_above_reference"] = _logistic(ABOVE_COEF, (_logit(raw_above),))
+                out["p_above_reference"] = _logistic(ABOVE_COEF, (_logit(raw_above),)) if daily else raw_above
         return out
 
 
