@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 from detectors.money import format_rupiah
-from detectors.robust import center_and_spread
+from detectors.robust import center_and_spread, median
 
 DAY = 86400.0
 
@@ -111,6 +111,15 @@ class CrossMarket:
         """Drop a market's usual premium, e.g. after accepting a real level shift there."""
         self._premium.pop(market, None)
         self._premium_n.pop(market, None)
+
+    def consensus(self, x: dict) -> float | None:
+        """Log-price the other markets suggest for this one: their median plus its usual premium
+        (None without enough fresh markets or a learned premium); a forecast feature."""
+        usual = self._premium.get(x["market"])
+        if usual is None:
+            return None
+        others = self._others(x)
+        return median(others) + usual if len(others) >= self.min_markets else None
 
     def usual_premium(self, market: str) -> float | None:
         return self._premium.get(market)

@@ -12,6 +12,7 @@ from detectors.alps import ALPS
 from detectors.anomaly import AnomalyScore
 from detectors.contained import describe_error
 from detectors.forecast import ForecastResidual
+from detectors.forecast_horizons import HorizonForecast
 from detectors.iqr import IQRFences
 from detectors.ipa import IPA
 from detectors.stale import StaleFeed
@@ -30,6 +31,8 @@ class SeriesState:
     # Food-price indicators (WFP ALPS, FAO IPA): a class per tick, for rules and dashboards.
     alps: ALPS = field(default_factory=ALPS)
     ipa: IPA = field(default_factory=IPA)
+    # Forecasts 1-28 ticks ahead with conformal intervals and breach odds (reporting only).
+    horizons: HorizonForecast = field(default_factory=HorizonForecast)
     # Quarantined ticks in a row that agree with each other: a possible real level shift.
     held: list[dict] = field(default_factory=list)
     # Last feed health reported by the sweep ("ok" or "stale").
@@ -41,7 +44,8 @@ class SeriesState:
     def __setstate__(self, state: dict) -> None:
         # Checkpoints written before a detector was added lack it: start that one fresh.
         self.__dict__.update(state)
-        for name, factory in (("anomaly", AnomalyScore), ("alps", ALPS), ("ipa", IPA)):
+        for name, factory in (("anomaly", AnomalyScore), ("alps", ALPS), ("ipa", IPA),
+                              ("horizons", HorizonForecast)):
             if name not in state:
                 setattr(self, name, factory())
 
@@ -49,7 +53,7 @@ class SeriesState:
         """Every detector learns ``x``; one that raises is skipped and named in ``errors``
         (type and message), so it cannot keep the others from learning."""
         # The price detectors work on log-price; only non-price series (NAB) reach 0 or below.
-        learners = (self.zscore, self.forecast, self.alps, self.ipa, self.iqr) if x["price"] > 0.0 else (self.iqr,)
+        learners = (self.zscore, self.forecast, self.alps, self.ipa, self.iqr, self.horizons) if x["price"] > 0.0 else (self.iqr,)
         for detector in learners:
             try:
                 detector.learn_one(x)

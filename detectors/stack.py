@@ -170,6 +170,16 @@ class DetectorStack:
         series = self._series.get(key)
         return series.forecast.forecast(horizon, z) if series is not None else []
 
+    def horizon_forecast(self, key: tuple[str, str], h: int) -> dict | None:
+        """The calibrated forecast ``h`` ticks ahead (detectors/forecast_horizons.py); None if cold."""
+        series = self._series.get(key)
+        return series.horizons.predict(h) if series is not None else None
+
+    def reference(self, commodity: str, province: str | None = None) -> float | None:
+        """The commodity's HAP/HET (the regional one where it differs), None without one."""
+        ceiling = self._ceilings.get((commodity, province)) or self._ceilings.get(commodity)
+        return ceiling.ceiling if ceiling is not None else None
+
     # -- per tick -------------------------------------------------------------------------------
 
     def process_batch(self, ticks: list[dict]) -> list[dict]:
@@ -211,6 +221,8 @@ class DetectorStack:
         positive = x["price"] > 0.0
         detectors: list[Detector]
         if positive:
+            # What the other markets suggest for this one: a forecast feature, read before learning.
+            x["consensus"] = guarded({}, "crossmarket", panel.consensus, x)
             detectors = [series.zscore, series.iqr, series.forecast, panel, series.anomaly,
                          series.alps, series.ipa]
         else:
@@ -277,6 +289,9 @@ class DetectorStack:
         }
         if classes:
             verdict["classes"] = classes
+        odds = guarded(errors, "forecast", series.horizons.odds, ceiling.ceiling if ceiling is not None else None)
+        if odds:
+            verdict["odds"] = odds
         if errors:
             verdict["errors"] = errors
         return verdict

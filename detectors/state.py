@@ -56,6 +56,7 @@ from detectors.anomaly import AnomalyScore, DailyProfile, SlidingExtreme
 from detectors.ceiling import CeilingPrice, Reference
 from detectors.crossmarket import CrossMarket
 from detectors.forecast import ForecastResidual
+from detectors.forecast_horizons import HorizonForecast
 from detectors.ipa import IPA
 from detectors.iqr import IQRFences
 from detectors.likelihood import AnomalyLikelihood
@@ -411,5 +412,6 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
 # stack for tests and tools, and the two River classes of the forecast's model.
 for _cls in (SeriesState, RollingZScore, IQRFences, ForecastResidual, StaleFeed, AnomalyScore,
              SlidingExtreme, DailyProfile, AnomalyLikelihood, ALPS, RecursiveLeastSquares, IPA,
-             CrossMarket, CeilingPrice, Reference, DetectorStack, StackConfig, HoltWinters, AdditiveLevel):
+             CrossMarket, CeilingPrice, Reference, DetectorStack, StackConfig, HoltWinters, AdditiveLevel,
+             HorizonForecast):
     register(_cls)

@@ -11,6 +11,12 @@ Three uses, one command:
   PIHPS exports in that shape with a ``city`` column, NDJSON ticks, the wide monthly provincial
   table of ``pihps-monthly``, and NAB-style ``timestamp,value`` files (each its own series).
   Commodities are independent (their own panels and alerts), so they run in parallel.
+  ``forecast`` gives, per horizon (``h1``, ``h7``, ``h14``, ``h28``: ticks ahead), the MAPE, the
+  naive MAPE, ``mase`` against the last price and the coverage of the 80% and 95% intervals,
+  and under ``breach`` the calibration of the 14-tick odds of passing the HAP/HET and of a 10%
+  rise (Brier score, climatology, reliability table).
+* ``--split 2023-01-01`` adds ``forecast_split``: the same figures for targets before the date
+  (the period the forecaster was chosen on) and from it on (held out).
 * ``--events FILE`` adds the real-event evaluation (detectors/events.py): how early and how
   often the alerts warned of each labelled event, and false alarms per series-year.
 * ``--nab DIR`` scores the stack on a NAB-layout folder with pipeline/nab.py and prints
@@ -24,13 +30,14 @@ import json
 import os
 import sys
 import time
+from datetime import datetime
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from detectors import recorded
 from detectors.events import evaluate_events, load_events
 from pipeline.nab_run import THRESHOLD, score_file
-from pipeline.replay import Replay, merge_reports, reporting_days
+from pipeline.replay import WIB, Replay, merge_reports, reporting_days
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.engine import RuleEngine
 from pipeline import nab
@@ -53,6 +60,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--scores-out", metavar="DIR", help="write per-record NAB scores in NAB's results layout")
     parser.add_argument("--rules", metavar="DIR", action="append",
                         help="rules directory (default: the server's); repeat to add more rule files")
+    parser.add_argument("--split", metavar="DATE", type=_date,
+                        help="also report forecast figures before and from this date (YYYY-MM-DD)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.set_defaults(run=run)
 
@@ -72,7 +81,8 @@ def run(settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
-    result = run_ticks(ticks, ruleset, ceilings, args.jobs, detail=args.detail or bool(args.events))
+    result = run_ticks(ticks, ruleset, ceilings, args.jobs, detail=args.detail or bool(args.events),
+                       split=args.split)
     if args.events:
         events = load_events(Path(args.events))
         result["events"] = evaluate_events(events, result.pop("alert_events"), ticks, args.detail)
@@ -99,21 +109,22 @@ def load_production_rules(rules_dirs: list[Path], catalog_dir: Path) -> tuple:
 
 
 def replay_group(job: tuple) -> dict:
-    """Replay one commodity's ticks; a process-pool task (``(ticks, ruleset, ceilings, detail)``)."""
-    ticks, ruleset, ceilings, detail = job
-    replay = Replay(DetectorStack(ceilings=ceilings), RuleEngine(ruleset))
+    """Replay one commodity's ticks; a process-pool task (``(ticks, ruleset, ceilings, detail, split)``)."""
+    ticks, ruleset, ceilings, detail, split = job
+    replay = Replay(DetectorStack(ceilings=ceilings), RuleEngine(ruleset), split=split)
     for day in reporting_days(ticks):
         replay.batch(day)
     return replay.report(detail=True)
 
 
-def run_ticks(ticks: list[dict], ruleset, ceilings: dict, jobs: int, detail: bool = False) -> dict:
+def run_ticks(ticks: list[dict], ruleset, ceilings: dict, jobs: int, detail: bool = False,
+              split: float | None = None) -> dict:
     """Replay all ticks, commodity by commodity in parallel, and merge the reports."""
     started = time.perf_counter()
     groups: dict[str, list[dict]] = {}
     for tick in ticks:
         groups.setdefault(tick["commodity"], []).append(tick)
-    work = [(group, ruleset, ceilings, detail) for _, group in sorted(groups.items())]
+    work = [(group, ruleset, ceilings, detail, split) for _, group in sorted(groups.items())]
     if jobs > 1 and len(work) > 1:
         with ProcessPoolExecutor(min(jobs, len(work))) as pool:
             reports = list(pool.map(replay_group, work))
@@ -216,17 +227,46 @@ def _ticks_text(result: dict) -> str:
     for rule, count in result["alerts"]["per_rule"].items():
         lines.append(f"  {rule:24s} {count}")
     lines.append("detectors fired: " + ", ".join(f"{k} {v}" for k, v in result["detectors_fired"].items()))
-    for name, summary in result["forecast"].items():
-        if summary["ticks"]:
-            lines.append(f"forecast {name}: MAPE {summary['mape']:.2%}, naive {summary['naive_mape']:.2%} "
-                         f"over {summary['ticks']} ticks")
-        if summary["seasonal_ticks"]:
-            lines.append(f"  with a year of history: MAPE {summary['mape_seasonal_ticks']:.2%}, seasonal naive "
-                         f"{summary['seasonal_naive_mape']:.2%} over {summary['seasonal_ticks']} ticks")
+    lines.extend(_forecast_text(result["forecast"], ""))
+    split = result.get("forecast_split")
+    if split:
+        when = datetime.fromtimestamp(split["split"], WIB).date().isoformat()
+        lines.extend(_forecast_text(split["before"], f"before {when}: "))
+        lines.extend(_forecast_text(split["after"], f"from {when}: "))
     events = result.get("events")
     if events:
         lines.append(json.dumps(events["summary"]))
     return "\n".join(lines) + "\n"
+
+
+def _forecast_text(forecast: dict, label: str) -> list[str]:
+    lines = []
+    for name, summary in forecast.items():
+        if name == "breach" or not summary["ticks"]:
+            continue
+        line = (f"{label}forecast {name} ({summary['point']}): MAPE {summary['mape']:.2%}, naive "
+                f"{summary['naive_mape']:.2%}, MASE {summary['mase']:.3f} over {summary['ticks']} ticks")
+        if summary["interval_ticks"]:
+            line += f"; coverage 80% {summary['coverage80']:.1%}, 95% {summary['coverage95']:.1%}"
+        lines.append(line)
+        if summary["seasonal_ticks"]:
+            lines.append(f"  with a year of history: MAPE {summary['mape_seasonal_ticks']:.2%}, seasonal naive "
+                         f"{summary['seasonal_naive_mape']:.2%} over {summary['seasonal_ticks']} ticks")
+    for event, figures in forecast.get("breach", {}).items():
+        if isinstance(figures, dict) and figures["n"]:
+            lines.append(f"{label}odds {event} at {forecast['breach']['horizon']} ticks: Brier {figures['brier']:.4f}, "
+                         f"climatology {figures['brier_climatology']:.4f}, base rate {figures['base_rate']:.1%} "
+                         f"over {figures['n']} forecasts")
+    return lines
+
+
+def _date(text: str) -> float:
+    """A ``YYYY-MM-DD`` date as the timestamp of its start in Indonesian western time (WIB)."""
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    return day.replace(tzinfo=WIB).timestamp()
 
 
 def main(argv: list[str] | None = None) -> int:

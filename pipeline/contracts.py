@@ -41,6 +41,7 @@ class Verdict(_VerdictRequired, total=False):
     classes: dict[str, str]  # ALPS and IPA class, once warm
     errors: dict[str, str]  # detector -> the failure it contained
     late: bool  # a late tick: judged by nothing (``pipeline.step.late_verdict``)
+    odds: dict[str, float]  # breach odds at 14 ticks, once warm (detectors/forecast_horizons.py)
 
 
 class _AlertRequired(TypedDict):

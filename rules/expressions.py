@@ -15,6 +15,9 @@ lambdas, dunder access) is rejected at load time with the reason.
 True
 >>> condition.evaluate({"scores": {"zscore": 6.0, "crossmarket": 2.0}, "fired": ["zscore"]}, {})
 False
+>>> odds = compile_condition("forecast.p_rise_10 >= 0.4", {"forecast"})
+>>> odds.evaluate({"scores": {}, "fired": [], "odds": {"p_rise_10": 0.45}}, {}), odds.evaluate({"scores": {}}, {})
+(True, False)
 >>> compile_condition("__import__('os')", set())
 Traceback (most recent call last):
 ...
@@ -48,6 +51,13 @@ CONTEXT_NAMES = {
     "age": "seconds since the series' last tick (feed-health rules)",
 }
 DETECTOR_FIELDS = {"score", "fired"}
+# Fields of the forecast besides score and fired: the verdict's ``odds`` (detectors/
+# forecast_horizons.py), probabilities in [0, 1], 0 until the series' forecaster is warm.
+ODDS_FIELDS = {
+    "p_above_reference": "probability the price passes its HAP/HET within 14 ticks",
+    "p_rise_10": "probability the price rises 10% or more within 14 ticks",
+}
+_ODDS = "__odds"
 FUNCTIONS: dict[str, Callable[..., Any]] = {"abs": abs, "min": min, "max": max}
 MAX_SOURCE = 2000
 MAX_DEPTH = 64
@@ -103,6 +113,7 @@ class Condition:
         scope: dict[str, Any] = dict(context)
         scores = verdict.get("scores") or {}
         fired = verdict.get("fired") or ()
+        scope[_ODDS] = verdict.get("odds") or {}
         for name in self.names:
             if name not in scope:
                 scope[name] = DetectorValue(float(scores.get(name) or 0.0), name in fired)
@@ -171,9 +182,13 @@ def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:
             name = node.value.id
             hint = _did_you_mean(name, sorted(detectors))
             raise ExpressionError(f"unknown detector {name!r}{hint or '; detectors: ' + ', '.join(sorted(detectors))}")
-        if node.attr not in DETECTOR_FIELDS:
-            raise ExpressionError(f"detectors have .score and .fired, not .{node.attr}")
         detector, attr = node.value.id, node.attr
+        if detector == "forecast" and attr in ODDS_FIELDS:
+            used.add(detector)  # a condition is rebuilt from its source and names (__reduce__)
+            return lambda scope: float(scope[_ODDS].get(attr) or 0.0)
+        if attr not in DETECTOR_FIELDS:
+            extra = f" (forecast also has .{', .'.join(ODDS_FIELDS)})" if detector == "forecast" else ""
+            raise ExpressionError(f"detectors have .score and .fired, not .{attr}{extra}")
         used.add(detector)
         return lambda scope: getattr(scope[detector], attr)
     if isinstance(node, ast.BoolOp):

@@ -9,6 +9,16 @@ simple exponential smoothing's error variance grows. Each step's time is the las
 the series' usual gap between ticks. How much to trust the model: run
 ``pasarwatch backtest`` on recorded data, which reports its error next to the naive and
 seasonal-naive baselines.
+
+``steps`` is that anomaly detector's band, and it loses to the last price; what to draw as a
+forecast is ``forecasts``: detectors/forecast_horizons.py at 1, 7, 14 and 28 ticks, each with
+its 80% and 95% conformal intervals and ``point_source``: ``model`` where the model beat the
+last price when it was chosen (2019-2022), ``last price`` where it did not (then the point *is*
+the last price and the interval is built around it). ``odds`` are the 14-tick probabilities that
+the price passes the commodity's HAP/HET (``p_above_reference``, with the ``reference`` and its
+``reference_kind``; absent without one) and that it rises 10% or more (``p_rise_10``);
+``reported_daily`` False says the series is not reported about daily, unlike the data the odds
+were calibrated on (on the monthly panel ``p_rise_10`` was worse than climatology).
 """
 from __future__ import annotations
 
@@ -18,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from detectors.ceiling import Reference, references
+from detectors.forecast_horizons import HORIZONS
 from detectors.series import SeriesState
 from detectors.state import StateError, decode_state
 from server import keys
@@ -26,6 +38,7 @@ from server.access import requires
 from server.responses import ORJSONResponse, error
 
 MAX_HORIZON = 90
+ODDS_HORIZON = 14
 Z_95 = 1.96
 # A series' state is about 10 KB; anything far larger was not written by the engine, and
 # decoding it would hold the event loop.
@@ -54,8 +67,10 @@ def parse_query(params) -> tuple[str, str, int] | tuple[str, str]:
     return values[0], values[1], horizon
 
 
-def forecast_body(commodity: str, market: str, horizon: int, series) -> dict:
-    """The response body for a series' detector state (``SeriesState``)."""
+def forecast_body(commodity: str, market: str, horizon: int, series,
+                  reference: Reference | None = None) -> dict:
+    """The response body for a series' detector state (``SeriesState``) and the commodity's
+    HAP/HET where it has one."""
     steps = series.forecast.forecast(horizon, Z_95)
     last = series.stale.last_seen
     gap = series.stale.expected_gap()
@@ -71,7 +86,39 @@ def forecast_body(commodity: str, market: str, horizon: int, series) -> dict:
         "step_seconds": gap,
         "warm": bool(steps),
         "steps": steps,
+        **horizon_fields(series, reference, last, gap),
     }
+
+
+def horizon_fields(series, reference: Reference | None, last: float | None, gap: float | None) -> dict:
+    """``last_price``, ``forecasts`` (calibrated, per horizon) and ``odds`` of a series."""
+    model = series.horizons
+    forecasts = []
+    for h in HORIZONS:
+        made = model.predict(h)
+        if made is None:
+            continue
+        uses_model = made.pop("model")
+        made["ts"] = last + h * gap if last is not None and gap is not None else None
+        made["point_source"] = "model" if uses_model else "last price"
+        made["beats_last_price"] = uses_model
+        forecasts.append(made)
+    # The odds' recalibration was fitted on daily reports; on other series say so.
+    odds: dict = {"horizon": ODDS_HORIZON, "reported_daily": model.reported_daily()}
+    odds.update(model.odds(reference.value if reference is not None else None, ODDS_HORIZON))
+    if reference is not None:
+        odds.update(reference=reference.value, reference_kind=reference.kind)
+    return {"last_price": model.last_price(), "forecasts": forecasts, "odds": odds}
+
+
+def series_reference(catalog, commodity: str, market: str) -> Reference | None:
+    """The commodity's HAP/HET for the market's province (the regional one where it differs)."""
+    if catalog is None or commodity not in catalog.commodities:
+        return None
+    found = references([catalog.commodities[commodity]])
+    place = catalog.markets.get(market)
+    return found.get((commodity, place.province)) if place is not None and (commodity, place.province) in found \
+        else found.get(commodity)
 
 
 def read_series_state(blob: bytes) -> SeriesState:
@@ -100,7 +147,8 @@ async def get_forecast(request: Request) -> Response:
         log.warning("unreadable detector state of %s: %s", key, exc)
         return error(503, "market", "state_unreadable",
                      f"the detector state of series {key!r} cannot be read; it is rebuilt on its next tick")
-    return ORJSONResponse(forecast_body(commodity, market, horizon, series))
+    reference = series_reference(getattr(request.app.state, "catalog", None), commodity, market)
+    return ORJSONResponse(forecast_body(commodity, market, horizon, series, reference))
 
 
 routes = [Route("/api/v1/forecast", get_forecast)]

@@ -213,9 +213,11 @@ def test_a_series_checkpoint_stays_small_over_three_years_of_daily_prices():
     for key in stack.series_keys():
         blob = encode_state(stack.series_state(key))
         # JSON is larger than pickle's binary floats, but within a small factor, and bounded:
-        # windows are fixed and the seasonal indicators keep a few years of dekads.
+        # windows are fixed and the seasonal indicators keep a few years of dekads. The
+        # multi-horizon forecaster adds about 5 KB: 150 residuals per horizon and the forecasts
+        # (with the intervals issued) still waiting for their outcome.
         assert len(blob) < 1.6 * len(pickle.dumps(stack.series_state(key)))
-        assert len(blob) < 12_000
+        assert len(blob) < 16_000
     assert len(encode_state(stack.panel_state("cabai-rawit-merah"))) < 1_500
 
 
