@@ -53,7 +53,10 @@ class SeriesState:
         """Every detector learns ``x``; one that raises is skipped and named in ``errors``
         (type and message), so it cannot keep the others from learning."""
         # The price detectors work on log-price; only non-price series (NAB) reach 0 or below.
-        learners = (self.zscore, self.forecast, self.alps, self.ipa, self.iqr, self.horizons) if x["price"] > 0.0 else (self.iqr,)
+        if x["price"] > 0.0:
+            learners: tuple = (self.zscore, self.forecast, self.alps, self.ipa, self.iqr, self.horizons)
+        else:
+            learners = (self.iqr,)
         for detector in learners:
             try:
                 detector.learn_one(x)

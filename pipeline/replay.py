@@ -97,7 +97,7 @@ class Replay:
         self.sweep(max(t["ts"] for t in ticks))
         return verdicts
 
-    def _track(self, key: tuple[str, str], tick: dict, verdict: dict) -> None:
+    def _track(self, key: tuple[str, str], tick: dict, verdict: Verdict) -> None:
         accepted = not verdict["quarantined"]
         made = {t.horizon: self.stack.horizon_forecast(key, t.horizon) for t in self.trackers["all"]}
         reference = self.stack.reference(tick["commodity"], tick.get("province"))
