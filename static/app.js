@@ -27,7 +27,7 @@ const REFERENCE_KEY = "pasarwatch.reference";
 // the references themselves are re-read at most this often while prices arrive (ms).
 const REFERENCES_EVERY = 15000;
 const SUMMARY_EVERY = 30000;
-const FORECAST_HORIZON = 7; // ticks ahead
+const FORECAST_HORIZON = 28; // reporting days ahead: the longest calibrated horizon
 const FORECAST_EVERY = 5000; // ms between forecast reads while the series' prices arrive
 
 const $ = (id) => document.getElementById(id);
@@ -215,7 +215,7 @@ const socket = new PriceSocket({
 
 // ---- the forecast of the selected series ---------------------------------------------------
 
-let forecast = []; // steps {ts, level, lo, hi} after the series' last tick
+let forecast = []; // {ts, level, lo, hi} after the series' last tick: the calibrated forecasts
 
 const forecastLater = new Later(async () => {
   const key = currentSeriesKey();
@@ -223,7 +223,10 @@ const forecastLater = new Later(async () => {
   try {
     const body = await fetchForecast(selection.commodity, selection.market, FORECAST_HORIZON);
     if (key !== currentSeriesKey()) return;
-    forecast = body ? body.steps.filter((step) => step.ts != null) : [];
+    // The horizons' calibrated forecasts with their 95% intervals (the last price where no model
+    // beat it), never the anomaly detector's own steps: those lose to the last price.
+    forecast = (body?.forecasts || []).filter((f) => f.ts != null && f.point != null)
+      .map((f) => ({ ts: f.ts, level: f.point, lo: f.lo95, hi: f.hi95, source: f.point_source }));
     invalidate("chart");
   } catch (error) {
     console.warn("pasarwatch: forecast unavailable for", key, error);

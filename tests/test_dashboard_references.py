@@ -65,8 +65,9 @@ def test_the_lebaran_shallot_surge_reads_as_a_surge_against_the_three_month_aver
     markers = int(dashboard.chart.get_attribute("data-markers") or 0)
     assert markers < points / 5, f"{markers} markers on {points} ticks"
     assert page.locator("[data-testid=chart-marker][data-kinds~=fired]").count() == 0
-    # The forecast is drawn ahead of the last tick (GET /api/v1/forecast, 7 steps).
-    expect(dashboard.chart).to_have_attribute("data-forecast", "7")
+    # The calibrated forecasts are drawn ahead of the last tick (GET /api/v1/forecast: 1, 7, 14
+    # and 28 reporting days), not the anomaly detector's own steps.
+    expect(dashboard.chart).to_have_attribute("data-forecast", "4")
 
     # The summary: shallots in West Java are in alert, and the crisis criterion is met there.
     summary = dashboard.by_testid("summary")
