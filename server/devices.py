@@ -145,7 +145,11 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
         print(auth.issue(client, "person", args.name, args.role))
         return 0
     if args.action == "revoke":
-        return 0 if auth.revoke(client, "person", args.name) else 1
+        if not auth.revoke(client, "person", args.name):
+            print(f"no person token {args.name}", file=sys.stderr)
+            return 1
+        print(f"token {args.name} revoked")
+        return 0
     for row in auth.list_credentials(client, "person"):
         print(f"{row['name']}\t{row['role']}\t{'revoked' if row['revoked_at'] else 'active'}")
     return 0

@@ -75,3 +75,14 @@ def test_set_webhook_without_a_secret_is_one_line(tmp_path):
     result = pasarwatch("bot", "set-webhook", "https://pasar.example/telegram/webhook", cwd=tmp_path,
                         TELEGRAM_BOT_TOKEN="123:abc")
     assert_one_line_refusal(result, "TELEGRAM_WEBHOOK_SECRET is not set")
+
+
+def test_token_and_device_revoke_say_what_they_did(tmp_path, locked_redis):
+    added = pasarwatch("token", "add", "rina", "--role", "viewer", cwd=tmp_path, REDIS_URL=locked_redis.url)
+    assert added.returncode == 0, added.stderr
+    revoked = pasarwatch("token", "revoke", "rina", cwd=tmp_path, REDIS_URL=locked_redis.url)
+    assert revoked.returncode == 0 and "rina revoked" in revoked.stdout
+    missing = pasarwatch("token", "revoke", "nobody", cwd=tmp_path, REDIS_URL=locked_redis.url)
+    assert missing.returncode == 1 and "no person token nobody" in missing.stderr
+    missing = pasarwatch("device", "revoke", "nothing", cwd=tmp_path, REDIS_URL=locked_redis.url)
+    assert missing.returncode == 1 and "no device nothing" in missing.stderr
