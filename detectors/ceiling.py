@@ -81,6 +81,12 @@ class CeilingPrice:
         return f"{price} is {where} the {KIND_NAMES[self.kind]} {ceiling}"
 
 
+def ceilings_of(catalog: Any) -> dict[str | tuple[str, str], Reference]:
+    """The references of every commodity of a catalog (rules.catalog.Catalog): what the engine,
+    the backtest and the rule tools give the DetectorStack as ``ceilings``."""
+    return references(catalog.commodities.values())
+
+
 def references(commodities: Iterable[Any]) -> dict[str | tuple[str, str], Reference]:
     """The ``ceilings`` of a DetectorStack from catalog commodities (rules.catalog.Commodity):
     the national reference per commodity id, the regional ones (rice HET zones) per

@@ -99,13 +99,13 @@ def load_production_rules(rules_dirs: list[Path], catalog_dir: Path) -> tuple:
     """
     from rules.catalog import load_catalog
     from rules.loader import load_rules, rule_files
-    from detectors.ceiling import references
+    from detectors.ceiling import ceilings_of
 
     first = rules_dirs[0]
     catalog = load_catalog(first / "catalog" if (first / "catalog").is_dir() else catalog_dir)
     files = [path for directory in rules_dirs for path in rule_files(directory)]
     ruleset = load_rules(files, catalog, set(DETECTOR_NAMES))
-    return ruleset, references(catalog.commodities.values()), catalog
+    return ruleset, ceilings_of(catalog), catalog
 
 
 def replay_group(job: tuple) -> dict:

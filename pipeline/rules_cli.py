@@ -42,9 +42,9 @@ def detector_names() -> set[str]:
 
 
 def ceilings_of(catalog) -> dict:
-    from detectors.ceiling import references
+    from detectors.ceiling import ceilings_of
 
-    return references(catalog.commodities.values())
+    return ceilings_of(catalog)
 
 
 def check_command(settings, args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from typing import Any, cast
 import orjson
 import redis
 
-from detectors.ceiling import Reference, references
+from detectors.ceiling import ceilings_of  # also imported from here by tests and the benchmarks
 from detectors.contained import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
@@ -460,29 +460,27 @@ class ErrorLog:
         self._logged: set[tuple[str, str]] = set()
 
     def contained(self, cause: str, error: str, where: str) -> None:
-        self._counts[cause] = self._counts.get(cause, 0) + 1
-        if (cause, error) not in self._logged and len(self._logged) < self.MAX_CAUSES:
-            self._logged.add((cause, error))
+        if self._first(cause, error):
             log.error("%s failed on %s and was skipped for it: %s (logged once per cause; counted in %s)",
                       cause, where, error, keys.ERRORS)
 
     def note(self, cause: str, exc: BaseException) -> None:
         """A failure of a whole batch: logged with its traceback, once per cause."""
-        self._counts[f"engine:{cause}"] = self._counts.get(f"engine:{cause}", 0) + 1
         error = describe_error(exc)
-        if (cause, error) not in self._logged and len(self._logged) < self.MAX_CAUSES:
-            self._logged.add((cause, error))
+        if self._first(f"engine:{cause}", error):
             log.exception("a batch failed (%s); processing its ticks one by one", error)
+
+    def _first(self, cause: str, error: str) -> bool:
+        """Count ``cause``; True the first time this (cause, error) is seen: log it then."""
+        self._counts[cause] = self._counts.get(cause, 0) + 1
+        if (cause, error) in self._logged or len(self._logged) >= self.MAX_CAUSES:
+            return False
+        self._logged.add((cause, error))
+        return True
 
     def take_counts(self) -> dict[str, int]:
         counts, self._counts = self._counts, {}
         return counts
-
-
-def ceilings_of(catalog: Catalog) -> dict[str | tuple[str, str], Reference]:
-    """National references (HET or HAP) per commodity, and regional ones (HET zones) per
-    (commodity, province), each with its kind so the ceiling detector names it right."""
-    return references(catalog.commodities.values())
 
 
 def _decoded(blob: bytes, key: bytes, expect: type):
