@@ -46,26 +46,30 @@ def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_text, value=value)
 
 
+def labelled_counter(name: str, help_text: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    """One counter per value of ``label``, in a stable order."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
+
+
 def histogram(h: LocalHistogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(h.spec.name, h.spec.help, buckets=h.cumulative(), sum_value=h.total)
 
 
 def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
     """Every metric, from the values read from Redis (see ``read``) and this process' own."""
-    refused = CounterMetricFamily(
+    refused = labelled_counter(
         "pasarwatch_refused_total",
         "Requests and WebSocket messages refused with a 4xx, by the reason in the error body "
         "(once per reason per response; a batch with several refused ticks of one reason counts one).",
-        labels=["reason"])
-    for reason, count in sorted(values["refused"].items()):
-        refused.add_metric([reason], count)
-    errors = CounterMetricFamily(
+        "reason", values["refused"])
+    errors = labelled_counter(
         "pasarwatch_engine_errors_total",
         "Failures the engine contained, by cause: detector:<name> and rule:<name> (skipped for one "
         "tick), engine:batch (a batch retried tick by tick), engine:deadletter (a tick moved to pw:deadletter).",
-        labels=["cause"])
-    for cause, count in sorted(values["errors"].items()):
-        errors.add_metric([cause], count)
+        "cause", values["errors"])
     status = values["rules"]
     return [
         counter("pasarwatch_ticks_accepted_total", "Ticks appended to the stream and acknowledged (202).",
