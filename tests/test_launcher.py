@@ -251,3 +251,13 @@ def test_files_a_killed_launcher_left_beside_an_external_redis_do_not_block_the_
         assert running_launcher(data_dir) is None  # a live pid, but no Redis behind the file
     finally:
         external.stop()
+
+
+def test_import_and_deadletter_beside_up_find_its_redis(up):
+    """The README's "Where commands find Redis" for the commands this round added."""
+    fixture = Path(__file__).parent / "fixtures" / "imports" / "pihps-jabar-cabai-2024-01.csv"
+    imported = pasarwatch("import", str(fixture), "--json", cwd=up.home)
+    assert imported.returncode == 0, imported.stderr
+    assert orjson.loads(imported.stdout)["accepted"] + orjson.loads(imported.stdout)["duplicates"] == 200
+    listed = pasarwatch("deadletter", "list", cwd=up.home)
+    assert listed.returncode == 0 and "dead-lettered in all" in listed.stdout, listed.stderr
