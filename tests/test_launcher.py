@@ -253,11 +253,16 @@ def test_files_a_killed_launcher_left_beside_an_external_redis_do_not_block_the_
         external.stop()
 
 
-def test_import_and_deadletter_beside_up_find_its_redis(up):
-    """The README's "Where commands find Redis" for the commands this round added."""
-    fixture = Path(__file__).parent / "fixtures" / "imports" / "pihps-jabar-cabai-2024-01.csv"
-    imported = pasarwatch("import", str(fixture), "--json", cwd=up.home)
-    assert imported.returncode == 0, imported.stderr
-    assert orjson.loads(imported.stdout)["accepted"] + orjson.loads(imported.stdout)["duplicates"] == 200
-    listed = pasarwatch("deadletter", "list", cwd=up.home)
-    assert listed.returncode == 0 and "dead-lettered in all" in listed.stdout, listed.stderr
+def test_import_and_deadletter_beside_up_find_its_redis(tmp_path):
+    """The README's "Where commands find Redis" for the commands this round added (a launcher of
+    its own: other tests here stop the module's one on purpose)."""
+    launcher = Launcher(tmp_path).wait_serving(tmp_path / "var")
+    try:
+        fixture = Path(__file__).parent / "fixtures" / "imports" / "pihps-jabar-cabai-2024-01.csv"
+        imported = pasarwatch("import", str(fixture), "--json", cwd=tmp_path)
+        assert imported.returncode == 0, imported.stderr
+        assert orjson.loads(imported.stdout)["accepted"] == 200
+        listed = pasarwatch("deadletter", "list", cwd=tmp_path)
+        assert listed.returncode == 0 and "dead-lettered in all" in listed.stdout, listed.stderr
+    finally:
+        launcher.stop()
