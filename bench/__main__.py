@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-# The benchmarks use the test suite's helpers (tests/system.py, tests/fakebot.py): run from anywhere.
+# The benchmarks use the test suite's helpers (tests/system.py, testkit/fakebot.py): run from anywhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import machine, procs  # noqa: E402

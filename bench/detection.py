@@ -22,10 +22,10 @@ from bench.data import load_pihps_days, series_count, tick_stream
 from detectors.ceiling import CeilingPrice
 from detectors.stack import DetectorStack
 from detectors.state import decode_state, encode_state
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.rulebook import Rulebook
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.engine import DETECTOR_NAMES, ceilings_of
 
 QUICK_TICKS = 30_000

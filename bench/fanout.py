@@ -24,8 +24,8 @@ import redis
 from bench import baseline, procs
 from bench.fanout_clients import client_main
 from bench.stats import Histogram
-from server import keys
-from tests.system import wait_for
+from base import keys
+from testkit.waiting import wait_for
 
 CLIENT_PROCESSES = 4
 SERIES = 1000

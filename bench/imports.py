@@ -17,10 +17,10 @@ import redis
 
 from bench import procs
 from bench.data import pihps_source
-from server import keys
+from base import keys
 from server.demo import DEMO_DIR
 from server.demo_data.make_demo_slice import SOURCE_FILES
-from tests.system import wait_for
+from testkit.waiting import wait_for
 
 TIMEOUT = 600.0
 

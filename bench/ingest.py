@@ -20,8 +20,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from bench import procs
 from bench.data import load_pihps_days, series_count, tick_stream
-from server import keys
-from tests.system import wait_for
+from base import keys
+from testkit.waiting import wait_for
 
 BATCH = 500
 CLIENTS = 4  # concurrent HTTP connections

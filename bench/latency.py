@@ -23,8 +23,8 @@ from bench import procs
 from bench.data import load_pihps_days, tick_stream
 from bench.stats import Histogram
 from bench.wsclient import connect
-from server import keys
-from tests.system import wait_for
+from base import keys
+from testkit.waiting import wait_for
 
 # (name, ticks per POST, POSTs per second)
 LOADS = (("light", 1, 20), ("heavy", 50, 20))

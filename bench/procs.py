@@ -22,10 +22,10 @@ import httpx
 import redis
 
 from server import auth
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.launcher import Part
 from server.redis_process import RedisProcess, free_port, start_redis
-from tests.system import wait_for
+from testkit.waiting import wait_for
 
 _ALL_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 PINNED = len(_ALL_CPUS) >= 2

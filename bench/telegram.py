@@ -8,7 +8,7 @@ delivery rate (it should reach the limit) and the most messages the fake server 
 one-second window (it must never exceed it).
 
 When the notification path is not there (no workers/dispatch.py, workers/telegram.py or
-tests/fakebot.py) the benchmark says so and is skipped.
+testkit/fakebot.py) the benchmark says so and is skipped.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import orjson
 import redis
 
 from bench import procs
-from server.config import PROJECT_ROOT
-from tests.system import wait_for
+from base.config import PROJECT_ROOT
+from testkit.waiting import wait_for
 
 CHATS_QUICK = 120
 CHATS_FULL = 600
@@ -31,7 +31,7 @@ LIMIT = 30
 
 
 def available() -> bool:
-    return all(find_spec(name) is not None for name in ("workers.dispatch", "workers.telegram", "tests.fakebot"))
+    return all(find_spec(name) is not None for name in ("workers.dispatch", "workers.telegram", "testkit.fakebot"))
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -61,8 +61,8 @@ def _alert(n: int) -> dict:
 
 
 def _measure(chats: int) -> dict:
-    from rules.catalog import load_catalog
-    from tests.fakebot import FakeTelegram
+    from base.catalog import load_catalog
+    from testkit.fakebot import FakeTelegram
     from workers import subscriptions
     from workers.dispatch import ALERTS, dispatch_alerts
     from workers.settings import NotifySettings
@@ -103,7 +103,7 @@ def run(quick: bool) -> dict:
     if not available():
         print("telegram: not available")
         return {"name": "telegram", "rows": [], "skipped": "telegram: not available (no workers/dispatch.py, "
-                "workers/telegram.py or tests/fakebot.py)"}
+                "workers/telegram.py or testkit/fakebot.py)"}
     figures = _measure(CHATS_QUICK if quick else CHATS_FULL)
     return {"name": "telegram", "details": figures, "rows": [
         {"metric": f"telegram: notifications delivered ({figures['chats']} chats)", "ours": figures["per_second"],

@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 from detectors.season import TERMS, local_day, regression_terms
 
 DAY = 86400.0

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 
 # What each kind is called in a reason (English, like every detector reason).
 KIND_NAMES = {"HET": "legal ceiling (HET)", "HAP": "reference price (HAP)"}
@@ -82,13 +82,13 @@ class CeilingPrice:
 
 
 def ceilings_of(catalog: Any) -> dict[str | tuple[str, str], Reference]:
-    """The references of every commodity of a catalog (rules.catalog.Catalog): what the engine,
+    """The references of every commodity of a catalog (base.catalog.Catalog): what the engine,
     the backtest and the rule tools give the DetectorStack as ``ceilings``."""
     return references(catalog.commodities.values())
 
 
 def references(commodities: Iterable[Any]) -> dict[str | tuple[str, str], Reference]:
-    """The ``ceilings`` of a DetectorStack from catalog commodities (rules.catalog.Commodity):
+    """The ``ceilings`` of a DetectorStack from catalog commodities (base.catalog.Commodity):
     the national reference per commodity id, the regional ones (rice HET zones) per
     ``(commodity id, province code)``, each with the commodity's kind."""
     found: dict[str | tuple[str, str], Reference] = {}

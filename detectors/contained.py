@@ -10,15 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-MAX_DETAIL = 200
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line naming an exception: its type and the start of its message."""
-    lines = str(exc).splitlines()
-    text = lines[0][:MAX_DETAIL] if lines else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
+from base.failures import describe_error
 
 def guarded(errors: dict[str, str], name: str, step: Callable[..., Any], *args: Any) -> Any:
     """``step(*args)``, or None with the failure noted under ``name`` in ``errors``."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 from detectors.robust import center_and_spread, median
 
 DAY = 86400.0

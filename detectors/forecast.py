@@ -29,7 +29,7 @@ import math
 
 from river.time_series import HoltWinters
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 
 # Standard deviation over mean absolute deviation for a normal distribution (sqrt(pi/2)).
 MEAN_ABS_TO_STD = 1.2533

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 from detectors.robust import quantile
 
 

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Callable, Iterable
 
-from rules.catalog import Catalog, slugify
+from base.catalog import Catalog, slugify
 
 WIB = timezone(timedelta(hours=7))
 REPORT_HOUR = 10  # PIHPS collects prices in the morning (as server/demo.py replays them)

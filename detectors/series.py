@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from detectors.alps import ALPS
 from detectors.anomaly import AnomalyScore
-from detectors.contained import describe_error
+from base.failures import describe_error
 from detectors.forecast import ForecastResidual
 from detectors.forecast_horizons import HorizonForecast
 from detectors.iqr import IQRFences

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 
 ON_CHOICES = ("log_return", "price")
 

@@ -97,7 +97,7 @@ def load_production_rules(rules_dirs: list[Path], catalog_dir: Path) -> tuple:
 
     Rule conditions may name every detector the stack reports (``DETECTOR_NAMES``).
     """
-    from rules.catalog import load_catalog
+    from base.catalog import load_catalog
     from rules.loader import load_rules, rule_files
     from detectors.ceiling import ceilings_of
 
@@ -270,7 +270,7 @@ def _date(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.config import Settings
+    from base.config import Settings
 
     parser = argparse.ArgumentParser(prog="pasarwatch")
     add_commands(parser.add_subparsers(dest="command", required=True))

@@ -19,7 +19,7 @@ from detectors.stack import DetectorStack
 from pipeline.contracts import AlertEvent, Tick
 from pipeline.replay import reporting_days
 from pipeline.step import Step
-from rules.catalog import Catalog
+from base.catalog import Catalog
 from rules.engine import RuleEngine
 from rules.errors import RuleSetError
 from rules.loader import in_context, load_rules, rule_files

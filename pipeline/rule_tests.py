@@ -17,7 +17,7 @@ from pipeline.contracts import Tick, Verdict
 
 from detectors.stack import DetectorStack, StackConfig
 from pipeline.step import Step
-from rules.catalog import Catalog
+from base.catalog import Catalog
 from rules.engine import RuleEngine
 from rules.errors import RuleSetError
 from rules.loader import load_rules

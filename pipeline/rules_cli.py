@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rules.catalog import CatalogError, load_catalog
+from base.catalog import CatalogError, load_catalog
 from rules.errors import RuleSetError
 from rules.loader import in_context, load_rules, rule_files
 
@@ -132,7 +132,7 @@ def backtest_command(settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.rules_cli check|test|backtest ...``: the same commands without the server CLI."""
-    from server.config import Settings
+    from base.config import Settings
 
     parser = argparse.ArgumentParser(prog="pasarwatch rules", description=__doc__)
     add_commands(parser.add_subparsers(dest="rules_command", required=True))

@@ -12,7 +12,7 @@ plus the firing alerts whose mute has lifted. Failures the stack or the rules co
 back as ``errors`` for the caller to count; nothing here logs, reads a clock or touches Redis.
 
 >>> from detectors.stack import DetectorStack
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> from rules.engine import RuleEngine
 >>> from rules.loader import parse_rule_text
 >>> rules = parse_rule_text('''

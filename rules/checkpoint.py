@@ -1,4 +1,4 @@
-"""Rule state in the checkpoint codec (detectors/state.py): what rules may put in a checkpoint.
+"""Rule state in the checkpoint codec (base/state.py): what rules may put in a checkpoint.
 
 Importing this module registers the alert state the engine checkpoints per rule and series
 (``AlertState`` with its ``RungState`` ladder) and compiled conditions, which are saved as
@@ -6,7 +6,7 @@ their source and compiled again when read (a compiled condition is closures; com
 source goes through the same checks as a rule file, so a checkpoint cannot smuggle in an
 expression a rule file could not hold).
 
->>> from detectors.state import decode_state, encode_state
+>>> from base.state import decode_state, encode_state
 >>> state = AlertState(rungs=[RungState(true_ticks=2, active=True)], top=0, sources=["hp-1"])
 >>> decode_state(encode_state(state)) == state
 True
@@ -16,7 +16,7 @@ True
 """
 from __future__ import annotations
 
-from detectors.state import StateError, register
+from base.state import StateError, register
 from rules.engine import AlertState, RungState
 from rules.expressions import Condition, ExpressionError, compile_condition
 

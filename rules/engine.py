@@ -19,7 +19,7 @@ same series. Until then its events carry ``awaiting_confirmation`` and no routes
 mistyped tick from one device cannot raise a province-wide alarm); when the confirmation
 comes, a ``confirmed`` event is routed. An alert that resolves unconfirmed was never told.
 
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> from rules.loader import parse_rule_text
 >>> rules = parse_rule_text('''
 ... rules:
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detectors.contained import describe_error
+from base.failures import describe_error
 from rules.events import build_event
 from rules.inhibition import FiringIndex
 from rules.model import SEVERITIES, Routes, Rule, RuleSet
@@ -134,7 +134,7 @@ class RuleEngine:
         return rules
 
     def set_silences(self, silences: list[dict], wall: float | None = None) -> None:
-        """The silences in force (``server.silences.active_silences``); call once per batch.
+        """The silences in force (``stores.silences.active_silences``); call once per batch.
 
         Silences are an operator's wall-clock intent ("mute this for 2 hours from now"): with
         ``wall``, they are judged at that time, whatever time the ticks carry (a replay of 2024

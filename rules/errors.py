@@ -38,7 +38,7 @@ class RuleSetError(ValueError):
 
 
 class Problems:
-    """Collects the errors of one file; ``node`` is a mapping or list from ``rules.yaml_lines``."""
+    """Collects the errors of one file; ``node`` is a mapping or list from ``base.yaml_lines``."""
 
     def __init__(self, file: str, errors: list[RuleError] | None = None):
         self.file = file

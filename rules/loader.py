@@ -5,7 +5,7 @@ engine keeps the last good set in force (see ``rules/rulebook.py``). A file may 
 ``defaults``, ``rules``, ``receivers``, ``time_windows``, ``route`` (one file of the set) and
 ``inhibit``; the format is described in docs/rules.md.
 
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> text = '''
 ... rules:
 ...   - name: lonjakan
@@ -28,8 +28,8 @@ from typing import Any, cast
 
 import yaml
 
-from rules import yaml_lines
-from rules.catalog import Catalog
+from base import yaml_lines
+from base.catalog import Catalog
 from rules.durations import parse_duration
 from rules.errors import Problems, RuleError, RuleSetError
 from rules.inhibition import InhibitError, InhibitRule, parse_inhibit_rule
@@ -38,7 +38,7 @@ from rules.model import SEVERITIES, Names, Routes, Rule, RuleSet, Scope
 from rules.routing import ReceiverConfig, Route, Router, parse_receivers, parse_route, parse_windows
 from rules.ruleparse import INHERITED, parse_rule
 from rules.timewindows import Window
-from rules.yaml_lines import LineDict, LineList
+from base.yaml_lines import LineDict, LineList
 
 __all__ = ["RuleError", "RuleSetError", "Rule", "RuleSet", "Routes", "Scope", "SEVERITIES", "load_rules",
            "parse_rule_text", "rule_files", "in_context", "known_values", "parse_duration"]
@@ -151,7 +151,7 @@ def _parse_file(text: str, filename: str, catalog: Catalog, detectors: set[str],
     if not isinstance(raw, list):
         problems.add(document, "inhibit", "inhibit must be a list of {source, target, equal}")
         raw = []
-    lines = cast(LineList, raw)  # a list of the document: rules/yaml_lines.py made it
+    lines = cast(LineList, raw)  # a list of the document: base/yaml_lines.py made it
     for index, item in enumerate(raw):
         try:
             parts.inhibit.append((parse_inhibit_rule(item), item, lines.line_of(index)))

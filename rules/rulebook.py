@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rules.catalog import Catalog
+from base.catalog import Catalog
 from rules.loader import RuleError, RuleSetError, known_values, load_rules, rule_files
 from rules.model import Rule, RuleSet
 from rules.routing import describe

@@ -1,8 +1,8 @@
 """One rule entry of a rule file, with its file's ``defaults``, into a ``Rule`` (or errors).
 
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> from rules.errors import Problems
->>> from rules import yaml_lines
+>>> from base import yaml_lines
 >>> doc = yaml_lines.load('''
 ... name: lonjakan-pasar
 ... value: crossmarket.score
@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any, TypeGuard
 
-from rules.catalog import Catalog
+from base.catalog import Catalog
 from rules.durations import parse_duration
 from rules.errors import Problems
 from rules.expressions import Condition, ExpressionError, compile_condition, compile_value

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 from rules.timewindows import zone
 
 # name -> (kind, meaning); "number" fields accept number formats such as {value:.1f}.

@@ -15,8 +15,8 @@ from typing import Any, cast
 
 import yaml
 
-from rules import yaml_lines
-from rules.catalog import Catalog
+from base import yaml_lines
+from base.catalog import Catalog
 from rules.durations import parse_duration
 from rules.errors import Problems, RuleError, RuleSetError
 from rules.notation import NotationError, expand
@@ -195,7 +195,7 @@ def _test(item: Any, start: float, interval: float, catalog: Catalog, problems: 
         if "firing" not in entry and "events" not in entry:
             fail(entry, "at", "say what is expected: firing (alerts firing then) and/or events (raised then)")
         ts = _at(entry.get("at"), start, interval, entry, fail)
-        line = cast(yaml_lines.LineDict, entry).line  # a mapping of the document: rules/yaml_lines.py made it
+        line = cast(yaml_lines.LineDict, entry).line  # a mapping of the document: base/yaml_lines.py made it
         expect.append(Expectation(ts, str(entry.get("at")), line, entry.get("rule"),
                                   _items(entry, "firing", fail), _items(entry, "events", fail)))
     if not expect:

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from server import auth, keys
+from server import auth
+
+from base import keys
 from server.responses import error
 
 REFUSED = keys.REFUSED

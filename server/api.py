@@ -7,7 +7,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import keys, params
+from server import params
+
+from base import keys
 from server.progress import engine_progress
 from server.access import requires
 from server.access import count_refusal, refuse

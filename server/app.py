@@ -15,10 +15,10 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from server import (api, audit, deadletters, demo, devices, forecast_api, imports, metrics, openapi, references_api,
                     silences, sockets, telegram_bot)
-from server.config import PROJECT_ROOT, Settings
+from base.config import PROJECT_ROOT, Settings
 from server.access import Gate, count_refusal
 from server.hub import Hub
 from server.ingest import Ingestor

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import keys
+from base import keys
 from server.access import requires
 
 log = logging.getLogger("pasarwatch.audit")

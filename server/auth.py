@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
-from server import keys
+from base import keys
 
 ROLES = ("viewer", "operator", "admin")
 # What each role may do; a device may only ingest (for its markets).

@@ -1,4 +1,4 @@
-"""The engine's checkpoint codec: detectors/state.py with the rule and server classes registered.
+"""The engine's checkpoint codec: base/state.py with the rule and server classes registered.
 
 server/engine.py imports ``encode_state``/``decode_state``/``StateError``/``register`` from
 here, so every class its checkpoints hold is registered before the first one is read: detector
@@ -8,7 +8,8 @@ own bookkeeping (per-source reliability here; ``Clock`` is registered where it i
 from __future__ import annotations
 
 import rules.checkpoint  # noqa: F401 - registers AlertState, RungState and Condition
-from detectors.state import StateError, decode_state, encode_state, register
+import detectors.state  # noqa: F401 - registers the detector classes
+from base.state import StateError, decode_state, encode_state, register
 from server.reliability import SourceRecord, SourceReliability
 
 __all__ = ["StateError", "decode_state", "encode_state", "register"]

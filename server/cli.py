@@ -11,11 +11,12 @@ from pathlib import Path
 import redis
 
 from pipeline import backtest, rules_cli
-from server import audit, deadletters, devices, imports, redis_url
+from server import audit, deadletters, devices, imports
+from base import redis_url
 from server.redact import redact_root_handlers
-from server.config import Settings
+from base.config import Settings
 
-# Commands that talk to Redis, and find it through server/redis_url.py. The long-running parts
+# Commands that talk to Redis, and find it through base/redis_url.py. The long-running parts
 # only need its address (they wait for it themselves); the tools check it answers first.
 PARTS = {"engine", "web", "worker"}
 TOOLS = {"device", "token", "audit", "deadletter", "import"}
@@ -47,7 +48,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _engine(settings: Settings, args: argparse.Namespace) -> int:
-    from rules.catalog import load_catalog
+    from base.catalog import load_catalog
     from server.engine import run_engine
 
     try:

@@ -29,10 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules.catalog import Catalog, load_catalog
-from server import keys
+from base.catalog import Catalog, load_catalog
+from base import keys
 from server.audit import AuditFiles, Witness
-from server.config import Settings
+from base.config import Settings
 from server.access import requires
 from server.ingest import TickAppender
 from server.responses import ORJSONResponse, error

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from starlette.routing import Route
 
-from server import keys
+from base import keys
 
 log = logging.getLogger("pasarwatch.demo")
 

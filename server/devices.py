@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from server import auth
 from server.access import requires
-from server.config import Settings
+from base.config import Settings
 from server.responses import ORJSONResponse, error
 from server.ticks import MARKET_ID, SOURCE_ID
 

@@ -20,19 +20,20 @@ import orjson
 import redis
 
 from detectors.ceiling import ceilings_of  # also imported from here by tests and the benchmarks
-from detectors.contained import describe_error
+from base.failures import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from pipeline.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
-from rules.catalog import Catalog
+from base.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
-from server import histograms, keys
+from stores import histograms
+from base import keys
 from server.checkpoint import StateError, decode_state, encode_state, register
-from server.config import Settings
+from base.config import Settings
 from server.reliability import SourceReliability
-from server.silences import active_silences
+from stores.silences import active_silences
 from workers.dispatch import dispatch_alerts
 from rules.rulebook import Rulebook
 

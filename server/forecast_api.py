@@ -32,7 +32,7 @@ from detectors.ceiling import Reference, references
 from detectors.forecast_horizons import HORIZONS
 from detectors.series import SeriesState
 from detectors.state import StateError, decode_state
-from server import keys
+from base import keys
 from server.params import whole_number
 from server.access import requires
 from server.responses import ORJSONResponse, error

@@ -22,7 +22,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server import keys
+from base import keys
 from server.metrics import WS_SEND
 
 log = logging.getLogger("pasarwatch.hub")

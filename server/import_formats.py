@@ -20,7 +20,7 @@ Layouts, told apart by the header row (one of the first ``HEADER_SEARCH`` rows):
 
 A day's price is placed at 10:00 WIB, as the demo feed does (detectors/recorded.py).
 
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> layout = find_layout([["No", "Komoditas (Rp)", "01/ 04/ 2024", "02/ 04/ 2024"]], load_catalog(),
 ...                      Options(market="pasar-agung"))[0]
 >>> row = ["1", "Cabai Rawit Merah", "60,000", "-"]
@@ -36,7 +36,7 @@ from typing import Any, cast
 from collections.abc import Iterable, Iterator
 
 from detectors.recorded import MONTHS_ID, day_ts
-from rules.catalog import Catalog, slugify
+from base.catalog import Catalog, slugify
 
 HEADER_SEARCH = 10  # rows above the header (a title, a blank line) that are skipped
 MAX_COLUMNS = 20_000  # a daily table of 50 years is 18,000 columns

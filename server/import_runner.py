@@ -37,8 +37,8 @@ from collections.abc import Iterator
 import orjson
 from redis.asyncio import Redis
 
-from rules.catalog import Catalog
-from server import keys
+from base.catalog import Catalog
+from base import keys
 from server.import_files import BadLine, Source
 from server.import_formats import Options, Record, find_layout, json_record
 from server.ingest import TickAppender

@@ -39,11 +39,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules.catalog import load_catalog
-from server import keys, params
+from base.catalog import load_catalog
+from server import params
+from base import keys
 from server.access import requires
 from server.audit import AuditError, AuditFiles, Witness
-from server.config import Settings
+from base.config import Settings
 from server.import_files import FileError, Source
 from server.import_formats import LayoutError, Options
 from server.import_runner import Importer, ImportStalled, Report

@@ -22,11 +22,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from rules.catalog import Catalog
+from base.catalog import Catalog
 from server.access import TokenBucket, count_refusal
 from server.audit import Witness
 from server.auth import Credential
-from server import keys
+from base import keys
 from server.ticks import MAX_TICK_AGE, validate_ticks
 
 # Per device and source, sets of seen sequence numbers are capped: a device replaying older

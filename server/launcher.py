@@ -7,7 +7,7 @@ last, so nothing is cut off mid-write.
 The embedded Redis asks for a password (generated once per data directory, kept in
 ``DATA_DIR/redis/password``, 0600; the directory is 0700). Every part gets the URL with the
 password in ``REDIS_URL``, and ``DATA_DIR/redis.url`` (0600) holds it for the commands run
-beside (server/redis_url.py) until the launcher stops.
+beside (base/redis_url.py) until the launcher stops.
 
 ``--demo`` replays real prices into a Redis of its own, in memory, with its own data directory
 (``DATA_DIR/demo`` unless ``--data-dir`` is given): a deployment's data never sees demo ticks,
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import redis
 
-from server import redis_url
-from server.config import Settings
+from base import redis_url
+from base.config import Settings
 from server.redis_process import RedisProcess, exit_with_parent, owner_only_dir, start_redis, stored_password
 
 log = logging.getLogger("pasarwatch.up")

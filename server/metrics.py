@@ -2,7 +2,7 @@
 
 Several processes produce the numbers and this one serves them, so most values are read from
 Redis on each scrape: counters the engine and the edges keep with ``INCRBY``/``HINCRBY``, and
-the histograms of server/histograms.py. The web process's own numbers (WebSocket clients,
+the histograms of stores/histograms.py. The web process's own numbers (WebSocket clients,
 messages delivered, publish-to-send) are read from memory. prometheus_client writes the
 exposition (HELP, TYPE, escaping, histogram series), from metric families built per scrape
 by a custom collector.
@@ -20,9 +20,11 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import histograms, keys
+from stores import histograms
+
+from base import keys
 from server.access import REFUSED
-from server.histograms import LocalHistogram
+from stores.histograms import LocalHistogram
 
 # Measured in this process by the hub (server/hub.py): Hub code calls WS_SEND.observe(seconds).
 WS_SEND = LocalHistogram(histograms.WS_SEND)

@@ -7,8 +7,8 @@ off. tests/test_openapi.py checks that every HTTP route is described and runs sc
 against a live web process with it. The WebSockets (``/ws/prices``, ``/ws/ingest``) are not
 OpenAPI operations; docs/architecture.md describes their protocol.
 
->>> from rules.catalog import load_catalog
->>> from server.config import Settings
+>>> from base.catalog import load_catalog
+>>> from base.config import Settings
 >>> schema = describe(load_catalog(), Settings.from_env())
 >>> schema["openapi"], sorted(schema["paths"]["/api/v1/ticks"])
 ('3.1.0', ['post'])
@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules.catalog import Catalog
-from server.config import Settings
+from base.catalog import Catalog
+from base.config import Settings
 from server.forecast_api import MAX_HORIZON
 from server.ticks import TS_MAX, TS_MIN
 

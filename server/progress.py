@@ -12,7 +12,7 @@ import time
 
 from redis.asyncio import Redis
 
-from server import keys
+from base import keys
 
 
 async def engine_progress(redis: Redis, stall: float, now: float | None = None) -> dict:

@@ -31,8 +31,8 @@ from detectors.references import (
     daily_prices,
     references_of,
 )
-from rules.catalog import Catalog
-from server import keys
+from base.catalog import Catalog
+from base import keys
 from server.access import requires
 from server.responses import error
 

@@ -13,10 +13,10 @@
   ``{"type": "ack", "key", "by", "at"}`` on ``pw:events``
 
 Its keys, ``pw:silences``, ``pw:silences:ends`` and ``pw:acks``, are named with their types in
-server/keys.py.
+base/keys.py.
 
 Every change to a silence is also published as ``{"type": "silence", "silence": {...}}`` on
-``pw:events``. ``active_silences(client, now)`` is the engine's (sync) read, once per batch.
+``pw:events``. Writing the records is stores/silences.py's, which the engine and the bot share.
 """
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
+from rules.silences import SilenceError, expire, new_silence, silence_state
 from server.access import requires
-from server import keys
-from server.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
+from stores.silences import acknowledge, save_silence
+from base import keys
+from base.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
-__all__ = ["routes", "active_silences", "is_silenced", "save_silence", "acknowledge"]
+__all__ = ["routes"]
 
 SILENCES = keys.SILENCES
 SILENCE_ENDS = keys.SILENCE_ENDS
@@ -51,30 +52,6 @@ def _json(content: Any, status: int = 200) -> Response:
 
 def _errors(errors: list[dict], status: int = 422) -> Response:
     return _json({"errors": errors}, status)
-
-
-def save_silence(pipe: Any, silence: dict) -> None:
-    """Queue storing and announcing ``silence`` on a (sync or asyncio) pipeline."""
-    encoded = orjson.dumps(silence)
-    pipe.hset(SILENCES, silence["id"], encoded)
-    pipe.zadd(SILENCE_ENDS, {silence["id"]: silence["ends_at"]})
-    pipe.publish(EVENTS, orjson.dumps({"type": "silence", "silence": silence}))
-
-
-def acknowledge(pipe: Any, alert_key: str, by: str, at: float, comment: str = "") -> dict:
-    """Queue recording an acknowledgement and telling every dashboard; returns it."""
-    ack = {"by": by, "at": at, "comment": comment}
-    pipe.hset(ACKS, alert_key, orjson.dumps(ack))
-    pipe.publish(EVENTS, orjson.dumps({"type": "ack", "key": alert_key, "by": by, "at": at}))
-    return ack
-
-
-def active_silences(client: Any, now: float) -> list[dict]:
-    """Silences not yet over at ``now`` (active or pending), from a sync redis client."""
-    ids = client.zrangebyscore(SILENCE_ENDS, f"({now}", "+inf")
-    if not ids:
-        return []
-    return [orjson.loads(raw) for raw in client.hmget(SILENCES, ids) if raw is not None]
 
 
 async def _body(request: Request) -> tuple[Any, Response | None]:

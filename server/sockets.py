@@ -14,7 +14,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from starlette.responses import Response
 
-from server import auth, keys, params
+from server import auth, params
+
+from base import keys
 from server.access import REFUSED, TokenBucket, authorize, presented_token
 from server.api import count_refusals, read_alerts
 from server.hub import Filter

@@ -147,7 +147,7 @@ def run_polling(settings: NotifySettings | None = None, catalog: Any = None,
     if not settings.has_token:
         raise RuntimeError("TELEGRAM_BOT_TOKEN is not set")
     if catalog is None:
-        from rules.catalog import load_catalog
+        from base.catalog import load_catalog
 
         catalog = load_catalog(settings.catalog_dir)
     asyncio.run(_poll(settings, catalog, stop or threading.Event(), poll_timeout))

@@ -5,7 +5,7 @@ line). Each tick is validated on its own so that, in a batch, the good ones can 
 accepted; every problem is reported as ``{"index", "field", "reason", "detail"}`` where
 ``reason`` is a stable name a device can act on.
 
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> catalog = load_catalog()
 >>> items = parse_body(b'{"commodity": "bawang-merah", "market": "pasar-kosambi", '
 ...                    b'"province": "32", "price": -5}', "application/json")
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from rules.catalog import Catalog
+from base.catalog import Catalog
 
 # \Z, not $: '$' also matches before a trailing newline, which would let "pasar-x\n" in.
 MARKET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.redis_process import free_port
 from tests.system import wait_for
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from tests.browser import Dashboard, _shrink, ensure_chromium, launch, ARTIFACTS
 from tests.demo_feed import SHALLOT, WEST_JAVA, feed_demo
 from tests.system import System

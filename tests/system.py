@@ -10,29 +10,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from collections.abc import Callable
 
 import httpx
 import orjson
 import redis
 
 from server import auth
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.redis_process import RedisProcess, free_port, start_redis
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+from testkit.waiting import wait_for
 
 
 class System:

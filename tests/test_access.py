@@ -12,7 +12,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from server import auth
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from tests.system import System, wait_for
 
 TICK = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000}

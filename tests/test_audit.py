@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from server.audit import AuditFiles, chain_hash, keyed_link, verify_chain
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from tests.system import System, wait_for
 
 TICKS = [{"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000 + i}

@@ -11,7 +11,7 @@ import redis
 
 from server.app import store_client
 from server.audit import AuditFiles, Witness, verify_chain
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.ingest import TickAppender
 from server.redis_process import free_port, start_redis
 from tests.system import System, wait_for

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.nab_run import THRESHOLD, anomaly_scores
 from pipeline import backtest, nab
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHILLI = FIXTURES / "pihps-cabai-rawit-merah-2021-05-08.csv"

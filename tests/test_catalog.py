@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.catalog import DEFAULT_DIR, CatalogError, load_catalog
+from base.catalog import DEFAULT_DIR, CatalogError, load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SLICE = REPO / "server" / "demo_data" / "pihps-jabar-2024.csv"

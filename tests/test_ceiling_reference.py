@@ -6,7 +6,7 @@ import pytest
 
 from detectors.ceiling import CeilingPrice, Reference, references
 from detectors.stack import DetectorStack
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.stack import DetectorStack
 from pipeline.replay import reporting_days
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import AlertState
 from server.checkpoint import decode_state, encode_state
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 
 FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "checkpoint-v1"
 SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "pihps-jabar-sample.csv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.redis_process import free_port
-from tests.fakebot import FakeTelegram
+from testkit.fakebot import FakeTelegram
 from tests.redis_server import start_redis
 from tests.test_launcher import assert_one_line_refusal, pasarwatch
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from tests.browser import Dashboard, launch, save_screenshot
 from tests.system import System, wait_for
 from tests.test_pipeline import MARKETS, day_ticks, feed

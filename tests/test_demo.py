@@ -15,7 +15,9 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from server import demo, keys
+from server import demo
+
+from base import keys
 from tests.redis_server import start_redis
 from tests.system import wait_for
 from tests.test_launcher import Launcher

@@ -10,7 +10,7 @@ from detectors.ceiling import CeilingPrice
 from detectors.crossmarket import CrossMarket
 from detectors.forecast import ForecastResidual
 from detectors.iqr import IQRFences
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 from detectors.stale import StaleFeed
 from detectors.zscore import RollingZScore
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from detectors.stack import DetectorStack, StackConfig
-from rules.catalog import slugify
+from base.catalog import slugify
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pihps-cabai-rawit-merah-2021-05-08.csv"
 DAY = 86400.0

@@ -13,13 +13,13 @@ import httpx
 import orjson
 import pytest
 
-import rules.names as names_module
-from rules.catalog import load_catalog
+import base.names as names_module
+from base.catalog import load_catalog
 from server import auth
 from server.access import AddressBuckets
 from server.telegram_bot import SECRET_HEADER
 from server.ticks import validate_ticks
-from tests.fakebot import FakeTelegram, message_update
+from testkit.fakebot import FakeTelegram, message_update
 from tests.system import System
 
 CATALOG = load_catalog()

@@ -20,8 +20,9 @@ from detectors.recorded import read_paths
 from pipeline.replay import reporting_days
 from detectors.stack import DetectorStack
 from detectors.state import encode_state
-from rules.catalog import load_catalog
-from server import forecast_api, keys
+from base.catalog import load_catalog
+from server import forecast_api
+from base import keys
 from server.access import Gate
 from tests.redis_server import start_redis
 

@@ -26,9 +26,10 @@ from detectors.stack import DetectorStack
 from detectors.state import decode_state, encode_state
 from pipeline import backtest
 from pipeline.replay import reporting_days
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.expressions import ExpressionError, compile_condition
-from server import forecast_api, keys
+from server import forecast_api
+from base import keys
 from server.access import Gate
 from tests.redis_server import start_redis
 

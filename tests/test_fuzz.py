@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import RuleSet, RuleSetError, parse_rule_text
 from server import auth
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.engine import DETECTOR_NAMES
 from server.ticks import KNOWN_FIELDS, BodyError, parse_body, validate_ticks
 from tests.system import System, wait_for

@@ -13,9 +13,10 @@ import httpx
 import orjson
 import pytest
 
-from rules.catalog import load_catalog
-from server import auth, keys
-from server.config import PROJECT_ROOT
+from base.catalog import load_catalog
+from server import auth
+from base import keys
+from base.config import PROJECT_ROOT
 from tests.system import System, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"

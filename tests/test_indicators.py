@@ -32,7 +32,7 @@ from detectors.recorded import read_paths
 from pipeline.replay import reporting_days
 from detectors.season import local_day, lunar_period, lunar_season, regression_terms
 from detectors.stack import DetectorStack
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.expressions import compile_condition
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pihps-cabai-5-markets-2020-2022.csv"

@@ -1,12 +1,12 @@
-"""Redis key names live in server/keys.py only, and docs/architecture.md's key table is its registry."""
+"""Redis key names live in base/keys.py only, and docs/architecture.md's key table is its registry."""
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
 
-from server import keys
-from server.config import PROJECT_ROOT
+from base import keys
+from base.config import PROJECT_ROOT
 
 DOC = PROJECT_ROOT / "docs" / "architecture.md"
 PACKAGES = ("server", "workers", "pipeline", "detectors", "rules")
@@ -35,14 +35,14 @@ def registry_types() -> dict[str, str]:
 def test_every_registered_key_is_in_the_doc_with_its_type_and_nothing_else():
     table, registry = doc_table(), registry_types()
     assert sorted(set(registry) - set(table)) == [], "keys missing from docs/architecture.md"
-    assert sorted(set(table) - set(registry)) == [], "keys in docs/architecture.md that server/keys.py does not name"
+    assert sorted(set(table) - set(registry)) == [], "keys in docs/architecture.md that base/keys.py does not name"
     wrong = {name: (table[name], kind) for name, kind in registry.items() if table[name] != kind}
     assert wrong == {}, "doc type vs registry type"
 
 
 def test_the_doc_table_is_the_generated_one():
     text = DOC.read_text(encoding="utf-8")
-    assert keys.markdown_table() in text, "regenerate the table with: python3 -m server.keys"
+    assert keys.markdown_table() in text, "regenerate the table with: python3 -m base.keys"
 
 
 def key_literals(path: Path) -> list[str]:

@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from server import auth
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from server.redis_process import free_port
-from tests.fakebot import FakeTelegram, message_update
+from testkit.fakebot import FakeTelegram, message_update
 from tests.system import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -232,7 +232,7 @@ def test_a_killed_launcher_takes_its_parts_along_and_the_next_up_finds_the_data(
 
 
 def test_files_a_killed_launcher_left_beside_an_external_redis_do_not_block_the_next(tmp_path):
-    from server import redis_url
+    from base import redis_url
     from server.launcher import PID_FILE, running_launcher
     from tests.redis_server import start_redis
 

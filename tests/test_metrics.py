@@ -7,7 +7,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import auth, histograms
+from server import auth
+
+from stores import histograms
 from tests.system import System
 
 HISTOGRAMS = {"pasarwatch_tick_commit_seconds", "pasarwatch_engine_batch_seconds",
@@ -106,7 +108,7 @@ def test_a_device_reporting_for_another_market_is_counted_as_market_not_allowed(
 
 
 def test_histograms_written_by_other_processes_are_served_with_their_buckets(system):
-    # What the engine (server.histograms.engine_commit) and the workers queue on their pipelines.
+    # What the engine (stores.histograms.engine_commit) and the workers queue on their pipelines.
     pipe = system.redis.pipeline(transaction=False)
     histograms.record(pipe, histograms.TELEGRAM_SEND, [0.2, 0.3, 7.0])
     pipe.execute()

@@ -16,11 +16,11 @@ import pytest
 import redis
 from rq import Queue
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.loader import load_rules
 from rules.routing import Router, routes_json
 from rules.silences import new_silence
-from server.silences import save_silence
+from stores.silences import save_silence
 from tests.redis_server import start_redis
 from tests.test_worker_delivery import Stack, stack  # noqa: F401 - the fixture
 from workers import groups

@@ -11,9 +11,9 @@ from detectors import recorded
 from detectors.stack import DetectorStack
 from pipeline.backtest import load_production_rules
 from pipeline.replay import Replay, reporting_days
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from tests.system import System
 
 SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "pihps-jabar-sample.csv"  # 18 markets, 29 days, chilli and shallots

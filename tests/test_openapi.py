@@ -23,10 +23,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.routing import Route
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from server import auth, openapi
 from server.app import create_app
-from server.config import Settings
+from base.config import Settings
 from tests.system import System
 
 CONVERTOR = re.compile(r":\w+}")  # Starlette's {key:path} is OpenAPI's {key}

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.stack import DetectorStack
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from tests.system import System, wait_for
@@ -143,7 +143,7 @@ def test_thousands_of_feeds_going_stale_at_once_are_one_pass_not_one_per_feed():
     health change scanned every firing alert. One sweep is now finished as one batch."""
     from detectors.stack import DETECTOR_NAMES
     from rules.loader import load_rules, rule_files
-    from server.config import PROJECT_ROOT
+    from base.config import PROJECT_ROOT
 
     catalog = load_catalog()
     engine = RuleEngine(load_rules(rule_files(PROJECT_ROOT / "rules"), catalog, set(DETECTOR_NAMES)))
@@ -160,7 +160,7 @@ def test_thousands_of_feeds_going_stale_at_once_are_one_pass_not_one_per_feed():
 def _cli(system: System, *args: str) -> subprocess.CompletedProcess[str]:
     import sys
 
-    from server.config import PROJECT_ROOT
+    from base.config import PROJECT_ROOT
 
     return subprocess.run([sys.executable, "-m", "server.cli", "deadletter", *args], env=system.env,
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30)

@@ -1,7 +1,7 @@
-"""The README's environment table is server/config.py's ENVIRONMENT, as environment_table() writes it."""
+"""The README's environment table is base/config.py's ENVIRONMENT, as environment_table() writes it."""
 from __future__ import annotations
 
-from server.config import PROJECT_ROOT, environment_table
+from base.config import PROJECT_ROOT, environment_table
 
 HEADER = "| variable | default | meaning |"
 
@@ -17,5 +17,5 @@ def readme_table() -> str:
 
 def test_the_readme_lists_every_environment_variable_with_its_default_and_meaning_and_no_other():
     assert readme_table() == environment_table(), (
-        "README.md's environment table differs from server/config.py's ENVIRONMENT; regenerate it with "
-        "python3 -c 'from server.config import environment_table; print(environment_table())'")
+        "README.md's environment table differs from base/config.py's ENVIRONMENT; regenerate it with "
+        "python3 -c 'from base.config import environment_table; print(environment_table())'")

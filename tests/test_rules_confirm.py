@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.errors import RuleSetError
 from rules.loader import parse_rule_text

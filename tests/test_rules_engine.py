@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pickle
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import AlertState, RuleEngine
 from rules.loader import parse_rule_text
 

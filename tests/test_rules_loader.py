@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.errors import RuleSetError
 from detectors.stack import DETECTOR_NAMES
 from rules.loader import load_rules, parse_rule_text, rule_files

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.inhibition import inhibitors, parse_inhibit_rule
 from rules.loader import parse_rule_text

@@ -14,15 +14,15 @@ import pytest
 import yaml
 
 from detectors.stack import DETECTOR_NAMES
-from rules import yaml_lines
-from rules.catalog import load_catalog
+from base import yaml_lines
+from base.catalog import load_catalog
 from rules.errors import MAX_REASON, RuleSetError
 from rules.loader import load_rules, parse_rule_text, rule_files
 from rules.matchers import MAX_PATTERN, MatcherError, parse_matcher
 from rules.rulebook import Rulebook
 from rules.silences import SilenceError, new_silence
-from rules.yaml_lines import MAX_CHARS
-from server import keys
+from base.yaml_lines import MAX_CHARS
+from base import keys
 from tests.system import System, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ CATASTROPHIC = "(.*){30}Z"  # Python's re: 4 s on 8 characters, exponential beyo
 # so only killing a process bounds it.
 ENGINE_SCRIPT = f"""
 import json
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from rules.silences import new_silence

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from pipeline.rules_cli import find_test_files
 from rules.notation import expand
 from pipeline.rule_tests import format_result, run_test_file

@@ -13,14 +13,17 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from detectors.stack import DETECTOR_NAMES
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from rules.rulebook import Rulebook
 from rules.silences import SilenceError, expire, is_silenced, new_silence, silence_state
-from server import auth, keys
+from server import auth
+from base import keys
 from server.access import Gate
-from server.silences import ACKS, FIRING, MAX_LIVE, SILENCES, active_silences, routes, save_silence
+from base.keys import ACKS, FIRING, SILENCES
+from server.silences import MAX_LIVE, routes
+from stores.silences import active_silences, save_silence
 from tests.redis_server import start_redis
 
 ALERT = {"rule": "kenaikan-tajam", "severity": "warning", "commodity": "cabai-rawit-merah",

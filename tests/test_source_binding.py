@@ -8,7 +8,7 @@ import sys
 import orjson
 import pytest
 
-from server.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 from tests.system import System
 from tests.test_rules_confirm import engine, tick, told, verdict
 

@@ -19,7 +19,7 @@ from detectors.recorded import read_paths
 from pipeline.replay import reporting_days
 from detectors.series import SeriesState
 from detectors.stack import DetectorStack
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from server.checkpoint import StateError, decode_state, encode_state, register
 from server.engine import Clock, ceilings_of
 from server.reliability import SourceReliability

@@ -15,9 +15,9 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from server.telegram_bot import SECRET_HEADER, routes, run_polling, set_webhook
-from tests.fakebot import FakeTelegram, callback_update, message_update
+from testkit.fakebot import FakeTelegram, callback_update, message_update
 from tests.redis_server import start_redis
 from tests.test_silences import open_reads
 from workers import notifications as store

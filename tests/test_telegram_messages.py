@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from rules.catalog import Market, load_catalog
+from base.catalog import Market, load_catalog
 from workers.messages import (
     TELEGRAM_LIMIT, alert_block, pack, render_notification, visible_len,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from rules.silences import new_silence

@@ -23,9 +23,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from starlette.testclient import TestClient
 
-from rules.catalog import DEFAULT_DIR, load_catalog
-from server import histograms
-from tests.fakebot import FakeTelegram, message_update
+from base.catalog import DEFAULT_DIR, load_catalog
+from stores import histograms
+from testkit.fakebot import FakeTelegram, message_update
 from tests.redis_server import start_redis
 from tests.test_telegram_bot import SECRET, make_app
 from workers import notifications as store

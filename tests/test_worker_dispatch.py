@@ -12,7 +12,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from rules.catalog import load_catalog
+from base.catalog import load_catalog
 from tests.redis_server import start_redis
 from workers import groups
 from workers import notifications as store

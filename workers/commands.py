@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from rules.names import normalise
-from server import keys
-from server.silences import acknowledge
+from base.names import normalise
+from base import keys
+from stores.silences import acknowledge
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.updates import check_update

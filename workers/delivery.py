@@ -30,8 +30,8 @@ import redis
 from rq import Queue, get_current_job
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from rules.catalog import Catalog, load_catalog
-from server import histograms
+from base.catalog import Catalog, load_catalog
+from stores import histograms
 from workers import notifications as store
 from workers import ratelimit
 from workers.dispatch import QUEUE, enqueue_delivery

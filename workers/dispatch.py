@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job
 
-from server import keys
+from base import keys
 from workers import groups
 from workers import notifications as store
 from workers.groups import Target, recipients

@@ -4,7 +4,7 @@ The timing is ``workers.grouping`` (pure, Alertmanager's); this module stores gr
 turns a flush into notifications, one per chat, each delivered by an RQ job.
 
 Its keys, ``pw:notif:group:*``, ``pw:notif:groups:due``, ``pw:notif:in:*`` and
-``pw:notif:staged:*``, are named with their types in server/keys.py.
+``pw:notif:staged:*``, are named with their types in base/keys.py.
 
 ``gid`` is derived from the routing tree's group key (route, receiver, ``group_by`` values).
 A stored event's ``routes`` are narrowed to its receiver's chats and topics, so a flush sends
@@ -30,7 +30,7 @@ from redis.exceptions import WatchError
 from rq import Queue
 
 from rules.silences import is_silenced
-from server import keys
+from base import keys
 from workers import notifications as store
 from workers.grouping import RESOLVED, GroupState, Timing, admit, is_news, plan_flush, withdraw
 from workers.jobs import QUEUE, enqueue_delivery
@@ -293,7 +293,7 @@ def _unsilenced(client: Any, events: list[dict], now: float) -> list[dict]:
     does; resolves still go out."""
     if not events:
         return events
-    from server.silences import active_silences  # the engine's own read of the silences in force
+    from stores.silences import active_silences  # the engine's own read of the silences in force
 
     silences = active_silences(client, now)
     if not silences:

@@ -10,7 +10,7 @@ transition, rendered by the engine (rules/events.py), or the default text built 
 summary when the rule has no template. Events stored before messages existed fall back to
 the summary.
 
->>> from rules.catalog import load_catalog
+>>> from base.catalog import load_catalog
 >>> alert = {"type": "alert", "key": "price-spike/cabai-rawit-merah/pasar-agung", "state": "firing",
 ...          "severity": "warning", "commodity": "cabai-rawit-merah", "market": "pasar-agung",
 ...          "province": "32", "price": 387500.0, "ts": 1719800000.0, "started_at": 1719800000.0,
@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from detectors.money import format_rupiah
+from base.money import format_rupiah
 
 TELEGRAM_LIMIT = 4096
 MUTE_LABEL = "Bisukan 1 jam"

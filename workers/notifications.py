@@ -6,7 +6,7 @@ and the chat (``pair_id``), or for a reminder from the group, its flush and the 
 (``flush_id``); the RQ job that delivers it is named after it.
 
 Its keys, ``pw:notif:{id}`` (hash), ``pw:notif:{id}:items``, ``pw:notif:index``,
-``pw:notif:due`` and ``pw:notif:lease:{id}``, are named with their types in server/keys.py.
+``pw:notif:due`` and ``pw:notif:lease:{id}``, are named with their types in base/keys.py.
 
 States: ``pending`` (queued, waiting for a send slot or a retry), then ``sent``,
 ``failed`` (with the reason; RQ's failed registry also holds the job when retries ran out) or
@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from server import keys
+from base import keys
 from workers.messages import OutMessage
 
 INDEX = keys.NOTIF_INDEX

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server import keys
+from base import keys
 
 GLOBAL_PER_SECOND = 30
 CHAT_GAP = 1.0  # seconds between two messages to one chat

@@ -4,7 +4,7 @@ recovers notifications whose worker died and flushes alert groups that are due (
 dispatcher flushes them too, each loop).
 
     python -m workers.run            # what `pasarwatch worker` runs; finds Redis as every command
-                                     # does (server/redis_url.py), or --url
+                                     # does (base/redis_url.py), or --url
 
 Plain ``rq worker notifications --with-scheduler --url $REDIS_URL`` also delivers; then only
 the engine's dispatcher runs the recovery sweep.
@@ -21,8 +21,8 @@ import threading
 import redis
 from rq import Queue, Worker
 
-from server.config import Settings
-from server.redis_url import RedisUnavailable, locate
+from base.config import Settings
+from base.redis_url import RedisUnavailable, locate
 from workers.delivery import worker_catalog
 from workers.dispatch import QUEUE, maybe_recover
 from workers.settings import NotifySettings, get_settings

@@ -1,6 +1,6 @@
 """Settings of the Telegram side (worker, bot, dispatcher), read from the environment once.
 
-Every variable, its default and its meaning are in ``server/config.py``'s ``ENVIRONMENT`` (the
+Every variable, its default and its meaning are in ``base/config.py``'s ``ENVIRONMENT`` (the
 one table the README lists); this module reads the ones the notification path uses.
 
 >>> s = NotifySettings.from_env({"TELEGRAM_BOT_TOKEN": "1:x", "PASARWATCH_NOTIFY_RETRY_INTERVALS": "1, 2"})
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.config import ENVIRONMENT
+from base.config import ENVIRONMENT
 
 @dataclass(frozen=True)
 class NotifySettings:

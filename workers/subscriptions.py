@@ -5,14 +5,14 @@ command methods, so the bot (asyncio, in the web process) and the worker and dis
 use the one definition of every write here.
 
 Its keys, ``pw:sub:*``, ``pw:mute:*`` and ``pw:acks``, are named with their types in
-server/keys.py.
+base/keys.py.
 """
 from __future__ import annotations
 
 from typing import Any
 
 
-from server import keys
+from base import keys
 
 ALL = "*"
 CHATS = keys.SUB_CHATS

@@ -30,7 +30,7 @@ COLUMNS = ("date", "commodity", "market", "province", "price")
 
 def convert(rows: list[dict[str, str]], start: str, end: str) -> list[dict[str, str]]:
     """Source rows inside [start, end] with a price, as catalog ids, sorted."""
-    from rules.catalog import load_catalog, slugify  # repo root must be importable
+    from base.catalog import load_catalog, slugify  # repo root must be importable
 
     catalog = load_catalog()
     out = []

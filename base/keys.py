@@ -1,6 +1,6 @@
 """Names of every Redis key and channel the system uses, each spelled once, with its type and meaning.
 
-``REGISTRY`` is the list docs/architecture.md's key table is made from (``python3 -m server.keys``
+``REGISTRY`` is the list docs/architecture.md's key table is made from (``python3 -m base.keys``
 prints it; tests/test_keys_doc.py checks the doc against it). A name with ``{field}`` parts is a
 pattern: its builder function below fills them in, from the same pattern, so the table and the
 code cannot disagree about a key.
@@ -100,7 +100,7 @@ HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash",
                      "a /metrics histogram: bucket upper bound -> count (not cumulative), `sum`")
 HISTOGRAM_PREFIX = HISTOGRAM.prefix
 
-# Silences and acknowledgements (server/silences.py)
+# Silences and acknowledgements (stores/silences.py, server/silences.py)
 SILENCES = _key("pw:silences", "hash", "silence id -> JSON silence (expired ones kept for audit)")
 SILENCE_ENDS = _key("pw:silences:ends", "zset", "silence id by ends_at: the engine reads only the live ones")
 ACKS = _key("pw:acks", "hash", "alert key -> JSON {by, at, comment}")

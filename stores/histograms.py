@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import Any
 
-from server import keys
+from base import keys
 
 SUM = "sum"
 INF = "+Inf"

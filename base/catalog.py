@@ -27,16 +27,16 @@ from typing import Any, Literal, overload
 
 import yaml
 
-from rules import yaml_lines
-from rules.names import NameIndex, normalise, slugify
-from rules.yaml_lines import LineDict, LineList
+from base import yaml_lines
+from base.names import NameIndex, normalise, slugify
+from base.yaml_lines import LineDict, LineList
 
 __all__ = [
     "Catalog", "CatalogError", "Commodity", "DEFAULT_DIR", "Market", "NameIndex", "Province",
     "load_catalog", "normalise", "slugify",
 ]
 
-DEFAULT_DIR = Path(__file__).with_name("catalog")
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "rules" / "catalog"  # data operators edit, beside the rules
 PROVINCE_COUNT = 38
 CEILING_KINDS = ("HET", "HAP")
 # IANA zones in use in Indonesia and the abbreviation each must carry.

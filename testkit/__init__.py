@@ -1,0 +1,1 @@
+"""What the tests and the benchmarks share: bounded waiting and the fake Telegram Bot API server."""
