@@ -28,6 +28,12 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_MAX_BATCH": ("10000", "most ticks in one request (413 above)"),
     "PASARWATCH_MAX_FUTURE_SKEW": ("300", "seconds a tick's ts may lie in the future"),
     "PASARWATCH_ENGINE_BATCH": ("500", "ticks the engine reads and commits per batch"),
+    "PASARWATCH_PARTITIONS": ("8", "tick partitions (by commodity), each owned by one engine at a time: fixed when "
+                              "a data directory's Redis is first written (a different value later is ignored, "
+                              "with a warning); at most this many engines share the work"),
+    "PASARWATCH_ENGINE_LEASE": ("5", "seconds an engine's hold on its partitions lasts unless renewed (about once a "
+                                "second): the longest its partitions wait after it dies before another engine "
+                                "takes them over"),
     "PASARWATCH_STALE_SWEEP": ("5", "seconds between stale-feed sweeps"),
     "PASARWATCH_RULES_POLL": ("1", "seconds between checks of the rule files for changes"),
     "PASARWATCH_HISTORY_LEN": ("2000", "price messages kept per series for the history API"),
@@ -117,6 +123,8 @@ class Settings:
     engine_stall: float = 30.0
     max_tick_age_days: float = 3650.0
     max_import_bytes: int = 100 * 2**20
+    partitions: int = 8
+    engine_lease: float = 5.0
 
     @property
     def catalog_dir(self) -> Path:
@@ -162,6 +170,8 @@ class Settings:
             redis_pool_timeout=float(_env("PASARWATCH_REDIS_POOL_TIMEOUT")),
             max_tick_age_days=float(_env("PASARWATCH_MAX_TICK_AGE_DAYS")),
             max_import_bytes=int(_env("PASARWATCH_MAX_IMPORT_BYTES")),
+            partitions=max(1, int(_env("PASARWATCH_PARTITIONS"))),
+            engine_lease=max(1.0, float(_env("PASARWATCH_ENGINE_LEASE"))),
         )
 
 

@@ -7,6 +7,8 @@ code cannot disagree about a key.
 """
 from __future__ import annotations
 
+import string
+import zlib
 from dataclasses import dataclass
 
 TYPES = ("stream", "hash", "zset", "set", "list", "string", "channel")
@@ -40,58 +42,78 @@ def _register(name: str, type: str, meaning: str, ttl: bool) -> Key:
 
 
 def _key(name: str, type: str, meaning: str, ttl: bool = False) -> str:
-    """A key with a fixed name: the name."""
-    if "{" in name:
+    """A key with a fixed name: the name. A hash tag is written with doubled braces
+    (``pw:{{silences}}``), as in a format string: it is part of the name, not a field."""
+    if _fields(name):
         raise ValueError(f"{name}: a name with {{fields}} is a _pattern")
-    return _register(name, type, meaning, ttl).name
+    return _register(name, type, meaning, ttl).name.format()
+
+
+def _fields(name: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(name) if field]
 
 
 def _pattern(name: str, type: str, meaning: str, ttl: bool = False) -> Key:
     """A key per something (``{field}`` parts): build it with ``.of(field=...)``."""
-    if "{" not in name:
+    if not _fields(name):
         raise ValueError(f"{name}: a pattern needs a {{field}}")
     return _register(name, type, meaning, ttl)
 
 
-# Ingest and the audit chain (server/ingest.py, server/audit.py)
-TICKS = _key("pw:ticks", "stream", "accepted ticks: field `t` the tick (orjson), `h` its audit chain hash")
-SEQ = _pattern("pw:seq:{device}/{source}", "zset", "sequence numbers seen from a device's source (dedup), capped")
-SEQ_PREFIX = SEQ.prefix
-AUDIT_HEAD = _key("pw:audit:head", "string", "chain hash of the newest accepted tick")
-AUDIT_ANCHOR = _key("pw:audit:anchor", "string", '"<id> <hash>" of the last tick trimmed away by retention')
-ACCEPTED = _key("pw:stats:accepted", "string", "counter: ticks acknowledged with 202")
-REFUSED = _key("pw:stats:refused", "hash", "4xx refusals: reason -> count")
-CREDENTIALS = _key("pw:credentials", "hash", "key id -> credential JSON (role, markets, the token's sha256)")
-CREDENTIAL_NAMES = _key("pw:credential-names", "hash", '"kind:name" -> key id (for revoke and list)')
+# Partitions. Ticks are routed by commodity to one of P partitions (``partition_of``); each
+# partition has its own stream, audit chain, engine state, alerts and counters, all named with
+# the hash tag ``{pN}`` so that every transaction and script stays in one Redis Cluster slot.
+# ``{tag}`` below is that tag, braces included (``Partition(3).ticks == "pw:{p3}:ticks"``).
+PARTITION_COUNT = _key("pw:partitions", "string", "P, the number of tick partitions: fixed when the data is first written")
+ENGINES = _key("pw:engines", "zset", "engine process id -> the wall time it last renewed its leases (live engines)")
+LEASE = _pattern("pw:{tag}:lease", "string", "the engine that owns the partition (its id), renewed while it lives",
+                 ttl=True)
 
-# The engine (server/engine.py)
-ENGINE_GROUP = "engine"  # consumer group of pw:ticks
-ENGINE_CONSUMER = "engine-1"
-ALERTS = _key("pw:alerts", "stream", "alert events, field `a` (orjson); read by the dispatcher's group `notify`")
+# Ingest and the audit chain (server/ingest.py, server/audit.py), per partition
+TICKS = _pattern("pw:{tag}:ticks", "stream",
+                 "a partition's accepted ticks: field `t` the tick (orjson), `h` its audit chain hash")
+SEQ = _pattern("pw:{tag}:seq:{device}/{source}", "zset",
+               "sequence numbers seen from a device's source in the partition (dedup), capped")
+AUDIT_HEAD = _pattern("pw:{tag}:audit:head", "string", "chain hash of the partition's newest accepted tick")
+AUDIT_ANCHOR = _pattern("pw:{tag}:audit:anchor", "string",
+                        '"<id> <hash>" of the partition\'s last tick trimmed away by retention')
+ACCEPTED = _pattern("pw:{tag}:stats:accepted", "string", "counter: ticks of the partition acknowledged with 202")
+REFUSED = _key("pw:stats:refused", "hash", "4xx refusals: reason -> count")
+CREDENTIALS = _key("pw:{{credentials}}", "hash", "key id -> credential JSON (role, markets, the token's sha256)")
+CREDENTIAL_NAMES = _key("pw:{{credentials}}:names", "hash", '"kind:name" -> key id (for revoke and list)')
+
+# The engine (server/engine.py), per partition
+ENGINE_GROUP = "engine"  # consumer group of each partition's ticks
+ENGINE_CONSUMER = "owner"  # one consumer per partition: whoever holds the lease reads as it
+ALERTS = _pattern("pw:{tag}:alerts", "stream",
+                  "a partition's alert events, field `a` (orjson); read by the dispatcher's group `notify`")
 EVENTS = _key("pw:events", "channel", "price, alert, health, source, rules, silence, ack and demo messages (orjson)")
-LATEST = _key("pw:latest", "hash", "series key `commodity/market` -> its latest price message")
-LATEST_TS = _key("pw:latest:ts", "hash",
-                 "series key -> ts of its newest committed tick (what the 202 calls late against)")
-FIRING = _key("pw:firing", "hash", "alert key -> its newest firing event")
-HISTORY = _pattern("pw:hist:{commodity}/{market}", "stream", "recent price messages of a series, field `m` (capped)")
-HISTORY_PREFIX = HISTORY.prefix
-HEALTH = _key("pw:health", "hash", "series key -> its latest health message (stale / ok)")
-SOURCES = _key("pw:sources", "hash", "source -> its reliability standing (when it last changed)")
-STATE_SERIES = _key("pw:state:series", "hash", "series key -> its detectors' state document")
-STATE_PANEL = _key("pw:state:panel", "hash", "commodity -> its cross-market state document")
-STATE_RULES = _key("pw:state:rules", "hash", "alert key -> its rule state document")
-STATE_ENGINE = _key("pw:state:engine", "string",
-                    "the engine's own state document (clock, last alert id, source reliability)")
-STATE_SERIES_INFO = _key("pw:state:seriesinfo", "hash",
-                         "series key -> JSON [province, last price, newest ts, wall time it came] (engine)")
+LATEST = _pattern("pw:{tag}:latest", "hash", "series key `commodity/market` -> its latest price message")
+LATEST_TS = _pattern("pw:{tag}:latest:ts", "hash",
+                     "series key -> ts of its newest committed tick (what the 202 calls late against)")
+FIRING = _pattern("pw:{tag}:firing", "hash", "alert key -> its newest firing event")
+HISTORY = _pattern("pw:{tag}:hist:{commodity}/{market}", "stream",
+                   "recent price messages of a series, field `m` (capped)")
+HEALTH = _pattern("pw:{tag}:health", "hash", "series key -> its latest health message (stale / ok)")
+SOURCES = _pattern("pw:{tag}:sources", "hash", "source -> its reliability standing in the partition (when it changed)")
+STATE_SERIES = _pattern("pw:{tag}:state:series", "hash", "series key -> its detectors' state document")
+STATE_PANEL = _pattern("pw:{tag}:state:panel", "hash", "commodity -> its cross-market state document")
+STATE_RULES = _pattern("pw:{tag}:state:rules", "hash", "alert key -> its rule state document")
+STATE_ENGINE = _pattern("pw:{tag}:state:engine", "string",
+                        "the partition's own engine state document (clock, last alert id, source reliability)")
+STATE_SERIES_INFO = _pattern("pw:{tag}:state:seriesinfo", "hash",
+                             "series key -> JSON [province, last price, newest ts, wall time it came] (engine)")
 RULES_STATUS = _key("pw:rules:status", "string", "JSON: loaded rule files, errors (file, line, reason), loaded_at")
-ENGINE_HEARTBEAT = _key("pw:engine:heartbeat", "string", "the engine's last sweep time (readyz)", ttl=True)
-ENGINE_PROGRESS = _key("pw:engine:progress", "string", "wall time the engine last committed ticks or was caught up")
-PROCESSED = _key("pw:stats:processed", "string", "counter: ticks the engine has committed")
-ALERTS_RAISED = _key("pw:stats:alerts", "string", "counter: alert events raised")
-ERRORS = _key("pw:stats:errors", "hash", '"detector:<name>" / "rule:<name>" / "engine:<cause>" -> failures contained')
-DEADLETTER = _key("pw:deadletter", "stream", "ticks the engine could not process at all, for an operator to replay")
-DEADLETTERED = _key("pw:stats:deadlettered", "string", "counter: ticks ever moved to pw:deadletter")
+ENGINE_HEARTBEAT = _key("pw:engine:heartbeat", "string", "the last sweep time of any engine (readyz)", ttl=True)
+ENGINE_PROGRESS = _pattern("pw:{tag}:engine:progress", "string",
+                           "wall time the partition's owner last committed ticks or was caught up")
+PROCESSED = _pattern("pw:{tag}:stats:processed", "string", "counter: ticks of the partition the engine committed")
+ALERTS_RAISED = _pattern("pw:{tag}:stats:alerts", "string", "counter: alert events raised in the partition")
+ERRORS = _pattern("pw:{tag}:stats:errors", "hash",
+                  '"detector:<name>" / "rule:<name>" / "engine:<cause>" -> failures contained')
+DEADLETTER = _pattern("pw:{tag}:deadletter", "stream",
+                      "the partition's ticks the engine could not process at all, for an operator to replay")
+DEADLETTERED = _pattern("pw:{tag}:stats:deadlettered", "string", "counter: ticks ever moved to the dead letters")
 IMPORT = _pattern("pw:import:{id}", "string", "an upload's progress and report, JSON (server/imports.py)",
                   ttl=True)
 IMPORT_PREFIX = IMPORT.prefix
@@ -100,9 +122,9 @@ HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash",
                      "a /metrics histogram: bucket upper bound -> count (not cumulative), `sum`")
 HISTOGRAM_PREFIX = HISTOGRAM.prefix
 
-# Silences and acknowledgements (stores/silences.py, server/silences.py)
-SILENCES = _key("pw:silences", "hash", "silence id -> JSON silence (expired ones kept for audit)")
-SILENCE_ENDS = _key("pw:silences:ends", "zset", "silence id by ends_at: the engine reads only the live ones")
+# Silences and acknowledgements (stores/silences.py, server/silences.py); one hash tag: one slot
+SILENCES = _key("pw:{{silences}}", "hash", "silence id -> JSON silence (expired ones kept for audit)")
+SILENCE_ENDS = _key("pw:{{silences}}:ends", "zset", "silence id by ends_at: the engine reads only the live ones")
 ACKS = _key("pw:acks", "hash", "alert key -> JSON {by, at, comment}")
 
 # Telegram subscriptions and mutes (workers/subscriptions.py, workers/commands.py)
@@ -141,12 +163,60 @@ RL_GROUP = _pattern("pw:rl:group:{chat}", "zset", "booked send times of a group 
 
 
 def series_key(commodity: str, market: str) -> str:
-    """The field of a series in pw:latest, pw:health and pw:state:series."""
+    """The field of a series in a partition's latest, health and state hashes."""
     return f"{commodity}/{market}"
 
 
-def history_key(commodity: str, market: str) -> str:
-    return HISTORY.of(commodity=commodity, market=market)
+def partition_of(commodity: str, partitions: int) -> int:
+    """The partition a commodity's ticks go to: stable across processes, versions and machines
+    (CRC-32, not Python's salted hash), so every web process routes a tick to the same stream.
+
+    >>> partition_of("beras-medium", 8), partition_of("beras-medium", 1)
+    (3, 0)
+    """
+    return zlib.crc32(commodity.encode("utf-8")) % partitions
+
+
+class Partition:
+    """The key names of one partition, spelled once (the engine reads them on every batch)."""
+
+    def __init__(self, number: int):
+        self.number = number
+        self.tag = tag = "{p%d}" % number
+        self.lease = LEASE.of(tag=tag)
+        self.ticks = TICKS.of(tag=tag)
+        self.seq_prefix = SEQ.of(tag=tag, device="", source="").rstrip("/")
+        self.audit_head = AUDIT_HEAD.of(tag=tag)
+        self.audit_anchor = AUDIT_ANCHOR.of(tag=tag)
+        self.accepted = ACCEPTED.of(tag=tag)
+        self.alerts = ALERTS.of(tag=tag)
+        self.latest = LATEST.of(tag=tag)
+        self.latest_ts = LATEST_TS.of(tag=tag)
+        self.firing = FIRING.of(tag=tag)
+        self.health = HEALTH.of(tag=tag)
+        self.sources = SOURCES.of(tag=tag)
+        self.state_series = STATE_SERIES.of(tag=tag)
+        self.state_panel = STATE_PANEL.of(tag=tag)
+        self.state_rules = STATE_RULES.of(tag=tag)
+        self.state_engine = STATE_ENGINE.of(tag=tag)
+        self.state_series_info = STATE_SERIES_INFO.of(tag=tag)
+        self.progress = ENGINE_PROGRESS.of(tag=tag)
+        self.processed = PROCESSED.of(tag=tag)
+        self.alerts_raised = ALERTS_RAISED.of(tag=tag)
+        self.errors = ERRORS.of(tag=tag)
+        self.deadletter = DEADLETTER.of(tag=tag)
+        self.deadlettered = DEADLETTERED.of(tag=tag)
+        self._history_prefix = HISTORY.of(tag=tag, commodity="", market="").rstrip("/")
+
+    def history(self, commodity: str, market: str) -> str:
+        return f"{self._history_prefix}{commodity}/{market}"
+
+    def __repr__(self) -> str:
+        return f"Partition({self.number})"
+
+
+def partitions(count: int) -> list[Partition]:
+    return [Partition(number) for number in range(count)]
 
 
 def markdown_table() -> str:
@@ -154,7 +224,8 @@ def markdown_table() -> str:
     rows = ["| key | type | what |", "|---|---|---|"]
     for key in REGISTRY:
         kind = "pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else "")
-        rows.append(f"| {key.name} | {kind} | {key.meaning} |")
+        name = key.name if _fields(key.name) else key.name.format()
+        rows.append(f"| {name} | {kind} | {key.meaning} |")
     return "\n".join(rows) + "\n"
 
 
