@@ -49,7 +49,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
 
 def _engine(settings: Settings, args: argparse.Namespace) -> int:
     from base.catalog import load_catalog
-    from server.engine import run_engine
+    from server.engine_process import run_engine
 
     try:
         run_engine(settings, load_catalog(settings.catalog_dir))
