@@ -49,6 +49,7 @@ from server.import_files import FileError, Source
 from server.import_formats import LayoutError, Options
 from server.import_runner import Importer, ImportStalled, Report
 from server.ingest import TickAppender
+from stores.partitions import partition_count_async
 from server.responses import ORJSONResponse, error
 
 log = logging.getLogger("pasarwatch.imports")
@@ -109,7 +110,8 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
         await redis.ping()
         files = AuditFiles(settings.audit_dir)
         files.key()  # never made here: a key of our own would break the web process' chain
-        appender = TickAppender(redis, Witness(files))
+        partitions = keys.partitions(await partition_count_async(redis, settings.partitions))
+        appender = TickAppender(redis, Witness(files), partitions)
         importer = Importer(redis, appender, load_catalog(settings.catalog_dir), options,
                             settings.max_future_skew, settings.max_tick_age_days * 86400)
         shown = asyncio.create_task(_show(importer))
