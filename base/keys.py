@@ -219,13 +219,17 @@ def partitions(count: int) -> list[Partition]:
     return [Partition(number) for number in range(count)]
 
 
+def shown_name(key: Key) -> str:
+    """The name as the doc shows it: a pattern with its ``{fields}``, a fixed key as it is."""
+    return key.name if _fields(key.name) else key.name.format()
+
+
 def markdown_table() -> str:
     """docs/architecture.md's key table."""
     rows = ["| key | type | what |", "|---|---|---|"]
     for key in REGISTRY:
         kind = "pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else "")
-        name = key.name if _fields(key.name) else key.name.format()
-        rows.append(f"| {name} | {kind} | {key.meaning} |")
+        rows.append(f"| {shown_name(key)} | {kind} | {key.meaning} |")
     return "\n".join(rows) + "\n"
 
 
