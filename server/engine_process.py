@@ -50,6 +50,7 @@ class EngineProcess:
         self.partition_count = 0
         self.restored = False
         self._stopping = False
+        self._renewed = 0.0
 
     def start(self) -> None:
         self.partition_count = partition_count(self.redis, self.settings.partitions)
@@ -68,6 +69,7 @@ class EngineProcess:
                     self.balance(wall)
                     next_balance = wall + BALANCE_EVERY
                 self.turn()
+                self.keep_leases()
                 wall = time.time()
                 if wall >= next_rules_check:
                     self.check_rules(wall)
@@ -86,6 +88,7 @@ class EngineProcess:
     def balance(self, wall: float) -> None:
         assert self.leases is not None
         gained, lost = self.leases.balance(wall)
+        self._renewed = wall
         for partition in lost:
             self.drop(partition.number)
         for partition in gained:
@@ -95,6 +98,16 @@ class EngineProcess:
             self.engines[partition.number] = engine
             self.pending.add(partition.number)
             log.info("engine %s took partition %d", self.me, partition.number)
+            self.keep_leases()  # restoring a large partition takes a while: keep the others
+
+    def keep_leases(self) -> None:
+        """Renew the leases if a renewal is due: called between pieces of long work, so that no
+        lease lapses while this engine is busy with another partition."""
+        wall = time.time()
+        if self.leases is not None and wall - self._renewed >= BALANCE_EVERY:
+            self._renewed = wall
+            for partition in self.leases.renew(wall):
+                self.drop(partition.number)
 
     def drop(self, number: int) -> None:
         """Forget a partition's in-memory state: whoever owns it now starts from its checkpoint."""
@@ -107,10 +120,11 @@ class EngineProcess:
             time.sleep(IDLE_WAIT)  # not synchronisation: nothing to read until a lease comes free
             return
         for number in sorted(self.pending):
-            engine = self.engines[number]
-            entries = engine.read(pending=True)
-            if entries:
+            engine = self.engines.get(number)
+            entries = engine.read(pending=True) if engine else []
+            if engine and entries:
                 self._judge(engine, entries)
+                self.keep_leases()
             else:
                 self.pending.discard(number)
         if self.pending:
@@ -124,6 +138,7 @@ class EngineProcess:
             fresh = by_stream.get(engine.k.ticks)
             if fresh:
                 self._judge(engine, fresh)
+                self.keep_leases()
             else:
                 engine.report_progress(wall)
 
@@ -147,6 +162,7 @@ class EngineProcess:
         for engine in list(self.engines.values()):
             self._guarded(engine, engine.sweep, wall)
             self._guarded(engine, lambda _: engine.trim(), wall)
+            self.keep_leases()
         self.redis.set(keys.ENGINE_HEARTBEAT, wall, ex=max(30, int(self.settings.stale_sweep * 3)))
 
     def _guarded(self, engine: Engine, action: Any, wall: float) -> None:

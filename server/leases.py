@@ -93,13 +93,8 @@ class Leases:
 
         Returns ``(gained, lost)``: partitions this engine must start (from their checkpoint)
         and ones it must drop (its lease expired or was taken, or it handed them back)."""
-        self.redis.zadd(keys.ENGINES, {self.me: now})
+        lost = self.renew(now)
         self.redis.zremrangebyscore(keys.ENGINES, "-inf", now - 10 * self.lease_seconds)  # long gone
-        lost = [p for p in list(self.owned.values())
-                if not self._renew(keys=[p.lease], args=[self.me, self.lease_ms])]
-        for partition in lost:
-            log.warning("lost the lease of partition %d", partition.number)
-            del self.owned[partition.number]
         share = fair_share(self.me, self.live_engines(now), len(self.partitions))
         gained: list[keys.Partition] = []
         for partition in self.partitions:
@@ -116,6 +111,19 @@ class Leases:
             handed.append(partition)
             log.info("handed partition %d back (fair share %d)", partition.number, share)
         return gained, lost + handed
+
+    def renew(self, now: float) -> list[keys.Partition]:
+        """Renew every lease held (and this engine's stamp); returns the ones that were lost."""
+        self.redis.zadd(keys.ENGINES, {self.me: now})
+        pipe = self.redis.pipeline(transaction=False)
+        held = list(self.owned.values())
+        for partition in held:
+            self._renew(keys=[partition.lease], args=[self.me, self.lease_ms], client=pipe)
+        lost = [partition for partition, renewed in zip(held, pipe.execute()) if not renewed]
+        for partition in lost:
+            log.warning("lost the lease of partition %d", partition.number)
+            del self.owned[partition.number]
+        return lost
 
     def release(self, partition: keys.Partition) -> None:
         """Give a partition back (after its last commit), so another engine may take it now."""
