@@ -50,6 +50,7 @@ from server.import_formats import LayoutError, Options
 from server.import_runner import Importer, ImportStalled, Report
 from server.ingest import TickAppender
 from server.responses import ORJSONResponse, error
+from stores.partitions import partition_count_async
 
 log = logging.getLogger("pasarwatch.imports")
 
@@ -109,9 +110,10 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
         await redis.ping()
         files = AuditFiles(settings.audit_dir)
         files.key()  # never made here: a key of our own would break the web process' chain
-        appender = TickAppender(redis, Witness(files))
+        partitions = keys.partitions(await partition_count_async(redis, settings.partitions))
+        appender = TickAppender(redis, Witness(files), partitions)
         importer = Importer(redis, appender, load_catalog(settings.catalog_dir), options,
-                            settings.max_future_skew, settings.max_tick_age_days * 86400)
+                            settings.max_future_skew, settings.max_tick_age_days * 86400, partitions)
         shown = asyncio.create_task(_show(importer))
         try:
             report = await importer.run(sources)
@@ -286,7 +288,7 @@ def _display_name(filename: str | None) -> str:
 async def _run(state, job: dict, sources: list[Source], options: Options, directory: Path) -> None:
     settings: Settings = state.settings
     importer = Importer(state.redis, state.ingestor.appender, state.catalog, options,
-                        settings.max_future_skew, settings.max_tick_age_days * 86400)
+                        settings.max_future_skew, settings.max_tick_age_days * 86400, state.partitions)
 
     async def publish() -> None:
         while True:
