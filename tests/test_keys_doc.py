@@ -28,8 +28,17 @@ def doc_table() -> dict[str, str]:
 
 
 def registry_types() -> dict[str, str]:
-    return {key.name: ("pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else ""))
+    return {shown(key): ("pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else ""))
             for key in keys.REGISTRY}
+
+
+def shown(key: keys.Key) -> str:
+    """The name as the table shows it: a pattern's ``{field}`` parts as they are, a fixed name's
+    hash tag with single braces (``pw:{{silences}}`` in base/keys.py is the key pw:{silences})."""
+    try:
+        return key.name.format()
+    except (KeyError, IndexError):
+        return key.name
 
 
 def test_every_registered_key_is_in_the_doc_with_its_type_and_nothing_else():
@@ -78,5 +87,9 @@ def test_a_pattern_builds_its_keys_and_scripts_append_to_its_prefix():
     assert keys.SUB_TOPIC.of(commodity="beras", province="*") == "pw:sub:topic:beras:*"
     assert keys.SUB_TOPIC_PREFIX + "beras:*" == "pw:sub:topic:beras:*"
     assert keys.GROUP_ALERTS.of(gid="g1") == "pw:notif:group:g1:alerts"
-    assert keys.history_key("beras", "pasar-agung") == "pw:hist:beras/pasar-agung"
-    assert keys.SEQ_PREFIX + "dev-1/src" == keys.SEQ.of(device="dev-1", source="src")
+    partition = keys.Partition(3)
+    assert partition.history("beras", "pasar-agung") == "pw:{p3}:hist:beras/pasar-agung"
+    assert partition.history("beras", "pasar-agung") == keys.HISTORY.of(tag="{p3}", commodity="beras",
+                                                                        market="pasar-agung")
+    assert partition.seq_prefix + "dev-1/src" == keys.SEQ.of(tag="{p3}", device="dev-1", source="src")
+    assert partition.ticks == "pw:{p3}:ticks" and keys.partitions(2)[1].alerts == "pw:{p1}:alerts"
