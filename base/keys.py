@@ -64,7 +64,7 @@ def _pattern(name: str, type: str, meaning: str, ttl: bool = False) -> Key:
 # partition has its own stream, audit chain, engine state, alerts and counters, all named with
 # the hash tag ``{pN}`` so that every transaction and script stays in one Redis Cluster slot.
 # ``{tag}`` below is that tag, braces included (``Partition(3).ticks == "pw:{p3}:ticks"``).
-PARTITION_COUNT = _key("pw:partitions", "string", "P, the number of tick partitions: fixed when the data is first written")
+PARTITION_COUNT = _key("pw:partitions", "string", "P, the number of tick partitions: fixed at the first write")
 ENGINES = _key("pw:engines", "zset", "engine process id -> the wall time it last renewed its leases (live engines)")
 LEASE = _pattern("pw:{tag}:lease", "string", "the engine that owns the partition (its id), renewed while it lives",
                  ttl=True)
@@ -182,7 +182,7 @@ class Partition:
 
     def __init__(self, number: int):
         self.number = number
-        self.tag = tag = "{p%d}" % number
+        self.tag = tag = f"{{p{number}}}"
         self.lease = LEASE.of(tag=tag)
         self.ticks = TICKS.of(tag=tag)
         self.seq_prefix = SEQ.of(tag=tag, device="", source="").rstrip("/")
@@ -219,13 +219,17 @@ def partitions(count: int) -> list[Partition]:
     return [Partition(number) for number in range(count)]
 
 
+def shown_name(key: Key) -> str:
+    """The name as the doc shows it: a pattern with its ``{fields}``, a fixed key as it is."""
+    return key.name if _fields(key.name) else key.name.format()
+
+
 def markdown_table() -> str:
     """docs/architecture.md's key table."""
     rows = ["| key | type | what |", "|---|---|---|"]
     for key in REGISTRY:
         kind = "pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else "")
-        name = key.name if _fields(key.name) else key.name.format()
-        rows.append(f"| {name} | {kind} | {key.meaning} |")
+        rows.append(f"| {shown_name(key)} | {kind} | {key.meaning} |")
     return "\n".join(rows) + "\n"
 
 

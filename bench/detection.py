@@ -26,7 +26,8 @@ from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.rulebook import Rulebook
 from base.config import PROJECT_ROOT
-from server.engine import DETECTOR_NAMES, ceilings_of
+from detectors.ceiling import ceilings_of
+from detectors.stack import DETECTOR_NAMES
 
 QUICK_TICKS = 30_000
 FULL_TICKS = 200_000

@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> Starlette:
         # (prices, alerts, counters, progress) and the tick appender use these.
         app.state.partitions = keys.partitions(await partition_count_async(redis, settings.partitions))
         app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew,
-                                      audit.Witness(audit.AuditFiles(settings.audit_dir)),
+                                      audit.Witness(audit.AuditFiles(settings.audit_dir)), app.state.partitions,
                                       settings.allowed_lateness, settings.max_tick_age_days * 86400)
         hub.start()
         try:

@@ -1,13 +1,15 @@
 """The audit chain over accepted ticks: no tick edited, removed, reordered or forged unseen.
 
-Every entry of ``pw:ticks`` carries ``h = HMAC-SHA256(key, previous h + "\\n" + tick payload)``
-and ``pw:audit:head`` holds the newest ``h``. The key lives in a file outside Redis
+Each partition's tick stream (``pw:{pN}:ticks``) is its own chain: every entry carries
+``h = HMAC-SHA256(key, previous h + "\\n" + tick payload)`` and ``pw:{pN}:audit:head`` holds the
+newest ``h``. The key lives in a file outside Redis
 (``<audit dir>/audit.key``, 0600, made by the web process on first start), so someone who can
 only reach Redis cannot compute a link: an edited, forged or reordered tick breaks the chain.
 
 What a key cannot show is the *newest* entries being removed and the head set back: the
 shorter chain is still a valid chain. So the web process also pins, outside Redis
-(``audit.head``), the id and link of the newest entry it appended; verification requires that
+(``audit.head``, one fixed-size record per partition), the id and link of the newest entry it
+appended to each; verification requires that
 entry to still be there. If Redis' head ever moved away from the pinned entry behind the web
 process' back (entries removed, head reset), the web process writes what it saw to
 ``audit.breaks`` before appending again, so a later append cannot hide it.
@@ -104,27 +106,31 @@ class AuditFiles:
         log.info("made a new audit key at %s: keep it, and a copy, away from Redis", self.key_path)
         return key
 
-    def pin(self) -> tuple[str, str] | None:
-        """``(entry id, link)`` of the newest entry the web process appended, or None."""
+    def pins(self) -> dict[int, tuple[str, str]]:
+        """Partition number -> ``(entry id, link)`` of the newest entry appended to it."""
         try:
-            text = self.pin_path.read_text().strip()
+            data = self.pin_path.read_bytes()
         except FileNotFoundError:
-            return None
-        if not text:  # made by a web process that has appended nothing yet
-            return None
-        parts = text.split(" ")
-        if len(parts) != 2 or len(parts[1]) != KEYED or "-" not in parts[0]:
-            raise AuditError(f"{self.pin_path} is unreadable: {text[:80]!r}")
-        return parts[0], parts[1]
+            return {}
+        pins = {}
+        for number in range(len(data) // PIN_RECORD + (1 if len(data) % PIN_RECORD else 0)):
+            text = data[number * PIN_RECORD:(number + 1) * PIN_RECORD].decode(errors="replace").strip(" \n\0")
+            if not text:  # a partition nothing was appended to yet
+                continue
+            parts = text.split(" ")
+            if len(parts) != 2 or len(parts[1]) != KEYED or "-" not in parts[0]:
+                raise AuditError(f"{self.pin_path} is unreadable at partition {number}: {text[:80]!r}")
+            pins[number] = (parts[0], parts[1])
+        return pins
 
     def open_pin(self) -> int:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         return os.open(self.pin_path, os.O_WRONLY | os.O_CREAT, 0o600)
 
     @staticmethod
-    def write_pin(fd: int, entry_id: str, link: str) -> None:
+    def write_pin(fd: int, number: int, entry_id: str, link: str) -> None:
         # One small write into the page cache, in place: microseconds, so it may run on the event loop.
-        os.pwrite(fd, f"{entry_id} {link}".ljust(PIN_RECORD - 1).encode() + b"\n", 0)
+        os.pwrite(fd, f"{entry_id} {link}".ljust(PIN_RECORD - 1).encode() + b"\n", number * PIN_RECORD)
 
     def record_break(self, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -144,16 +150,17 @@ class AuditFiles:
 
 
 class Witness:
-    """What the appending process keeps outside Redis: the key, and a pin on its newest entry."""
+    """What the appending process keeps outside Redis: the key, and a pin on the newest entry
+    of each partition's chain."""
 
     def __init__(self, files: AuditFiles):
         self.files = files
         self.key = files.key(create=True)
         try:
-            self.pin = files.pin()
+            self.pins = files.pins()
         except AuditError as exc:
             log.error("%s; it is rewritten with the next append", exc)
-            self.pin = None
+            self.pins = {}
         self._fd = files.open_pin()
 
     def links(self, previous: str, payloads: list[bytes]) -> list[str]:
@@ -163,25 +170,26 @@ class Witness:
             out.append(previous)
         return out
 
-    def settle(self, entry_id: str, link: str) -> None:
-        self.pin = (entry_id, link)
-        self.files.write_pin(self._fd, entry_id, link)
+    def settle(self, number: int, entry_id: str, link: str) -> None:
+        self.pins[number] = (entry_id, link)
+        self.files.write_pin(self._fd, number, entry_id, link)
 
-    def moved(self, head: str, pinned_entry: bytes | None, anchor: bytes | None) -> None:
+    def moved(self, number: int, head: str, pinned_entry: bytes | None, anchor: bytes | None) -> None:
         """Redis' head is not the one this process left: keep evidence if the pinned entry is gone.
 
         Another writer, or a reply lost after Redis applied a batch, moves the head past the
         pinned entry, which stays. Removing entries, or resetting the head, does not.
         """
-        if self.pin is None:
+        pin = self.pins.get(number)
+        if pin is None:
             return
-        entry_id, link = self.pin
+        entry_id, link = pin
         if pinned_entry is not None and pinned_entry.decode() == link:
             return
         if anchor and id_key(entry_id) <= id_key(anchor.decode().split(" ", 1)[0]):
             return  # retention trimmed it away
         found = "missing" if pinned_entry is None else f"with link {pinned_entry.decode()[:80]}"
-        text = f"pinned entry {entry_id} (link {link}) is {found}; Redis head is {head[:80]}"
+        text = f"partition {number}: pinned entry {entry_id} (link {link}) is {found}; Redis head is {head[:80]}"
         log.error("audit chain: %s", text)
         self.files.record_break(text)
 
@@ -189,14 +197,16 @@ class Witness:
 # -- verification (sync redis client) -----------------------------------------------------------
 
 def verify_chain(redis, key: bytes, pin: tuple[str, str] | None = None, breaks: Sequence[str] = (),
-                 retention_ms: int | None = None) -> dict:
-    """Walk the tick stream; report intact, or the first broken entry."""
+                 retention_ms: int | None = None, partition: keys.Partition | None = None) -> dict:
+    """Walk one partition's tick stream (the first by default); report intact, or the first
+    broken entry."""
+    partition = partition or keys.Partition(0)
     # Anchor, head and newest entry in one transaction: ticks appended while the walk runs are
     # left for the next run instead of reading as a head that does not match.
     pipe = redis.pipeline(transaction=True)
-    pipe.get(keys.AUDIT_ANCHOR)
-    pipe.get(keys.AUDIT_HEAD)
-    pipe.xrevrange(keys.TICKS, count=1)
+    pipe.get(partition.audit_anchor)
+    pipe.get(partition.audit_head)
+    pipe.xrevrange(partition.ticks, count=1)
     anchor, head, last = pipe.execute()
     # The anchor is "<id> <h>" of the newest tick retention trimmed away; the chain goes on after it.
     anchor_id, previous = anchor.decode().split(" ", 1) if anchor else ("", "")
@@ -207,7 +217,7 @@ def verify_chain(redis, key: bytes, pin: tuple[str, str] | None = None, breaks: 
     keyed = pin_seen = False
     cursor = "(" + anchor_id if anchor_id else "-"
     while end is not None:
-        entries = redis.xrange(keys.TICKS, min=cursor, max=end, count=PAGE)
+        entries = redis.xrange(partition.ticks, min=cursor, max=end, count=PAGE)
         for entry_id, fields in entries:
             entry = entry_id.decode()
             first_id = first_id or entry
@@ -253,23 +263,38 @@ def _broken(checked: int, entry: str | None, reason: str, first_id: str | None) 
 
 
 def verify_with_files(redis, settings) -> dict:
-    """Verify against the key and witnesses in the settings' audit directory."""
+    """Verify every partition's chain against the key and witnesses in the audit directory:
+    intact when all are (``checked`` sums them), else the first broken one, named."""
+    stored = redis.get(keys.PARTITION_COUNT)
+    partitions = keys.partitions(int(stored)) if stored else []
     files = AuditFiles(settings.audit_dir)
     try:
-        key, pin = files.key(), files.pin()
+        key, pins = files.key(), files.pins()
     except AuditError as exc:
-        if not redis.exists(keys.TICKS, keys.AUDIT_HEAD, keys.AUDIT_ANCHOR):
+        if not any(redis.exists(p.ticks, p.audit_head, p.audit_anchor) for p in partitions):
             # Nothing accepted yet, so nothing to check (the key is made with the first web start).
             return {"intact": True, "checked": 0, "from": None, "head": None, "newest": None,
-                    "unkeyed": 0, "pinned": None}
+                    "unkeyed": 0, "pinned": None, "partitions": []}
         return _broken(0, None, str(exc), None)
     retention_ms = int(settings.ticks_retention_days * 86_400_000)
-    anchor = redis.get(keys.AUDIT_ANCHOR)
-    result = verify_chain(redis, key, pin, files.breaks(), retention_ms)
-    if not result["intact"] and redis.get(keys.AUDIT_ANCHOR) != anchor:
-        # Retention trimmed ahead of the walk while it ran: walk again from the new anchor.
-        result = verify_chain(redis, key, pin, files.breaks(), retention_ms)
-    return result
+    results = []
+    for partition in partitions:
+        anchor = redis.get(partition.audit_anchor)
+        result = verify_chain(redis, key, pins.get(partition.number), files.breaks(), retention_ms, partition)
+        if not result["intact"] and redis.get(partition.audit_anchor) != anchor:
+            # Retention trimmed ahead of the walk while it ran: walk again from the new anchor.
+            result = verify_chain(redis, key, pins.get(partition.number), files.breaks(), retention_ms, partition)
+        result["partition"] = partition.number
+        if not result["intact"]:
+            return result
+        results.append(result)
+    walked = [r for r in results if r["checked"]]
+    return {"intact": True, "checked": sum(r["checked"] for r in results),
+            "from": min((r["from"] for r in walked), key=id_key, default=None),
+            "newest": max((r["newest"] for r in walked), key=id_key, default=None),
+            "head": walked[-1]["head"] if walked else None,
+            "unkeyed": sum(r["unkeyed"] for r in results),
+            "pinned": next((r["pinned"] for r in results if r["pinned"]), None), "partitions": results}
 
 
 # -- edges: the HTTP endpoint and the command ---------------------------------------------------
@@ -300,9 +325,13 @@ def _verify_command(settings, args) -> int:
     if result["intact"]:
         print(f"audit chain intact: {result['checked']} ticks from {result['from']}")
         # Printed so an operator can keep it elsewhere and compare next time.
-        print(f"newest entry {result['newest']}, head {result['head']}")
+        for part in result["partitions"]:
+            if part["checked"]:
+                print(f"partition {part['partition']}: newest entry {part['newest']}, head {part['head']}")
         return 0
-    print(f"audit chain BROKEN at {result['broken_at']} after {result['checked']} good ticks: {result['reason']}")
+    where = f" in partition {result['partition']}" if "partition" in result else ""
+    print(f"audit chain BROKEN{where} at {result['broken_at']} after {result['checked']} good ticks: "
+          f"{result['reason']}")
     return 1
 
 

@@ -49,7 +49,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
 
 def _engine(settings: Settings, args: argparse.Namespace) -> int:
     from base.catalog import load_catalog
-    from server.engine import run_engine
+    from server.engine_process import run_engine
 
     try:
         run_engine(settings, load_catalog(settings.catalog_dir))
@@ -97,10 +97,20 @@ def _bot(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
+def _engine_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError("between 1 and 64 engines")
+    return count
+
+
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from server.launcher import run_up
 
-    return run_up(settings, demo=args.demo, data_dir_given=args.data_dir is not None)
+    return run_up(settings, demo=args.demo, data_dir_given=args.data_dir is not None, engines=args.engines)
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start Redis (unless REDIS_URL is set), engine, web and worker")
     up.add_argument("--demo", action="store_true", help="also replay real PIHPS prices as a device would")
+    up.add_argument("--engines", type=_engine_count, default=1,
+                    help="engine processes sharing the partitions (default 1; at most PASARWATCH_PARTITIONS do work)")
     up.set_defaults(run=_up)
     commands.add_parser("web", help="the web server (HTTP API, WebSockets, dashboard)").set_defaults(run=_web)
     commands.add_parser("engine", help="the detection engine").set_defaults(run=_engine)

@@ -1,7 +1,11 @@
-"""The detection engine: reads accepted ticks, scores them, evaluates rules, publishes.
+"""The detection engine of one partition: reads its accepted ticks, scores them, evaluates
+rules, publishes.
 
-It is the single consumer of ``pw:ticks`` (group ``engine``): ticks of one series must be seen
-in order. Each batch ends in ONE Redis transaction that holds everything the batch changed:
+Ticks are partitioned by commodity (base/keys.py); a partition is owned by one engine process
+at a time (server/leases.py), which runs one ``Engine`` per partition it owns
+(server/engine_process.py). The owner is the single consumer of the partition's stream (group
+``engine``): ticks of one series must be seen in order. Each batch ends in ONE Redis
+transaction, fenced by the partition's lease, that holds everything the batch changed:
 the detector and rule state of the series it touched, the alerts it raised, latest prices and
 history, the pub/sub messages, and the XACK of the ticks. A crash before that transaction
 leaves the ticks pending and the state as it was, so the restarted engine processes them again
@@ -11,7 +15,6 @@ lost and no alert is raised twice.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,11 +22,11 @@ from typing import Any, cast
 import orjson
 import redis
 
-from detectors.ceiling import ceilings_of  # also imported from here by tests and the benchmarks
+from detectors.ceiling import ceilings_of
 from base.failures import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
-from detectors.stack import DETECTOR_NAMES, DetectorStack
+from detectors.stack import DetectorStack
 from pipeline.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
 from base.catalog import Catalog
@@ -34,8 +37,8 @@ from server.checkpoint import StateError, decode_state, encode_state, register
 from base.config import Settings
 from server.reliability import SourceReliability
 from stores.silences import active_silences
-from workers.dispatch import dispatch_alerts
 from rules.rulebook import Rulebook
+from server.leases import LeaseLost, Leases
 
 log = logging.getLogger("pasarwatch.engine")
 
@@ -78,12 +81,18 @@ class Clock:
 
 
 class Engine:
-    def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog):
+    """One partition's engine: its detectors, rules and checkpoint, committed under its lease."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog, rulebook: Rulebook,
+                 partition: keys.Partition, leases: Leases, partition_count: int = 1):
         self.settings = settings
         # redis-py types replies for either decode_responses setting; this client's are bytes.
         self.redis: Any = client
         self.catalog = catalog
-        self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
+        self.rulebook = rulebook
+        self.k = partition
+        self.leases = leases
+        self.partition_count = partition_count
         self._fresh_state()
         self._stopping = False
         self.restored = False  # set once the checkpoint is loaded: Redis was reachable
@@ -113,16 +122,12 @@ class Engine:
 
     # -- start-up ---------------------------------------------------------------------------
     def restore(self) -> None:
-        """Create the consumer group if needed and load the last checkpoint."""
-        try:
-            self.redis.xgroup_create(keys.TICKS, keys.ENGINE_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the consumer group if needed and load the partition's last checkpoint."""
+        create_group(self.redis, self.k)
         self._load_checkpoint()
-        self.publish_rules_status()
         self.restored = True
-        log.info("engine restored %d series, %d alert states", len(self.step.provinces), len(self.rules.states))
+        log.info("partition %d: restored %d series, %d alert states", self.k.number, len(self.step.provinces),
+                 len(self.rules.states))
 
     def reload(self) -> None:
         """Forget what was learned since the last commit: back to the checkpoint in Redis."""
@@ -130,23 +135,23 @@ class Engine:
         self._load_checkpoint()
 
     def _load_checkpoint(self) -> None:
-        for raw_key, blob in self.redis.hgetall(keys.STATE_SERIES).items():
+        for raw_key, blob in self.redis.hgetall(self.k.state_series).items():
             commodity, market = raw_key.decode().split("/", 1)
             state = _decoded(blob, raw_key, SeriesState)
             if state is not None:
                 self.stack.set_series_state((commodity, market), state)
-        for raw_key, blob in self.redis.hgetall(keys.STATE_PANEL).items():
+        for raw_key, blob in self.redis.hgetall(self.k.state_panel).items():
             state = _decoded(blob, raw_key, CrossMarket)
             if state is not None:
                 self.stack.set_panel_state(raw_key.decode(), state)
-        for raw_key, blob in self.redis.hgetall(keys.STATE_RULES).items():
+        for raw_key, blob in self.redis.hgetall(self.k.state_rules).items():
             state = _decoded(blob, raw_key, AlertState)
             if state is not None:
                 self.rules.states[raw_key.decode()] = state
-        engine_state = self.redis.get(keys.STATE_ENGINE)
-        saved = _decoded(engine_state, keys.STATE_ENGINE.encode(), dict) if engine_state else None
+        engine_state = self.redis.get(self.k.state_engine)
+        saved = _decoded(engine_state, self.k.state_engine.encode(), dict) if engine_state else None
         if saved and not isinstance(saved.get("clock"), Clock):
-            log.warning("the engine's own state in %s is not of this version; starting it fresh", keys.STATE_ENGINE)
+            log.warning("the engine's own state in %s is not of this version; starting it fresh", self.k.state_engine)
             saved = None
         if saved:
             self.clock = saved["clock"]
@@ -157,7 +162,7 @@ class Engine:
             self.step.latest_ts = saved.get("latest_ts", {})
             self.arrived = saved.get("arrived", {})
             self.sources = saved.get("sources", self.sources)
-        for raw_key, blob in self.redis.hgetall(keys.STATE_SERIES_INFO).items():
+        for raw_key, blob in self.redis.hgetall(self.k.state_series_info).items():
             try:
                 province, last_price, latest_ts, arrived = orjson.loads(blob)
                 series = tuple(raw_key.decode().split("/", 1))
@@ -167,39 +172,13 @@ class Engine:
                 if arrived is not None:
                     self.arrived[series] = float(arrived)
             except (ValueError, TypeError) as exc:  # not written by us: that series starts fresh
-                log.warning("cannot restore %s of %s (%s)", keys.STATE_SERIES_INFO, raw_key[:200], exc)
+                log.warning("cannot restore %s of %s (%s)", self.k.state_series_info, raw_key[:200], exc)
 
-    # -- main loop --------------------------------------------------------------------------
-    def run(self) -> None:
-        self.restore()
-        next_sweep = next_rules_check = 0.0
-        pending = True  # first drain what a previous run read but never committed
-        while not self._stopping:
-            entries = self._read(pending)
-            if pending and not entries:
-                pending = False
-                continue
-            self.process_entries(entries)
-            wall = time.time()
-            if not entries:
-                self._report_progress(wall)  # caught up: nothing waits for this engine
-            if wall >= next_rules_check:
-                self.check_rules(wall)
-                next_rules_check = wall + self.settings.rules_poll
-            if wall >= next_sweep:
-                self.sweep(wall)
-                self.redis.set(keys.ENGINE_HEARTBEAT, wall, ex=max(30, int(self.settings.stale_sweep * 3)))
-                self.trim()
-                next_sweep = wall + self.settings.stale_sweep
-            dispatch_alerts(self.redis, self.catalog)  # hand new alerts to the notification workers
-
-    def stop(self) -> None:
-        self._stopping = True
-
-    def _read(self, pending: bool) -> list[tuple[bytes, dict]]:
+    def read(self, pending: bool, block: int | None = None) -> list[tuple[bytes, dict]]:
+        """Entries this partition's previous owner read but never committed (``pending``), or new ones."""
         response = self.redis.xreadgroup(
-            keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, {keys.TICKS: "0" if pending else ">"},
-            count=self.settings.engine_batch, block=None if pending else 1000,
+            keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, {self.k.ticks: "0" if pending else ">"},
+            count=self.settings.engine_batch, block=block,
         )
         return response[0][1] if response else []
 
@@ -210,7 +189,7 @@ class Engine:
         on their own go to the dead-letter stream and the rest flow (see ``_isolate``)."""
         try:
             return self._process(entries)
-        except redis.RedisError:
+        except (redis.RedisError, LeaseLost):
             raise  # an outage: run_engine starts over from the checkpoint when Redis is back
         except Exception as exc:  # noqa: BLE001 - no input may stop the engine
             self.errors.note("batch", exc)
@@ -225,7 +204,7 @@ class Engine:
         for entry in entries:
             try:
                 self._process([entry])
-            except redis.RedisError:
+            except (redis.RedisError, LeaseLost):
                 raise
             except Exception as exc:  # noqa: BLE001
                 self.reload()
@@ -237,15 +216,15 @@ class Engine:
         entry_id, fields = entry
         tick_id = entry_id.decode()
         error = describe_error(exc)
-        log.error("tick %s cannot be processed (%s); moved to %s", tick_id, error, keys.DEADLETTER)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(keys.DEADLETTER, {"t": (fields or {}).get(b"t", b""), "id": tick_id, "error": error,
-                                    "at": repr(time.time())},
+        log.error("tick %s cannot be processed (%s); moved to %s", tick_id, error, self.k.deadletter)
+        pipe = self._fenced()
+        pipe.xadd(self.k.deadletter, {"t": (fields or {}).get(b"t", b""), "id": tick_id, "error": error,
+                                      "at": repr(time.time())},
                   maxlen=self.settings.deadletter_len, approximate=False)  # rare: exact is cheap
-        pipe.xack(keys.TICKS, keys.ENGINE_GROUP, tick_id)
-        pipe.incr(keys.DEADLETTERED)
-        pipe.hincrby(keys.ERRORS, "engine:deadletter", 1)
-        pipe.execute()
+        pipe.xack(self.k.ticks, keys.ENGINE_GROUP, tick_id)
+        pipe.incr(self.k.deadlettered)
+        pipe.hincrby(self.k.errors, "engine:deadletter", 1)
+        self._execute(pipe)
         self.last_committed = tick_id
 
     def _process(self, entries: list[tuple[bytes, dict]]) -> Batch:
@@ -308,36 +287,37 @@ class Engine:
         if batch:
             self.commit(batch)
 
-    def check_rules(self, wall: float) -> None:
-        change = self.rulebook.reload_if_changed()
-        if change is None:
-            return
-        if change.ok:
-            batch = Batch(alerts=cast(list[AlertEvent], self.rules.swap(self.rulebook.current, self.clock.now(wall))))
-            if batch:
-                self.commit(batch)
-        self.publish_rules_status()
-
-    def publish_rules_status(self) -> None:
-        status = orjson.dumps(self.rulebook.status())
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.RULES_STATUS, status)
-        pipe.publish(keys.EVENTS, orjson.dumps({"type": "rules", **self.rulebook.status()}))
-        pipe.execute()
+    def swap_rules(self, wall: float) -> None:
+        """Take the rule set the process's rulebook just loaded (see engine_process)."""
+        batch = Batch(alerts=cast(list[AlertEvent], self.rules.swap(self.rulebook.current, self.clock.now(wall))))
+        if batch:
+            self.commit(batch)
 
     # -- the transaction ----------------------------------------------------------------------
-    def commit(self, batch: Batch) -> None:
+    def _fenced(self) -> Any:
+        """A transaction that goes through only while this engine holds the partition's lease."""
         pipe = self.redis.pipeline(transaction=True)
+        self.leases.fence(pipe, self.k)
+        return pipe
+
+    def _execute(self, pipe: Any) -> list:
+        try:
+            return pipe.execute()
+        except redis.WatchError:
+            raise LeaseLost(f"partition {self.k.number}: the lease moved during the commit") from None
+
+    def commit(self, batch: Batch) -> None:
+        pipe = self._fenced()
         for series in batch.series:
-            pipe.hset(keys.STATE_SERIES, keys.series_key(*series), encode_state(self.stack.series_state(series)))
+            pipe.hset(self.k.state_series, keys.series_key(*series), encode_state(self.stack.series_state(series)))
         for commodity in batch.panels:
-            pipe.hset(keys.STATE_PANEL, commodity, encode_state(self.stack.panel_state(commodity)))
+            pipe.hset(self.k.state_panel, commodity, encode_state(self.stack.panel_state(commodity)))
         for key in self.rules.dirty:
             state = self.rules.states.get(key)
             if state is None:
-                pipe.hdel(keys.STATE_RULES, key)
+                pipe.hdel(self.k.state_rules, key)
             else:
-                pipe.hset(keys.STATE_RULES, key, encode_state(state))
+                pipe.hset(self.k.state_rules, key, encode_state(state))
         self.rules.dirty.clear()
         history_len = self.settings.history_len
         latest: dict[str, bytes] = {}
@@ -345,32 +325,32 @@ class Engine:
             encoded = orjson.dumps(message)  # encoded once: stored, kept in history and published as is
             if message["id"] in batch.newest:
                 latest[keys.series_key(message["commodity"], message["market"])] = encoded
-            pipe.xadd(keys.history_key(message["commodity"], message["market"]), {"m": encoded},
+            pipe.xadd(self.k.history(message["commodity"], message["market"]), {"m": encoded},
                       id=message["id"], maxlen=history_len, approximate=True)
             pipe.publish(keys.EVENTS, encoded)
         if latest:  # one command for the batch's newest prices, not one per tick
-            pipe.hset(keys.LATEST, mapping=latest)
+            pipe.hset(self.k.latest, mapping=latest)
             latest_ts = {}
             for key in latest:
                 commodity, market = key.split("/", 1)
                 latest_ts[key] = self.step.latest_ts[(commodity, market)]
-            pipe.hset(keys.LATEST_TS, mapping=latest_ts)
+            pipe.hset(self.k.latest_ts, mapping=latest_ts)
         for message in batch.health:
             encoded = orjson.dumps(message)
-            pipe.hset(keys.HEALTH, keys.series_key(message["commodity"], message["market"]), encoded)
+            pipe.hset(self.k.health, keys.series_key(message["commodity"], message["market"]), encoded)
             pipe.publish(keys.EVENTS, encoded)
         for message in batch.sources:
             encoded = orjson.dumps(message)
-            pipe.hset(keys.SOURCES, message["source"], encoded)
+            pipe.hset(self.k.sources, message["source"], encoded)
             pipe.publish(keys.EVENTS, encoded)
         for event in batch.alerts:
             event["id"] = self._next_alert_id()
             encoded = orjson.dumps(event)
-            pipe.xadd(keys.ALERTS, {"a": encoded}, id=event["id"])
+            pipe.xadd(self.k.alerts, {"a": encoded}, id=event["id"])
             if event["state"] == "firing":
-                pipe.hset(keys.FIRING, event["key"], encoded)
+                pipe.hset(self.k.firing, event["key"], encoded)
             else:
-                pipe.hdel(keys.FIRING, event["key"])
+                pipe.hdel(self.k.firing, event["key"])
             pipe.publish(keys.EVENTS, encoded)
         # What the engine knows of each series besides its detectors: one small field per series
         # the batch touched, so a commit costs what the batch did, not what the whole system holds.
@@ -379,36 +359,42 @@ class Engine:
             self.step.latest_ts[series], self.arrived.get(series)])
             for series in batch.series if series in self.step.latest_ts}
         if info:
-            pipe.hset(keys.STATE_SERIES_INFO, mapping=info)
-        pipe.set(keys.STATE_ENGINE, encode_state({"clock": self.clock, "last_alert": self.last_alert,
+            pipe.hset(self.k.state_series_info, mapping=info)
+        pipe.set(self.k.state_engine, encode_state({"clock": self.clock, "last_alert": self.last_alert,
                                                   "sources": self.sources}))
         if batch.tick_ids:
-            pipe.xack(keys.TICKS, keys.ENGINE_GROUP, *batch.tick_ids)
-            pipe.incrby(keys.PROCESSED, len(batch.tick_ids))
+            pipe.xack(self.k.ticks, keys.ENGINE_GROUP, *batch.tick_ids)
+            pipe.incrby(self.k.processed, len(batch.tick_ids))
         if batch.alerts:
-            pipe.incrby(keys.ALERTS_RAISED, len(batch.alerts))
+            pipe.incrby(self.k.alerts_raised, len(batch.alerts))
         for cause, count in self.errors.take_counts().items():
-            pipe.hincrby(keys.ERRORS, cause, count)
+            pipe.hincrby(self.k.errors, cause, count)
         wall = time.time()
         if batch.tick_ids:
-            pipe.set(keys.ENGINE_PROGRESS, repr(wall))
-        histograms.engine_commit(pipe, batch.tick_ids, batch.started)
-        pipe.execute()
+            pipe.set(self.k.progress, repr(wall))
+        self._execute(pipe)
+        if batch.tick_ids:  # not in the transaction: the histograms are no partition's (another slot)
+            timing = self.redis.pipeline(transaction=False)
+            histograms.engine_commit(timing, batch.tick_ids, batch.started)
+            timing.execute()
         if batch.tick_ids:
             self.last_committed = batch.tick_ids[-1]
             self._progress_at = wall
 
-    def _report_progress(self, wall: float) -> None:
-        if wall - self._progress_at >= 1.0:  # at most once a second while idle
-            self.redis.set(keys.ENGINE_PROGRESS, repr(wall))
+    def report_progress(self, wall: float) -> None:
+        """Caught up: nothing waits for this partition's engine (at most once a second)."""
+        if wall - self._progress_at >= 1.0:
+            self.redis.set(self.k.progress, repr(wall))
             self._progress_at = wall
 
     def _next_alert_id(self) -> str:
-        # Explicit ids let the alert message carry its own id in the same transaction.
+        # Explicit ids let the alert message carry its own id in the same transaction. The
+        # sequence part counts in steps of P from the partition's number, so ids of different
+        # partitions never meet (the dispatcher and the API take an id as the alert's own).
         ms, seq = self.last_alert
         now_ms = int(time.time() * 1000)
         self.last_alert = (now_ms, 0) if now_ms > ms else (ms, seq + 1)
-        return f"{self.last_alert[0]}-{self.last_alert[1]}"
+        return f"{self.last_alert[0]}-{self.last_alert[1] * self.partition_count + self.k.number}"
 
     def trim(self) -> None:
         """Drop processed ticks older than the retention period (never unprocessed ones).
@@ -421,15 +407,15 @@ class Engine:
         cutoff = last_ms - int(self.settings.ticks_retention_days * 86_400_000)
         if cutoff <= 0:
             return
-        newest_old = self.redis.xrevrange(keys.TICKS, max=f"({cutoff}-0", count=1)
+        newest_old = self.redis.xrevrange(self.k.ticks, max=f"({cutoff}-0", count=1)
         if not newest_old:
             return
         entry_id, fields = newest_old[0]
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.AUDIT_ANCHOR, entry_id + b" " + fields.get(b"h", b""))
-        pipe.xtrim(keys.TICKS, minid=entry_id.decode(), approximate=False)
-        pipe.xdel(keys.TICKS, entry_id)
-        pipe.execute()
+        pipe = self._fenced()
+        pipe.set(self.k.audit_anchor, entry_id + b" " + fields.get(b"h", b""))
+        pipe.xtrim(self.k.ticks, minid=entry_id.decode(), approximate=False)
+        pipe.xdel(self.k.ticks, entry_id)
+        self._execute(pipe)
 
 
 def parse_tick(payload: bytes) -> Tick:
@@ -463,7 +449,7 @@ class ErrorLog:
     def contained(self, cause: str, error: str, where: str) -> None:
         if self._first(cause, error):
             log.error("%s failed on %s and was skipped for it: %s (logged once per cause; counted in %s)",
-                      cause, where, error, keys.ERRORS)
+                      cause, where, error, keys.ERRORS.name)
 
     def note(self, cause: str, exc: BaseException) -> None:
         """A failure of a whole batch: logged with its traceback, once per cause."""
@@ -494,49 +480,10 @@ def _decoded(blob: bytes, key: bytes, expect: type):
         return None
 
 
-# Seconds between attempts to reach Redis again: quick at first, never more than MAX apart.
-FIRST_RETRY, MAX_RETRY = 0.1, 2.0
-# Above the 1 s XREADGROUP block; a Redis that stops answering (not closing) is an outage too.
-SOCKET_TIMEOUT = 15.0
-
-
-def run_engine(settings: Settings, catalog: Catalog) -> None:
-    """Run the engine until SIGTERM, outliving Redis outages.
-
-    When Redis goes away the engine waits for it (bounded back-off) and starts over from its
-    checkpoint, as a restarted process would: an Engine restored from Redis re-reads the ticks it
-    had read but not committed (they are still pending in the consumer group). Starting over is
-    what keeps every tick processed exactly once: the transaction of the batch in hand may or may
-    not have reached Redis before the connection broke, and the in-memory state that already
-    learned that batch is right in one case only, so it is thrown away and Redis decides.
-    """
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10,
-                                  socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2)
-    current: list[Engine] = []
-    stopping = False
-
-    def stop(*_) -> None:
-        nonlocal stopping
-        stopping = True
-        for engine in current:
-            engine.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    delay = FIRST_RETRY
-    while not stopping:
-        engine = Engine(settings, client, catalog)
-        current[:] = [engine]
-        try:
-            engine.run()
-            return
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # also "LOADING" (BusyLoadingError)
-            if engine.restored:  # it was running: a new outage, so the back-off starts again
-                delay = FIRST_RETRY
-                log.warning("lost Redis (%s); starting over from the checkpoint when it is back", exc)
-            time.sleep(delay)  # back-off between attempts, not synchronisation
-            delay = min(delay * 2, MAX_RETRY)
-        except Exception:  # noqa: BLE001 - a fault outside any one tick: start over, do not exit
-            log.exception("engine failed; starting over from the checkpoint in %.1f s", MAX_RETRY)
-            time.sleep(MAX_RETRY)  # back-off: a fault that repeats must not spin
-        finally:
-            client.connection_pool.disconnect()  # a half-read reply must not reach the next run
+def create_group(client: Any, partition: keys.Partition) -> None:
+    """The partition's consumer group ``engine`` (and its stream), unless it exists."""
+    try:
+        client.xgroup_create(partition.ticks, keys.ENGINE_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

@@ -49,8 +49,8 @@ from server.import_files import FileError, Source
 from server.import_formats import LayoutError, Options
 from server.import_runner import Importer, ImportStalled, Report
 from server.ingest import TickAppender
-from server.responses import ORJSONResponse, error
 from stores.partitions import partition_count_async
+from server.responses import ORJSONResponse, error
 
 log = logging.getLogger("pasarwatch.imports")
 

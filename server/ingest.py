@@ -96,37 +96,61 @@ class TickAppender:
     for the head; several web processes still may, and the script's check settles it.
     """
 
-    def __init__(self, redis: Redis, witness: Witness):
+    def __init__(self, redis: Redis, witness: Witness, partitions: list[keys.Partition]):
         # redis-py types replies for either decode_responses setting; this client's are bytes.
         self.redis: Any = redis
         self.witness = witness
+        self.partitions = partitions
         self._script = redis.register_script(APPEND_SCRIPT)
-        self._lock = asyncio.Lock()
-        self._head: str | None = witness.pin[1] if witness.pin else None
+        self._locks = {p.number: asyncio.Lock() for p in partitions}
+        self._heads: dict[int, str | None] = {p.number: witness.pins[p.number][1] if p.number in witness.pins
+                                              else None for p in partitions}
 
     async def append(self, ticks: list[dict]) -> list[str | None]:
+        """Each tick appended to its commodity's partition, in order within a partition; the
+        partitions of one batch are appended side by side, each in one script call. A batch
+        refused with an error (503) may have reached some partitions: ``seq`` numbers make
+        its retry safe, as after any lost reply."""
         if not ticks:
             return []
         payloads = [orjson.dumps(tick) for tick in ticks]
         # Duplicates are counted per device: no device can fill another's sequence numbers.
         marks = [("", "") if tick.get("seq") is None else (f"{tick.get('device', '')}/{tick['source']}", tick["seq"])
                  for tick in ticks]
-        async with self._lock:
-            return await self._append(payloads, marks)
+        count = len(self.partitions)
+        groups: dict[int, list[int]] = {}
+        for index, tick in enumerate(ticks):
+            groups.setdefault(keys.partition_of(tick["commodity"], count), []).append(index)
+        results = await asyncio.gather(*(self._append_locked(self.partitions[number], [payloads[i] for i in indexes],
+                                                             [marks[i] for i in indexes])
+                                         for number, indexes in groups.items()))
+        ids: list[str | None] = [None] * len(ticks)
+        for indexes, appended in zip(groups.values(), results):
+            for index, entry in zip(indexes, appended):
+                ids[index] = entry
+        return ids
 
-    async def _append(self, payloads: list[bytes], marks: list[tuple[str, int | str]]) -> list[str | None]:
+    async def _append_locked(self, partition: keys.Partition, payloads: list[bytes],
+                             marks: list[tuple[str, int | str]]) -> list[str | None]:
+        async with self._locks[partition.number]:
+            return await self._append(partition, payloads, marks)
+
+    async def _append(self, partition: keys.Partition, payloads: list[bytes],
+                      marks: list[tuple[str, int | str]]) -> list[str | None]:
         ids: list[str | None] = [None] * len(payloads)
         todo = list(range(len(payloads)))
-        if self._head is None:
-            self._head = (await self.redis.get(keys.AUDIT_HEAD) or b"").decode()
+        number = partition.number
+        head = self._heads[number]
+        if head is None:
+            head = (await self.redis.get(partition.audit_head) or b"").decode()
         for _ in range(ATTEMPTS):
             if not todo:
                 return ids
-            links = self.witness.links(self._head, [payloads[i] for i in todo])
-            args: list[bytes | str | int] = [keys.SEQ_PREFIX, SEQ_MEMORY, self._head]
+            links = self.witness.links(head, [payloads[i] for i in todo])
+            args: list[bytes | str | int] = [partition.seq_prefix, SEQ_MEMORY, head]
             for i, link in zip(todo, links):
                 args += [payloads[i], marks[i][0], marks[i][1], link]
-            reply = await self._script(keys=[keys.TICKS, keys.AUDIT_HEAD, keys.ACCEPTED], args=args)
+            reply = await self._script(keys=[partition.ticks, partition.audit_head, partition.accepted], args=args)
             status = reply[0]
             if status == b"ok":
                 appended = [entry.decode() for entry in reply[1:]]
@@ -137,39 +161,42 @@ class TickAppender:
             elif reply[1].decode() == links[-1]:
                 # The head is this batch's own last link: Redis applied it, and the reply was lost
                 # (the client resent the script after a broken connection).
-                appended = await self._own_entries(links)
+                appended = await self._own_entries(partition, links)
             else:
-                await self._moved(reply[1].decode())
+                head = reply[1].decode()
+                await self._moved(partition, head)
                 continue
             for i, entry in zip(todo, appended):
                 ids[i] = entry
-            self._head = links[-1]
-            self.witness.settle(appended[-1], links[-1])
+            self._heads[number] = links[-1]
+            self.witness.settle(number, appended[-1], links[-1])
             return ids
+        self._heads[number] = head
         raise ChainBusy("the audit chain's head kept moving; retry")
 
-    async def _own_entries(self, links: list[str]) -> list[str]:
-        newest = await self.redis.xrevrange(keys.TICKS, count=len(links))
+    async def _own_entries(self, partition: keys.Partition, links: list[str]) -> list[str]:
+        newest = await self.redis.xrevrange(partition.ticks, count=len(links))
         return [entry.decode() for entry, _ in reversed(newest)]
 
-    async def _moved(self, head: str) -> None:
-        pinned = self.witness.pin
+    async def _moved(self, partition: keys.Partition, head: str) -> None:
+        pinned = self.witness.pins.get(partition.number)
         if pinned is not None:
-            entry = await self.redis.xrange(keys.TICKS, pinned[0], pinned[0])
-            anchor = await self.redis.get(keys.AUDIT_ANCHOR)
-            self.witness.moved(head, entry[0][1].get(b"h") if entry else None, anchor)
-        self._head = head
+            entry = await self.redis.xrange(partition.ticks, pinned[0], pinned[0])
+            anchor = await self.redis.get(partition.audit_anchor)
+            self.witness.moved(partition.number, head, entry[0][1].get(b"h") if entry else None, anchor)
+        self._heads[partition.number] = head
 
 
 class Ingestor:
     """Validate raw tick items and append the good ones: shared by HTTP and /ws/ingest."""
 
     def __init__(self, redis: Redis, catalog: Catalog, max_batch: int, max_future_skew: float, witness: Witness,
-                 allowed_lateness: float = 0.0, max_tick_age: float = MAX_TICK_AGE):
+                 partitions: list[keys.Partition], allowed_lateness: float = 0.0, max_tick_age: float = MAX_TICK_AGE):
         self.redis = redis
         self.max_tick_age = max_tick_age
         self.allowed_lateness = allowed_lateness
-        self.appender = TickAppender(redis, witness)
+        self.partitions = partitions
+        self.appender = TickAppender(redis, witness, partitions)
         self.catalog = catalog
         self.max_batch = max_batch
         self.max_future_skew = max_future_skew
@@ -228,13 +255,20 @@ class Ingestor:
 
     async def _late(self, accepted: list[tuple[int, dict]]) -> set[int]:
         """Indexes of ticks older than their series' newest time the engine has committed
-        (``pw:latest:ts``) by more than the allowed lateness: history, which the engine stores
-        but does not score (its verdict says ``late`` too, and is the last word: ticks still in
-        flight are not known here)."""
+        (its partition's ``latest:ts``) by more than the allowed lateness: history, which the
+        engine stores but does not score (its verdict says ``late`` too, and is the last word:
+        ticks still in flight are not known here)."""
         if not accepted:
             return set()
-        series = sorted({keys.series_key(tick["commodity"], tick["market"]) for _, tick in accepted})
-        newest = dict(zip(series, await self.redis.hmget(keys.LATEST_TS, series)))
+        count = len(self.partitions)
+        by_partition: dict[int, set[str]] = {}
+        for _, tick in accepted:
+            by_partition.setdefault(keys.partition_of(tick["commodity"], count), set()).add(
+                keys.series_key(tick["commodity"], tick["market"]))
+        newest: dict[str, bytes | None] = {}
+        for number, wanted in by_partition.items():
+            series = sorted(wanted)
+            newest.update(zip(series, await self.redis.hmget(self.partitions[number].latest_ts, series)))
         return {index for index, tick in accepted
                 if (ts := newest[keys.series_key(tick["commodity"], tick["market"])]) is not None
                 and tick["ts"] < float(ts) - self.allowed_lateness}

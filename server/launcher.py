@@ -79,7 +79,7 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
-def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
+def run_up(settings: Settings, demo: bool, data_dir_given: bool = False, engines: int = 1) -> int:
     data_dir = settings.data_dir if data_dir_given or not demo else settings.data_dir / "demo"
     owner_only_dir(data_dir)
     running = running_launcher(data_dir)
@@ -110,7 +110,10 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
     url = redis_process.url if redis_process else settings.redis_url
     # The parts work in the same data directory (the demo's own, or the one --data-dir named).
     env = {**os.environ, "REDIS_URL": url, "PASARWATCH_DATA_DIR": str(data_dir)}
-    parts = [Part("engine", _command("engine")), Part("web", _command("web")), Part("worker", _command("worker"))]
+    # Engines share the partitions through leases (server/leases.py); web and worker come after them.
+    parts = [Part("engine" if engines == 1 else f"engine-{n + 1}", _command("engine")) for n in range(engines)]
+    parts += [Part("web", _command("web")), Part("worker", _command("worker"))]
+    started = len(parts)
     web_url = f"http://{settings.host}:{settings.port}"
     days: list = []
     try:
@@ -127,14 +130,14 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False) -> int:
                   f"{data_dir} (in memory; nothing of it is written to your own data)", flush=True)
             env["PASARWATCH_DEMO_TOKEN"] = _demo_device_token(url)
             parts.append(Part("demo", _command("demo", "--url", web_url), one_shot=True))
-        for part in parts[:3]:
+        for part in parts[:started]:
             part.start(env)
         if _wait_http(web_url + "/healthz", 30):
             print(f"\n  Pasarwatch is running: open {web_url}/  (Ctrl-C stops everything)\n", flush=True)
         else:
             log.error("web server did not come up on %s", web_url)
         if demo:
-            parts[3].start(env)
+            parts[started].start(env)
             _demo_status(url, "running", days)
         while not stopping:
             _supervise(parts, env, url, days)

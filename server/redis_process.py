@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,10 +120,13 @@ def start_redis(
     password: str | None = None,
     persist: bool = True,
     die_with_parent: bool = False,
+    config: Sequence[str] = (),
 ) -> RedisProcess:
     """Start redis-server with data in ``data_dir`` (append-only file on unless not ``persist``);
     wait until it answers. ``die_with_parent``: stopped (SIGTERM, a clean shutdown) when the
-    calling process dies; only for a caller that forks from its main thread."""
+    calling process dies; only for a caller that forks from its main thread. ``config``: more
+    configuration lines (``directive value``, e.g. ``cluster-enabled yes``), given on standard
+    input after the password, so a secret among them (``masterauth``) stays off the command line."""
     data_dir = owner_only_dir(Path(data_dir))
     port = port or free_port()
     args = [
@@ -144,8 +148,9 @@ def start_redis(
                                stderr=subprocess.PIPE, start_new_session=True, umask=0o077,
                                preexec_fn=exit_with_parent if die_with_parent else None)
     assert process.stdin is not None and process.stderr is not None  # both pipes, asked for above
-    config = f"requirepass {password}\n" if password else ""
-    process.stdin.write(config.encode())
+    lines = [f"requirepass {password}"] if password else []
+    lines.extend(config)
+    process.stdin.write("".join(f"{line}\n" for line in lines).encode())
     process.stdin.close()
     started = RedisProcess(process, port, data_dir, password)
     client = redis.Redis(host="127.0.0.1", port=port, password=password,

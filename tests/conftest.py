@@ -7,6 +7,7 @@ import pytest
 
 from tests import markers
 from tests.browser import APT_INSTALL_TIMEOUT, APT_UPDATE_TIMEOUT, ARTIFACTS, CHROMIUM, ChromiumUnavailable, ensure_chromium
+from tests.cluster import RedisCluster
 from tests.system import System
 
 
@@ -41,3 +42,11 @@ def system(tmp_path: Path):
     running = System(tmp_path).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real Redis Cluster of three masters on 127.0.0.1 (tests/cluster.py), shared by the tests of
+    a module (about 2 s to start); every node is stopped at teardown, also after a failed test."""
+    with RedisCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster

@@ -65,11 +65,12 @@ class System:
     def _ready(self) -> bool:
         return self.http.get("/readyz").status_code == 200
 
-    def start_process(self, name: str) -> subprocess.Popen:
+    def start_process(self, name: str, command: str | None = None) -> subprocess.Popen:
+        """``python -m server.cli COMMAND`` (default: the name), logged under ``name``."""
         log_path = self.tmp / f"{name}.log"
         self.logs[name] = log_path
         handle = log_path.open("ab")
-        process = subprocess.Popen([sys.executable, "-m", "server.cli", name], env=self.env,
+        process = subprocess.Popen([sys.executable, "-m", "server.cli", command or name], env=self.env,
                                    cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT)
         self.processes[name] = process
         return process

@@ -50,7 +50,7 @@ def test_a_reference_of_an_unknown_kind_is_refused():
 
 
 def test_the_engine_gives_the_stack_each_reference_with_its_kind():
-    from server.engine import ceilings_of
+    from detectors.ceiling import ceilings_of
     ceilings = ceilings_of(load_catalog())
     assert ceilings["cabai-rawit-merah"] == Reference(57000.0, "HAP")
     assert ceilings["minyakita"] == Reference(15700.0, "HET")

@@ -23,7 +23,7 @@ from rules.engine import RuleEngine
 from rules.loader import RuleSet, RuleSetError, parse_rule_text
 from server import auth
 from base.config import PROJECT_ROOT
-from server.engine import DETECTOR_NAMES
+from detectors.stack import DETECTOR_NAMES
 from server.ticks import KNOWN_FIELDS, BodyError, parse_body, validate_ticks
 from tests.system import System, wait_for
 

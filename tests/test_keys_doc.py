@@ -9,7 +9,7 @@ from base import keys
 from base.config import PROJECT_ROOT
 
 DOC = PROJECT_ROOT / "docs" / "architecture.md"
-PACKAGES = ("server", "workers", "pipeline", "detectors", "rules")
+PACKAGES = ("base", "stores", "server", "workers", "pipeline", "detectors", "rules")
 # A whole string that is a key name (docstrings and messages that mention one have spaces).
 KEY_LITERAL = re.compile(r"pw:[\w:.{}/*-]*")
 
@@ -28,17 +28,8 @@ def doc_table() -> dict[str, str]:
 
 
 def registry_types() -> dict[str, str]:
-    return {shown(key): ("pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else ""))
+    return {keys.shown_name(key): ("pub/sub channel" if key.type == "channel" else key.type + (", TTL" if key.ttl else ""))
             for key in keys.REGISTRY}
-
-
-def shown(key: keys.Key) -> str:
-    """The name as the table shows it: a pattern's ``{field}`` parts as they are, a fixed name's
-    hash tag with single braces (``pw:{{silences}}`` in base/keys.py is the key pw:{silences})."""
-    try:
-        return key.name.format()
-    except (KeyError, IndexError):
-        return key.name
 
 
 def test_every_registered_key_is_in_the_doc_with_its_type_and_nothing_else():
@@ -67,17 +58,17 @@ def key_literals(path: Path) -> list[str]:
     return found
 
 
-def test_no_module_spells_a_key_outside_server_keys():
+def test_no_module_spells_a_key_outside_base_keys():
     spelled = []
     for package in PACKAGES:
         for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
-            if path != PROJECT_ROOT / "server" / "keys.py":
+            if path != PROJECT_ROOT / "base" / "keys.py":
                 spelled += key_literals(path)
     assert spelled == []
 
 
 def test_registry_names_are_unique_and_typed():
-    names = [key.name for key in keys.REGISTRY]
+    names = [keys.shown_name(key) for key in keys.REGISTRY]
     assert len(names) == len(set(names))
     assert {key.type for key in keys.REGISTRY} <= set(keys.TYPES)
     assert all(name.startswith("pw:") for name in names)
@@ -89,7 +80,13 @@ def test_a_pattern_builds_its_keys_and_scripts_append_to_its_prefix():
     assert keys.GROUP_ALERTS.of(gid="g1") == "pw:notif:group:g1:alerts"
     partition = keys.Partition(3)
     assert partition.history("beras", "pasar-agung") == "pw:{p3}:hist:beras/pasar-agung"
-    assert partition.history("beras", "pasar-agung") == keys.HISTORY.of(tag="{p3}", commodity="beras",
-                                                                        market="pasar-agung")
     assert partition.seq_prefix + "dev-1/src" == keys.SEQ.of(tag="{p3}", device="dev-1", source="src")
-    assert partition.ticks == "pw:{p3}:ticks" and keys.partitions(2)[1].alerts == "pw:{p1}:alerts"
+    assert partition.ticks == "pw:{p3}:ticks" and keys.SILENCES == "pw:{silences}"
+
+
+def test_every_key_of_a_partition_carries_its_hash_tag():
+    """One tag per partition: every transaction and script of a batch stays in one cluster slot."""
+    partition = keys.Partition(5)
+    names = [value for value in vars(partition).values() if isinstance(value, str) and value.startswith("pw:")]
+    names.append(partition.history("beras", "pasar-agung"))
+    assert len(names) > 20 and all("{p5}" in name and name.count("{") == 1 for name in names)

@@ -12,7 +12,8 @@ from base.catalog import load_catalog
 from pipeline.rules_cli import find_test_files
 from rules.notation import expand
 from pipeline.rule_tests import format_result, run_test_file
-from server.engine import DETECTOR_NAMES, ceilings_of
+from detectors.ceiling import ceilings_of
+from detectors.stack import DETECTOR_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog()

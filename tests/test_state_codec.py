@@ -21,7 +21,8 @@ from detectors.series import SeriesState
 from detectors.stack import DetectorStack
 from base.catalog import load_catalog
 from server.checkpoint import StateError, decode_state, encode_state, register
-from server.engine import Clock, ceilings_of
+from detectors.ceiling import ceilings_of
+from server.engine import Clock
 from server.reliability import SourceReliability
 from tests import test_rules_confirm as confirm
 from tests import test_rules_engine as ladder
