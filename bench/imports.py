@@ -17,7 +17,7 @@ import redis
 
 from bench import procs
 from bench.data import pihps_source
-from base import keys
+from stores import partitioned
 from server.demo import DEMO_DIR
 from server.demo_data.make_demo_slice import SOURCE_FILES
 from testkit.waiting import wait_for
@@ -45,7 +45,7 @@ def run(quick: bool) -> dict:
 
         def drained() -> bool:
             engine.check_alive()
-            return int(store.get(keys.PROCESSED) or 0) >= report["accepted"]
+            return partitioned.total(store, "processed") >= report["accepted"]
 
         wait_for(drained, TIMEOUT, f"the engine to commit {report['accepted']} imported ticks")
         end_to_end = time.perf_counter() - start

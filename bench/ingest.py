@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from bench import procs
 from bench.data import load_pihps_days, series_count, tick_stream
-from base import keys
+from stores import partitioned
 from testkit.waiting import wait_for
 
 BATCH = 500
@@ -80,7 +80,7 @@ def _measure(transport: str, ticks: list[dict]) -> dict:
 
         def drained() -> bool:
             engine.check_alive()
-            return int(store.get(keys.PROCESSED) or 0) >= len(ticks)
+            return partitioned.total(store, "processed") >= len(ticks)
 
         wait_for(drained, TIMEOUT, f"the engine to commit {len(ticks)} ticks")
         end_to_end = time.perf_counter() - start

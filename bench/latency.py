@@ -23,7 +23,7 @@ from bench import procs
 from bench.data import load_pihps_days, tick_stream
 from bench.stats import Histogram
 from bench.wsclient import connect
-from base import keys
+from stores import partitioned
 from testkit.waiting import wait_for
 
 # (name, ticks per POST, POSTs per second)
@@ -129,7 +129,7 @@ async def _run(system: procs.Stack, ticks: list[dict], warm: int, seconds: float
             await device.post(ticks[at:min(at + 500, warm)])
         del ticks[:warm]
         processed = redis.Redis.from_url(system.redis_url)
-        wait_for(lambda: int(processed.get(keys.PROCESSED) or 0) >= warm, 120,
+        wait_for(lambda: partitioned.total(processed, "processed") >= warm, 120,
                  "the engine to process the warm-up ticks")  # the phases start from a drained queue
         processed.close()
         subscriber = await connect("127.0.0.1", system.port, "/ws/prices", screen.on_message)

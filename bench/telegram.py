@@ -64,7 +64,10 @@ def _measure(chats: int) -> dict:
     from base.catalog import load_catalog
     from testkit.fakebot import FakeTelegram
     from workers import subscriptions
-    from workers.dispatch import ALERTS, dispatch_alerts
+    from base import keys
+    from stores import partitioned
+    from stores.partitions import partition_count
+    from workers.dispatch import dispatch_alerts
     from workers.settings import NotifySettings
 
     with procs.stack("telegram") as system, FakeTelegram() as fake:
@@ -76,9 +79,11 @@ def _measure(chats: int) -> dict:
             for chat in range(chats):
                 subscriptions.subscribe(pipe, 100_000 + chat, "cabai-rawit-merah")
             pipe.execute()
+        partitions = keys.partitions(partition_count(store, 1))
         for n in range(ALERTS_PER_RUN):
             event = _alert(n)
-            store.xadd(ALERTS, {"a": orjson.dumps(event)}, id=event["id"])
+            store.xadd(partitioned.of_series(partitions, event["commodity"]).alerts, {"a": orjson.dumps(event)},
+                       id=event["id"])
         queued = dispatch_alerts(store, load_catalog(system.rules_dir / "catalog"), NotifySettings.from_env(env))
         for i in range(WORKERS):
             system.start_command(f"worker-{i}", [sys.executable, "-m", "workers.run", "--name", f"bench-{i}"], env)

@@ -10,11 +10,12 @@ from starlette.responses import Response
 from server import params
 
 from base import keys
-from server.progress import engine_progress
+from server.progress import partitions_progress, summary
 from server.access import requires
 from server.access import count_refusal, refuse
 from server.responses import ORJSONResponse, error
 from server.ticks import BodyError, parse_body
+from stores import partitioned
 
 MAX_LIMIT = 5000
 
@@ -108,9 +109,8 @@ async def get_catalog(request: Request) -> Response:
 @requires("read")
 async def get_series(request: Request) -> Response:
     wanted = {name: _list_param(request, name) for name in ("commodity", "province", "market")}
-    rows = await request.app.state.redis.hgetall(keys.LATEST)
     series = []
-    for raw in rows.values():
+    for raw in await partitioned.hash_values(request.app.state.redis, request.app.state.partitions, "latest"):
         message = orjson.loads(raw)
         if all(not values or message.get(name) in values for name, values in wanted.items()):
             series.append(message)
@@ -122,7 +122,8 @@ async def get_series(request: Request) -> Response:
 async def get_history(request: Request) -> Response:
     commodity, market = request.path_params["commodity"], request.path_params["market"]
     limit = _int_param(request, "limit", 500, 1, MAX_LIMIT)
-    entries = await request.app.state.redis.xrevrange(keys.history_key(commodity, market), count=limit)
+    partition = partitioned.of_series(request.app.state.partitions, commodity)
+    entries = await request.app.state.redis.xrevrange(partition.history(commodity, market), count=limit)
     points = [orjson.loads(fields[b"m"]) for _, fields in reversed(entries)]
     return ORJSONResponse({"commodity": commodity, "market": market, "points": points})
 
@@ -142,7 +143,8 @@ async def get_alerts(request: Request) -> Response:
 
     The two differ: one alert that fired, escalated and repeated is three firing events in the
     history but one alert firing now, and an alert that resolved has firing events but is not
-    firing. The current set is the engine's ``pw:firing`` hash, one entry per alert key.
+    firing. The current set is the engines' ``firing`` hashes (one per partition), one entry per
+    alert key.
     """
     limit = _int_param(request, "limit", 200, 1, MAX_LIMIT)
     since = _stream_id_param(request, "since")
@@ -155,17 +157,18 @@ async def get_alerts(request: Request) -> Response:
         if since is not None:
             raise QueryError("since", "since reads the event history: add history=true, or drop since "
                                       "to get what is firing now")
-        alerts = await read_firing(request.app.state.redis, limit, wanted)
+        alerts = await read_firing(request.app.state.redis, request.app.state.partitions, limit, wanted)
     else:
-        alerts = await read_alerts(request.app.state.redis, since, limit, state or None, wanted)
+        alerts = await read_alerts(request.app.state.redis, request.app.state.partitions, since, limit,
+                                   state or None, wanted)
     return ORJSONResponse({"alerts": alerts})
 
 
-async def read_firing(redis, limit: int, wanted: dict[str, set[str]]) -> list[dict]:
+async def read_firing(redis, partitions: list[keys.Partition], limit: int, wanted: dict[str, set[str]]) -> list[dict]:
     """The alerts firing now, one per key (its latest firing event), oldest first; the newest
     ``limit`` when there are more."""
     alerts = []
-    for raw in (await redis.hgetall(keys.FIRING)).values():
+    for raw in await partitioned.hash_values(redis, partitions, "firing"):
         alert = orjson.loads(raw)
         if all(not values or alert.get(name) in values for name, values in wanted.items()):
             alerts.append(alert)
@@ -179,9 +182,10 @@ def _id_order(alert: dict) -> tuple[int, int]:
     return params.whole_number(ms) or 0, params.whole_number(seq) or 0
 
 
-async def read_alerts(redis, since: str | None, limit: int, state: str | None = None,
-                      wanted: dict[str, set[str]] | None = None) -> list[dict]:
-    """Alerts after ``since`` (oldest first), or the newest ``limit`` when since is absent."""
+async def read_alerts(redis, partitions: list[keys.Partition], since: str | None, limit: int,
+                      state: str | None = None, wanted: dict[str, set[str]] | None = None) -> list[dict]:
+    """Alerts after ``since`` (oldest first), or the newest ``limit`` when since is absent, from
+    every partition's alert stream: an alert's id is unique across partitions and orders them."""
     wanted = wanted or {}
 
     def keep(alert: dict) -> bool:
@@ -189,10 +193,19 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
             not values or alert.get(name) in values for name, values in wanted.items())
 
     alerts: list[dict] = []
+    for partition in partitions:
+        alerts.extend(await _read_stream(redis, partition.alerts, since, limit, keep))
+    alerts.sort(key=_id_order)
+    return alerts[:limit] if since is not None else alerts[-limit:]
+
+
+async def _read_stream(redis, stream: str, since: str | None, limit: int, keep) -> list[dict]:
+    """One partition's part of ``read_alerts``: at most ``limit`` kept alerts, oldest first."""
+    alerts: list[dict] = []
     if since is None:
         cursor = "+"
         while len(alerts) < limit:
-            entries = await redis.xrevrange(keys.ALERTS, max=cursor, count=500)
+            entries = await redis.xrevrange(stream, max=cursor, count=500)
             for _entry_id, fields in entries:
                 alert = orjson.loads(fields[b"a"])
                 if keep(alert):
@@ -203,7 +216,7 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
         return list(reversed(alerts[:limit]))
     cursor = "(" + since
     while len(alerts) < limit:
-        entries = await redis.xrange(keys.ALERTS, min=cursor, count=500)
+        entries = await redis.xrange(stream, min=cursor, count=500)
         for _entry_id, fields in entries:
             alert = orjson.loads(fields[b"a"])
             if keep(alert):
@@ -216,8 +229,17 @@ async def read_alerts(redis, since: str | None, limit: int, state: str | None = 
 
 @requires("read")
 async def get_sources(request: Request) -> Response:
-    """Devices and sources whose reliability standing changed: suspect ones first."""
-    rows = [orjson.loads(raw) for raw in (await request.app.state.redis.hvals(keys.SOURCES))]
+    """Devices and sources whose reliability standing changed: suspect ones first.
+
+    Each partition's engine judges the sources by the ticks it sees, so a source that reports
+    several commodities has a standing in several partitions: the newest (by ``ts``) is shown."""
+    newest: dict[bytes, dict] = {}
+    for standings in await partitioned.hashes(request.app.state.redis, request.app.state.partitions, "sources"):
+        for source, raw in standings.items():
+            row = orjson.loads(raw)
+            if source not in newest or float(row.get("ts") or 0) > float(newest[source].get("ts") or 0):
+                newest[source] = row
+    rows = list(newest.values())
     rows.sort(key=lambda r: (r["state"] != "suspect", r["source"]))
     return ORJSONResponse({"sources": rows})
 
@@ -245,12 +267,15 @@ async def readyz(request: Request) -> Response:
         checks["rules"] = status is not None and bool(orjson.loads(status).get("files") is not None)
         heartbeat = await redis.get(keys.ENGINE_HEARTBEAT)
         checks["engine"] = heartbeat is not None and time.time() - float(heartbeat) < 60
-        progress = await engine_progress(redis, request.app.state.settings.engine_stall)
-        checks["engine_progress"] = not progress["stalled"]
-        detail["engine"] = progress
+        progress = await partitions_progress(redis, request.app.state.partitions,
+                                             request.app.state.settings.engine_stall)
+        detail["engine"] = summary(progress)
+        detail["partitions"] = progress
+        checks["engine_progress"] = not detail["engine"]["stalled"]
     except Exception:  # noqa: BLE001 - readiness reports what failed instead of failing itself
         pass
-    # Ready means ticks sent now will be scored: Redis and rules up, and the engine not stuck
-    # on waiting ticks (a live engine that is merely idle, or catching up, is fine).
+    # Ready means ticks sent now will be scored: Redis and rules up, and no partition stuck on
+    # waiting ticks, ownerless or with an owner that makes no progress (an engine that is merely
+    # idle, or catching up, is fine).
     ready = checks["redis"] and checks["rules"] and checks["engine_progress"]
     return ORJSONResponse({"ready": ready, "checks": checks, **detail}, status_code=200 if ready else 503)

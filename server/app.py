@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from base import keys
 from base.catalog import load_catalog
 from server import (api, audit, deadletters, demo, devices, forecast_api, imports, metrics, openapi, references_api,
                     silences, sockets, telegram_bot)
@@ -23,6 +24,7 @@ from server.access import Gate, count_refusal
 from server.hub import Hub
 from server.ingest import Ingestor
 from server.responses import error
+from stores.partitions import partition_count_async
 
 log = logging.getLogger("pasarwatch.web")
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -77,8 +79,11 @@ def create_app(settings: Settings) -> Starlette:
         hub = Hub(feed, settings.ws_queue, settings.ws_send_timeout)
         app.state.redis = redis
         app.state.hub = hub
+        # P is fixed in Redis by the first process to write: every reader of per-partition keys
+        # (prices, alerts, counters, progress) and the tick appender use these.
+        app.state.partitions = keys.partitions(await partition_count_async(redis, settings.partitions))
         app.state.ingestor = Ingestor(redis, catalog, settings.max_batch, settings.max_future_skew,
-                                      audit.Witness(audit.AuditFiles(settings.audit_dir)),
+                                      audit.Witness(audit.AuditFiles(settings.audit_dir)), app.state.partitions,
                                       settings.allowed_lateness, settings.max_tick_age_days * 86400)
         hub.start()
         try:

@@ -1,9 +1,10 @@
 """``GET /api/v1/forecast``: the online model's forecast of a series, with a prediction interval.
 
-The engine checkpoints each series' detector state in ``pw:state:series`` (field
-``commodity/market``, a state document of detectors/state.py, never a pickle: whoever can write
-to Redis must not run code here); this handler reads it and asks the forecast detector
-(detectors/forecast.py: exponential smoothing on log-price) for the next ``horizon`` ticks.
+The engine checkpoints each series' detector state in its partition's ``state_series`` hash
+(``pw:{pN}:state:series``, field ``commodity/market``, a state document of detectors/state.py,
+never a pickle: whoever can write to Redis must not run code here); this handler reads it and
+asks the forecast detector (detectors/forecast.py: exponential smoothing on log-price) for the
+next ``horizon`` ticks.
 The interval is the model's own: ``level ± 1.96`` residual scales, widened with the horizon as
 simple exponential smoothing's error variance grows. Each step's time is the last tick's plus
 the series' usual gap between ticks. How much to trust the model: run
@@ -36,6 +37,7 @@ from base import keys
 from server.params import whole_number
 from server.access import requires
 from server.responses import ORJSONResponse, error
+from stores import partitioned
 
 MAX_HORIZON = 90
 ODDS_HORIZON = 14
@@ -136,10 +138,11 @@ async def get_forecast(request: Request) -> Response:
         return error(422, field, "bad_query", detail)
     commodity, market, horizon = parsed
     key = keys.series_key(commodity, market)
-    blob = await request.app.state.redis.hget(keys.STATE_SERIES, key)
+    state_series = partitioned.of_series(request.app.state.partitions, commodity).state_series
+    blob = await request.app.state.redis.hget(state_series, key)
     if blob is None:
         return error(404, "market", "unknown_series",
-                     f"no detector state for series {key!r} (field {key} of {keys.STATE_SERIES})")
+                     f"no detector state for series {key!r} (field {key} of {state_series})")
     try:
         series = read_series_state(blob)
     except StateError as exc:

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 
 from base.catalog import Catalog
 from base import keys
+from base.keys import Partition
 from server.import_files import BadLine, Source
 from server.import_formats import Options, Record, find_layout, json_record
 from server.ingest import TickAppender
@@ -162,9 +163,11 @@ class Importer:
     """Reads, validates and appends the files of one import (see the module doc)."""
 
     def __init__(self, redis: Redis, appender: TickAppender, catalog: Catalog, options: Options = Options(),
-                 max_future_skew: float = 300.0, max_age: float | None = None):
+                 max_future_skew: float = 300.0, max_age: float | None = None,
+                 partitions: list[Partition] | None = None):
         self.redis = redis
         self.appender = appender
+        self.partitions = partitions or []  # the appender's: where each tick goes
         self.catalog = catalog
         self.options = options
         self.max_future_skew = max_future_skew
@@ -262,7 +265,7 @@ class Importer:
 
     # -- appending (the event loop; each batch taken from the runs in a thread) ----------------
     async def _append(self, merged: Iterator[tuple]) -> None:
-        engine = EngineWatch(self.redis)
+        engine = EngineWatch(self.redis, self.partitions)
         while batch := await asyncio.to_thread(_take, merged, BATCH):
             ticks = []
             for ts, commodity, market, *_, payload in batch:
@@ -278,32 +281,47 @@ class Importer:
                 else:
                     self.report.accept(tick)
             self._progress.appended += len(batch)
-            appended = [entry for entry in ids if entry]
-            if appended:
-                engine.appended(appended[-1], len(appended))
+            engine.appended([(tick["commodity"], entry) for tick, entry in zip(ticks, ids) if entry])
             await engine.keep_up(self._progress)
 
 
 class EngineWatch:
-    """How many of this import's ticks the engine has not read yet (by the engine group's last
-    delivered id), so appending pauses instead of filling Redis faster than the engine reads."""
+    """How many of this import's ticks the engines have not read yet (by each partition's engine
+    group's last delivered id), so appending pauses instead of filling Redis faster than the
+    engines read."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, partitions: list[Partition]):
         self.redis = redis
-        self.batches: deque[tuple[tuple[int, int], int]] = deque()  # (last id, ticks appended up to it)
+        self.partitions = partitions
+        # Per partition: (last id, the partition's ticks appended up to it), and how many it read.
+        self.batches: dict[int, deque[tuple[tuple[int, int], int]]] = {}
+        self.appended_to: dict[int, int] = {}
+        self.read_of: dict[int, int] = {}
         self.total = 0
-        self.read = 0
 
-    def appended(self, last_id: str, count: int) -> None:
-        self.total += count
-        self.batches.append((_id(last_id), self.total))
+    @property
+    def read(self) -> int:
+        return sum(self.read_of.values())
+
+    def appended(self, entries: list[tuple[str, str]]) -> None:
+        """``entries``: (commodity, stream id) of each tick appended, in order."""
+        last: dict[int, str] = {}
+        for commodity, entry in entries:
+            number = keys.partition_of(commodity, len(self.partitions))
+            last[number] = entry
+            self.appended_to[number] = self.appended_to.get(number, 0) + 1
+        self.total += len(entries)
+        for number, entry in last.items():
+            self.batches.setdefault(number, deque()).append((_id(entry), self.appended_to[number]))
 
     async def keep_up(self, progress: Progress) -> None:
         delivered, since = None, time.monotonic()
         while True:
             seen = await self._delivered()
-            while seen is not None and self.batches and self.batches[0][0] <= seen:
-                self.read = self.batches.popleft()[1]
+            for number, batches in self.batches.items():
+                last = seen.get(number)
+                while last is not None and batches and batches[0][0] <= last:
+                    self.read_of[number] = batches.popleft()[1]
             if self.total - self.read <= BACKLOG:
                 progress.waiting = False
                 return
@@ -316,17 +334,20 @@ class EngineWatch:
                                     f"import again to finish it, the ticks already in are skipped")
             await asyncio.sleep(0.2)  # polling the engine's progress: nothing to wake us sooner
 
-    async def _delivered(self) -> tuple[int, int] | None:
-        try:
-            groups = await self.redis.xinfo_groups(keys.TICKS)
-        except Exception:  # noqa: BLE001 - no stream or group yet: the engine has read nothing
-            return None
-        for group in groups:
-            name = group.get("name")
-            if name in (keys.ENGINE_GROUP, keys.ENGINE_GROUP.encode()):
-                last = group.get("last-delivered-id")
-                return _id(last.decode() if isinstance(last, bytes) else str(last))
-        return None
+    async def _delivered(self) -> dict[int, tuple[int, int]]:
+        """The engine group's last delivered id of each partition this import appended to
+        (none for a partition without the stream or group: its engine has read nothing)."""
+        numbers = sorted(self.batches)
+        pipe = self.redis.pipeline(transaction=False)
+        for number in numbers:
+            pipe.xinfo_groups(self.partitions[number].ticks)
+        seen = {}
+        for number, groups in zip(numbers, await pipe.execute(raise_on_error=False) if numbers else []):
+            for group in groups if isinstance(groups, list) else []:
+                if group.get("name") in (keys.ENGINE_GROUP, keys.ENGINE_GROUP.encode()):
+                    last = group.get("last-delivered-id")
+                    seen[number] = _id(last.decode() if isinstance(last, bytes) else str(last))
+        return seen
 
 
 class Runs:

@@ -113,7 +113,7 @@ async def _command(settings: Settings, redis_url: str, sources: list[Source], op
         partitions = keys.partitions(await partition_count_async(redis, settings.partitions))
         appender = TickAppender(redis, Witness(files), partitions)
         importer = Importer(redis, appender, load_catalog(settings.catalog_dir), options,
-                            settings.max_future_skew, settings.max_tick_age_days * 86400)
+                            settings.max_future_skew, settings.max_tick_age_days * 86400, partitions)
         shown = asyncio.create_task(_show(importer))
         try:
             report = await importer.run(sources)
@@ -288,7 +288,7 @@ def _display_name(filename: str | None) -> str:
 async def _run(state, job: dict, sources: list[Source], options: Options, directory: Path) -> None:
     settings: Settings = state.settings
     importer = Importer(state.redis, state.ingestor.appender, state.catalog, options,
-                        settings.max_future_skew, settings.max_tick_age_days * 86400)
+                        settings.max_future_skew, settings.max_tick_age_days * 86400, state.partitions)
 
     async def publish() -> None:
         while True:

@@ -9,6 +9,7 @@ by a custom collector.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import orjson
@@ -20,9 +21,11 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from stores import histograms
+from stores import histograms, partitioned
 
 from base import keys
+from base.keys import Partition
+from server.progress import partitions_progress
 from server.access import REFUSED
 from stores.histograms import LocalHistogram
 
@@ -50,9 +53,28 @@ def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
 
 def labelled_counter(name: str, help_text: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
     """One counter per value of ``label``, in a stable order."""
-    family = CounterMetricFamily(name, help_text, labels=[label])
-    for value, count in sorted(counts.items()):
-        family.add_metric([value], count)
+    return labelled(CounterMetricFamily(name, help_text, labels=[label]), counts)
+
+
+def labelled_gauge(name: str, help_text: str, label: str, values: dict[str, float]) -> GaugeMetricFamily:
+    """One gauge per value of ``label``, in a stable order."""
+    return labelled(GaugeMetricFamily(name, help_text, labels=[label]), values)
+
+
+def labelled(family, values: dict):
+    for value, number in sorted(values.items(), key=lambda item: (len(item[0]), item[0])):
+        family.add_metric([value], number)
+    return family
+
+
+def owners(progress: list[dict]) -> GaugeMetricFamily:
+    """1 per partition with an owner, labelled with the engine holding its lease; none without."""
+    family = GaugeMetricFamily("pasarwatch_partition_owner_info",
+                               "The engine that owns a partition (holds its lease): 1, labelled with its id.",
+                               labels=["partition", "owner"])
+    for p in progress:
+        if p["owner"] is not None:
+            family.add_metric([str(p["partition"]), p["owner"]], 1)
     return family
 
 
@@ -70,7 +92,8 @@ def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
     errors = labelled_counter(
         "pasarwatch_engine_errors_total",
         "Failures the engine contained, by cause: detector:<name> and rule:<name> (skipped for one "
-        "tick), engine:batch (a batch retried tick by tick), engine:deadletter (a tick moved to pw:deadletter).",
+        "tick), engine:batch (a batch retried tick by tick), engine:deadletter (a tick moved to its "
+        "partition's dead letters).",
         "cause", values["errors"])
     status = values["rules"]
     return [
@@ -79,13 +102,19 @@ def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
         counter("pasarwatch_ticks_processed_total", "Ticks the engine has judged and committed.",
                 values["processed"]),
         gauge("pasarwatch_ticks_pending", "Ticks the engine has read but not yet committed.", values["pending"]),
+        labelled_gauge("pasarwatch_partition_lag",
+                       "Ticks of a partition its engine has not committed yet: read but not acknowledged, or "
+                       "not read yet.", "partition", {str(p["partition"]): p["lag"] for p in values["partitions"]}),
+        owners(values["partitions"]),
+        gauge("pasarwatch_engines", "Engines alive: they renewed their partitions' leases within "
+              "PASARWATCH_ENGINE_LEASE seconds.", values["engines"]),
         counter("pasarwatch_alert_events_total", "Alert events raised (firing, escalations, resolutions).",
                 values["alerts"]),
         gauge("pasarwatch_alerts_firing", "Alerts firing now, one per alert key.", values["firing"]),
         refused,
         errors,
         counter("pasarwatch_ticks_deadlettered_total",
-                "Ticks the engine could not process at all, moved to pw:deadletter for an operator.",
+                "Ticks the engine could not process at all, moved to the dead letters for an operator.",
                 values["deadlettered"]),
         counter("pasarwatch_rules_reload_failures_total", "Rule file changes refused because of an error.",
                 status.get("reload_failures", 0)),
@@ -99,44 +128,53 @@ def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
     ]
 
 
-async def read(redis) -> dict:
-    """The values kept in Redis; a missing or unreadable one reads as zero."""
+PER_PARTITION = ("accepted", "processed", "alerts_raised", "deadlettered", "firing", "errors")
+
+
+async def read(redis, partitions: list[Partition], lease: float, now: float | None = None) -> dict:
+    """The values kept in Redis, the counters summed over the partitions; a missing or
+    unreadable one reads as zero. ``lease``: an engine that renewed its leases less than that
+    long ago is live."""
+    now = time.time() if now is None else now
     pipe = redis.pipeline(transaction=False)
-    pipe.get(keys.ACCEPTED)
-    pipe.get(keys.PROCESSED)
-    pipe.get(keys.ALERTS_RAISED)
+    for partition in partitions:
+        pipe.get(partition.accepted)
+        pipe.get(partition.processed)
+        pipe.get(partition.alerts_raised)
+        pipe.get(partition.deadlettered)
+        pipe.hlen(partition.firing)
+        pipe.hgetall(partition.errors)
     pipe.hgetall(REFUSED)
-    pipe.hlen(keys.FIRING)
-    pipe.xinfo_groups(keys.TICKS)
     pipe.get(keys.RULES_STATUS)
-    pipe.hgetall(keys.ERRORS)
-    pipe.get(keys.DEADLETTERED)
+    pipe.zcount(keys.ENGINES, f"({now - lease}", "+inf")
     for spec in histograms.SHARED:
         pipe.hgetall(spec.key)
-    accepted, processed, alerts, refused, firing, groups, rules, errors, deadlettered, *stored = \
-        await pipe.execute(raise_on_error=False)
-    pending = 0
-    if isinstance(groups, list):
-        for group in groups:
-            if group["name"] == keys.ENGINE_GROUP.encode():
-                pending = int(group["pending"])
+    replies = await pipe.execute(raise_on_error=False)
+    each, (refused, rules, engines, *stored) = replies[:len(PER_PARTITION) * len(partitions)], \
+        replies[len(PER_PARTITION) * len(partitions):]
+    sums = dict.fromkeys(PER_PARTITION[:-1], 0)
+    errors: dict[str, int] = {}
+    for start in range(0, len(each), len(PER_PARTITION)):
+        values = dict(zip(PER_PARTITION, each[start:start + len(PER_PARTITION)]))
+        for name in sums:
+            sums[name] += partitioned.number(values[name])
+        for cause, count in (values["errors"] if isinstance(values["errors"], dict) else {}).items():
+            errors[cause.decode()] = errors.get(cause.decode(), 0) + int(count)
+    progress = await partitions_progress(redis, partitions, float("inf"), now)
     return {
-        "accepted": _number(accepted), "processed": _number(processed), "alerts": _number(alerts),
+        "accepted": sums["accepted"], "processed": sums["processed"], "alerts": sums["alerts_raised"],
         "refused": {reason.decode(): int(count) for reason, count in refused.items()}
         if isinstance(refused, dict) else {},
-        "errors": {cause.decode(): int(count) for cause, count in errors.items()}
-        if isinstance(errors, dict) else {},
-        "deadlettered": _number(deadlettered),
-        "firing": firing if isinstance(firing, int) else 0,
-        "pending": pending,
+        "errors": errors,
+        "deadlettered": sums["deadlettered"],
+        "firing": sums["firing"],
+        "pending": sum(p["pending"] for p in progress),
+        "partitions": progress,
+        "engines": partitioned.number(engines),
         "rules": orjson.loads(rules) if isinstance(rules, bytes) else {},
         "histograms": [histograms.from_redis(spec, fields if isinstance(fields, dict) else None)
                        for spec, fields in zip(histograms.SHARED, stored)],
     }
-
-
-def _number(raw: object) -> int:
-    return int(raw) if isinstance(raw, (bytes, str, int)) else 0
 
 
 def exposition(metric_families: list[Metric]) -> bytes:
@@ -147,6 +185,7 @@ def exposition(metric_families: list[Metric]) -> bytes:
 
 async def metrics(request: Request) -> Response:
     hub = request.app.state.hub
-    values = await read(request.app.state.redis)
+    values = await read(request.app.state.redis, request.app.state.partitions,
+                        request.app.state.settings.engine_lease)
     body = exposition(families(values, len(hub.clients), hub.delivered))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -246,7 +246,11 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}
     health = {"type": "object", "required": ["ready", "checks"], "properties": {
         "ready": {"type": "boolean"},
-        "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}}
+        "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "partitions": {"type": "array", "items": {
+            "type": "object", "required": ["partition", "owner", "lag", "waiting", "stalled"], "properties": {
+                "partition": {"type": "integer"}, "owner": {"type": ["string", "null"]},
+                "lag": {"type": "integer"}, "waiting": {"type": "boolean"}, "stalled": {"type": "boolean"}}}}}}
     paths = {
         "/": {"get": {"summary": "The dashboard", "responses": {
             "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
@@ -255,8 +259,8 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
         "/healthz": {"get": {"summary": "Liveness: the web process answers", "responses": {
             "200": json_body({"type": "object", "required": ["status"],
                               "properties": {"status": {"const": "ok"}}}, "alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: Redis answers, the engine has loaded its rules and is "
-                                       "not stuck on waiting ticks",
+        "/readyz": {"get": {"summary": "Readiness: Redis answers, the engine has loaded its rules and no "
+                                       "partition is stuck on waiting ticks (no owner, or no progress)",
                             "responses": {"200": json_body(health, "ready"),
                                           "503": json_body(health, "not ready; checks tell what is missing")}}},
         "/metrics": {"get": {"summary": "Counters and gauges in Prometheus' text format", "responses": {
@@ -455,7 +459,7 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
             "202": json_body({"type": "object", "required": ["replayed", "ids"]}, "appended as a new entry"),
             "404": json_body(ref("Problems"), "no such dead letter"),
             "413": json_body(ref("Problems"), "a corrected tick above 64 KiB")},
-            parameters=[path_param("id", "^[0-9]+-[0-9]+$")],
+            parameters=[path_param("id", "^[0-9]+:[0-9]+-[0-9]+$")],  # "<partition>:<stream id>", as listed
             requestBody={"required": False, "content": {JSON: {"schema": {
                 "type": "object", "description": "a corrected tick (as POST /api/v1/ticks takes one); "
                                                  "without a body the tick is replayed as it was"}}}})},

@@ -4,8 +4,8 @@ For one commodity (and optionally one province) every series with a price gets i
 average, its Lebaran-aligned level a year earlier and its HAP/HET, the deviation from each and
 Badan Pangan's draft crisis criterion (detectors/references.py); so do each province (the daily
 median over its markets) and the nation (over all markets). The prices are the series' stored
-history (``pw:hist:*``, up to PASARWATCH_HISTORY_LEN messages each); quarantined ticks (suspected
-entry errors) are left out of every average.
+history (``pw:{pN}:hist:*`` of the commodity's partition, up to PASARWATCH_HISTORY_LEN messages
+each); quarantined ticks (suspected entry errors) are left out of every average.
 
 Reading is async and per series; decoding and computing run in a worker thread, so a commodity
 with many markets does not hold the event loop. The body of a (commodity, province) is reused
@@ -32,9 +32,9 @@ from detectors.references import (
     references_of,
 )
 from base.catalog import Catalog
-from base import keys
 from server.access import requires
 from server.responses import error
+from stores import partitioned
 
 
 def _ceiling(catalog: Catalog, commodity: str, province: str | None) -> Ceiling | None:
@@ -106,7 +106,8 @@ async def get_references(request: Request) -> Response:
         return error(422, "province", "bad_query", "province must be a catalog province code (e.g. 32)")
     redis = request.app.state.redis
     latest = []
-    for raw in (await redis.hgetall(keys.LATEST)).values():
+    partition = partitioned.of_series(request.app.state.partitions, commodity)
+    for raw in (await redis.hgetall(partition.latest)).values():
         message = orjson.loads(raw)
         if message.get("commodity") == commodity and (province is None or message.get("province") == province):
             latest.append(message)
@@ -120,7 +121,7 @@ async def get_references(request: Request) -> Response:
             series = []
             limit = request.app.state.settings.history_len
             for message in latest:
-                entries = await redis.xrevrange(keys.history_key(commodity, message["market"]), count=limit)
+                entries = await redis.xrevrange(partition.history(commodity, message["market"]), count=limit)
                 series.append((message, [fields[b"m"] for _, fields in entries]))
             body = await asyncio.to_thread(lambda: orjson.dumps(compute(catalog, commodity, province, series)))
             cache.bodies[key] = cached = (fingerprint, body)

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from rules.silences import SilenceError, expire, new_silence, silence_state
 from server.access import requires
+from stores import partitioned
 from stores.silences import acknowledge, save_silence
 from base import keys
 from base.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
@@ -40,7 +41,6 @@ SILENCES = keys.SILENCES
 SILENCE_ENDS = keys.SILENCE_ENDS
 ACKS = keys.ACKS
 EVENTS = keys.EVENTS
-FIRING = keys.FIRING
 MAX_BODY = 64 * 1024
 STATES = ("active", "pending", "expired")
 MAX_LIVE = 1000  # the engine checks every alert against each live silence
@@ -145,7 +145,7 @@ async def ack_alert(request: Request) -> Response:
     if errors or not isinstance(by, str):
         return _errors(errors)
     redis = request.app.state.redis
-    if not await redis.hexists(FIRING, key):
+    if not await partitioned.has_field(redis, request.app.state.partitions, "firing", key):
         return _errors([{"field": "key", "reason": "not_firing", "detail": f"no firing alert has key {key!r}"}], 404)
     async with redis.pipeline(transaction=True) as pipe:
         ack = acknowledge(pipe, key, by.strip(), time.time(), comment.strip())

@@ -21,6 +21,7 @@ from server.access import REFUSED, TokenBucket, authorize, presented_token
 from server.api import count_refusals, read_alerts
 from server.hub import Filter
 from server.ticks import BodyError, parse_body
+from stores import partitioned
 
 log = logging.getLogger("pasarwatch.ws")
 
@@ -103,10 +104,11 @@ def parse_subscribe(message: dict) -> tuple[Filter, str | None]:
     return Filter(**lists), since
 
 
-async def snapshot_messages(redis, wanted: Filter, since: str | None) -> list[str]:
-    """The snapshot (latest prices and firing alerts), then alerts missed since ``since``."""
-    prices = [orjson.loads(raw) for raw in (await redis.hgetall(keys.LATEST)).values()]
-    firing = [orjson.loads(raw) for raw in (await redis.hgetall(keys.FIRING)).values()]
+async def snapshot_messages(redis, partitions: list[keys.Partition], wanted: Filter, since: str | None) -> list[str]:
+    """The snapshot (latest prices and firing alerts of every partition), then alerts missed
+    since ``since``."""
+    prices = [orjson.loads(raw) for raw in await partitioned.hash_values(redis, partitions, "latest")]
+    firing = [orjson.loads(raw) for raw in await partitioned.hash_values(redis, partitions, "firing")]
     snapshot = {
         "type": "snapshot",
         "prices": [p for p in prices if wanted.matches(p)],
@@ -114,7 +116,7 @@ async def snapshot_messages(redis, wanted: Filter, since: str | None) -> list[st
     }
     texts = [orjson.dumps(snapshot).decode()]
     if since is not None:
-        missed = await read_alerts(redis, since, MISSED_ALERTS_LIMIT)
+        missed = await read_alerts(redis, partitions, since, MISSED_ALERTS_LIMIT)
         texts.extend(orjson.dumps(a).decode() for a in missed if wanted.matches(a))
     return texts
 
@@ -222,7 +224,7 @@ async def _read_subscriptions(websocket: WebSocket, client) -> None:
                 continue
             client.filter = wanted
             try:
-                client.put_snapshot(await snapshot_messages(redis, wanted, since))
+                client.put_snapshot(await snapshot_messages(redis, websocket.app.state.partitions, wanted, since))
             except RedisError:
                 client.offer(error_message("store unavailable, retry"))
     except WebSocketDisconnect:

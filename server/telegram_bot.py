@@ -77,7 +77,8 @@ async def telegram_webhook(request: Request) -> Response:
     if not isinstance(update, dict):
         return error(400, "body", "bad_update", "an update is a JSON object")
     try:
-        replies = await handle_update(update, request.app.state.redis, request.app.state.catalog)
+        replies = await handle_update(update, request.app.state.redis, request.app.state.catalog,
+                                      partitions=request.app.state.partitions)
     except BadUpdate as exc:
         return error(400, exc.field, "bad_update", exc.detail)
     await send_replies(settings, replies)

@@ -19,6 +19,7 @@ import redis
 from server import auth
 from base.config import PROJECT_ROOT
 from server.redis_process import RedisProcess, free_port, start_redis
+from tests import partitions
 from testkit.waiting import wait_for
 
 
@@ -111,7 +112,7 @@ class System:
 
     def processed(self) -> int:
         """Ticks the engine has committed (acked)."""
-        return int(self.redis.get("pw:stats:processed") or 0)
+        return partitions.total(self.redis, "processed")
 
     def wait_processed(self, count: int, timeout: float = 20.0) -> None:
         wait_for(lambda: self.processed() >= count, timeout, f"engine to process {count} ticks "

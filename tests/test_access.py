@@ -12,8 +12,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from server import auth
+from base import keys
 from base.config import PROJECT_ROOT
 from tests.system import System, wait_for
+from tests import partitions
 
 TICK = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000}
 
@@ -52,7 +54,7 @@ def test_writes_need_a_valid_token(system):
     assert forged.status_code == 401 and forged.json()["errors"][0]["reason"] == "invalid_token"
     viewer = auth.issue(system.redis, "person", "analis", "viewer")
     assert post(system, TICK, viewer).status_code == 403
-    assert not system.redis.xlen("pw:ticks")
+    assert not partitions.length(system.redis, "ticks")
 
 
 def test_a_device_pushes_only_for_its_markets_until_revoked(system):
@@ -68,7 +70,7 @@ def test_a_device_pushes_only_for_its_markets_until_revoked(system):
 
 def test_tokens_are_stored_only_as_hashes_and_never_logged(system):
     token = auth.issue(system.redis, "device", "hp-18", "device", ("*",))
-    stored = b"".join(system.redis.hvals("pw:credentials"))
+    stored = b"".join(system.redis.hvals(keys.CREDENTIALS))
     assert token.encode() not in stored and auth.token_hash(token).encode() in stored
     post(system, TICK, token)
     post(system, TICK, token + "x")

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from base.config import PROJECT_ROOT
 from tests.browser import Dashboard, launch, save_screenshot
 from tests.system import System, wait_for
+from tests import partitions
 from tests.test_pipeline import MARKETS, day_ticks, feed
 from workers.messages import dashboard_link
 
@@ -125,7 +126,7 @@ def test_a_spike_shows_in_the_alert_feed_on_the_chart_and_on_the_map(system, das
 
 
 def _alerts_in_stream(system: System) -> int:
-    return system.redis.xlen("pw:alerts")
+    return partitions.length(system.redis, "alerts")
 
 
 @pytest.mark.timeout(120)

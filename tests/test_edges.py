@@ -21,6 +21,7 @@ from server.telegram_bot import SECRET_HEADER
 from server.ticks import validate_ticks
 from testkit.fakebot import FakeTelegram, message_update
 from tests.system import System
+from tests import partitions
 
 CATALOG = load_catalog()
 NOW = 1_719_800_000.0
@@ -169,13 +170,13 @@ def while_serving(web: System, heavy: Callable[[httpx.Client], httpx.Response]) 
 
 
 def test_a_poison_timestamp_is_a_named_422(web):
-    before = web.redis.xlen("pw:ticks")
+    before = partitions.length(web.redis, "ticks")
     response = web.post({**TICK, "ts": "1900-01-01T00:00:00+07:00"})
     assert response.status_code == 422
     [error] = response.json()["errors"]
     assert (error["index"], error["field"], error["reason"]) == (0, "ts", "bad_timestamp")
     assert "2000-01-01" in error["detail"]
-    assert web.redis.xlen("pw:ticks") == before
+    assert partitions.length(web.redis, "ticks") == before
 
 
 def test_a_200k_character_commodity_is_refused_at_once_and_the_loop_keeps_serving(web):

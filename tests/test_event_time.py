@@ -5,12 +5,14 @@ import time
 
 import orjson
 
+from base import keys
 from tests.system import wait_for
+from tests import partitions
 from tests.test_pipeline import feed
 
 
 def _sweeps_after(system, moment: float) -> bool:
-    beat = system.redis.get("pw:engine:heartbeat")
+    beat = system.redis.get(keys.ENGINE_HEARTBEAT)
     return beat is not None and float(beat) > moment
 
 
@@ -22,7 +24,7 @@ def test_a_tick_without_ts_among_a_replay_moves_only_its_own_series(system):
     system.wait_processed(sent + 1)
     mark = time.time()
     wait_for(lambda: _sweeps_after(system, mark + 1.0), 15, "two more stale sweeps")
-    health = [orjson.loads(v) for v in system.redis.hvals("pw:health")]
+    health = [orjson.loads(v) for v in partitions.merged(system.redis, "health").values()]
     assert [h for h in health if h["state"] == "stale"] == []
     assert not [a for a in system.alerts() if a["rule"] == "data-terhenti"]
 

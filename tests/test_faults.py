@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 from server import auth
 from server.redis_process import start_redis
 from tests.system import System, wait_for
+from tests import partitions
 from tests.test_pipeline import BASE, DAY, MARKETS, SCALE, Messages, day_ticks, feed
 
 COMMODITIES = list(SCALE)
@@ -175,13 +176,13 @@ def assert_taken_exactly_once(system: System, device: Device, others: int) -> No
     assert device.slowest < 8, f"a request took {device.slowest:.1f}s"
     taken = others + sum(len(ticks) for ticks in device.delivered.values())
     system.wait_processed(taken, timeout=30)
-    assert system.redis.xlen("pw:ticks") == taken
+    assert partitions.length(system.redis, "ticks") == taken
     assert system.processed() == taken
     for market in MARKETS:
         seen = [p["ts"] for p in history(system, market) if p.get("source") == device.name]
         expected = sorted(t["ts"] for ticks in device.delivered.values() for t in ticks if t["market"] == market)
         assert seen == expected
-    stored_ids = {entry_id.decode() for entry_id, _ in system.redis.xrange("pw:ticks")}
+    stored_ids = {entry_id.decode() for entry_id, _ in partitions.entries(system.redis, "ticks")}
     assert set(device.accepted_ids) <= stored_ids and len(set(device.accepted_ids)) == len(device.accepted_ids)
 
 
@@ -226,11 +227,14 @@ def backlog(system: System) -> int:
 
 
 def pending(system: System) -> int:
-    """Ticks the engine has read but not committed."""
-    try:
-        return system.redis.xpending("pw:ticks", "engine")["pending"]
-    except Exception:  # noqa: BLE001 - no group before the engine's first start
-        return 0
+    """Ticks the engines have read but not committed, in every partition."""
+    total = 0
+    for partition in partitions.stored(system.redis):
+        try:
+            total += system.redis.xpending(partition.ticks, "engine")["pending"]
+        except Exception:  # noqa: BLE001 - no group before the engine's first start
+            pass
+    return total
 
 
 def kill_mid_batch(system: System, after: int) -> int:
@@ -269,7 +273,7 @@ def test_engine_killed_mid_batch_loses_nothing_and_restores_its_state(tmp_path):
         faulty.wait_processed(sent, timeout=40)
         reference.wait_processed(sent, timeout=40)
         assert all(count > 0 for count in in_flight), f"a kill did not land mid-batch: {in_flight}"
-        assert faulty.processed() == sent and faulty.redis.xlen("pw:ticks") == sent
+        assert faulty.processed() == sent and partitions.length(faulty.redis, "ticks") == sent
         tick_rules = {rule["name"] for rule in faulty.http.get("/api/v1/rules").json()["rules"]
                       if rule["kind"] == "tick"}
         verdicts, alerts = outcome(faulty, tick_rules)

@@ -25,6 +25,7 @@ from server import forecast_api
 from base import keys
 from server.access import Gate
 from tests.redis_server import start_redis
+from tests import partitions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pihps-cabai-rawit-merah-2021-05-08.csv"
 SERIES = ("cabai-rawit-merah", "pasar-kosambi")
@@ -43,7 +44,10 @@ def redis_url(tmp_path_factory, stack):
     server = start_redis(tmp_path_factory.mktemp("redis"))
     try:
         with redis.Redis.from_url(server.url) as sync:
-            sync.hset(keys.STATE_SERIES, keys.series_key(*SERIES), encode_state(stack.series_state(SERIES)))
+            # Two partitions: the handler reads the state where the series' commodity is routed.
+            partitions.fix(sync, 2)
+            sync.hset(partitions.of(sync, SERIES[0]).state_series, keys.series_key(*SERIES),
+                      encode_state(stack.series_state(SERIES)))
         yield server.url
     finally:
         server.stop()
@@ -53,6 +57,8 @@ def redis_url(tmp_path_factory, stack):
 def client(redis_url):
     app = Starlette(routes=forecast_api.routes)
     app.state.redis = AsyncRedis.from_url(redis_url)
+    with redis.Redis.from_url(redis_url) as sync:
+        app.state.partitions = partitions.stored(sync)
     app.state.gate = Gate(public_read=True, device_rate=10.0, device_burst=10.0,
                           ws_per_address=4, allowed_origins=())
     with TestClient(app) as test_client:
@@ -109,7 +115,7 @@ class Exploit:
 def test_state_that_the_engine_did_not_write_is_refused_and_never_run(redis_url, client, tmp_path, market, blob):
     target = tmp_path / "pwned"
     with redis.Redis.from_url(redis_url) as sync:
-        sync.hset(keys.STATE_SERIES, keys.series_key(SERIES[0], market), blob(target))
+        sync.hset(partitions.of(sync, SERIES[0]).state_series, keys.series_key(SERIES[0], market), blob(target))
     response = client.get("/api/v1/forecast", params={"commodity": SERIES[0], "market": market})
     assert response.status_code == 503
     error = response.json()["errors"][0]

@@ -31,6 +31,7 @@ from rules.expressions import ExpressionError, compile_condition
 from server import forecast_api
 from base import keys
 from server.access import Gate
+from tests import partitions
 from tests.redis_server import start_redis
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -233,9 +234,12 @@ def client(tmp_path_factory, stack):
     server = start_redis(tmp_path_factory.mktemp("redis"))
     try:
         with redis.Redis.from_url(server.url) as sync:
-            sync.hset(keys.STATE_SERIES, keys.series_key(*SERIES), encode_state(stack.series_state(SERIES)))
+            app_partitions = partitions.fix(sync, 3)
+            sync.hset(partitions.of(sync, SERIES[0]).state_series, keys.series_key(*SERIES),
+                      encode_state(stack.series_state(SERIES)))
         app = Starlette(routes=forecast_api.routes)
         app.state.redis = AsyncRedis.from_url(server.url)
+        app.state.partitions = app_partitions
         app.state.catalog = load_catalog()
         app.state.gate = Gate(public_read=True, device_rate=10.0, device_burst=10.0,
                               ws_per_address=4, allowed_origins=())

@@ -15,8 +15,8 @@ import pytest
 
 from base.catalog import load_catalog
 from server import auth
-from base import keys
 from base.config import PROJECT_ROOT
+from tests import partitions
 from tests.system import System, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
@@ -202,7 +202,7 @@ def test_monthly_table_and_ndjson(system, tmp_path):
 def test_the_command_says_when_it_cannot_run(system, tmp_path):
     unknown = tmp_path / "notes.csv"
     unknown.write_text("name,colour\nbawang,red\n")
-    accepted = int(system.redis.get(keys.ACCEPTED) or 0)
+    accepted = partitions.total(system.redis, "accepted")
     for args, env, says in [
         ((tmp_path / "missing.csv",), None, "missing.csv"),
         ((unknown,), None, "no header row"),
@@ -210,7 +210,7 @@ def test_the_command_says_when_it_cannot_run(system, tmp_path):
     ]:
         code, report, stderr = run_import(system, *args, env=env)
         assert code == 2 and report is None and says in stderr, stderr
-    assert int(system.redis.get(keys.ACCEPTED) or 0) == accepted
+    assert partitions.total(system.redis, "accepted") == accepted
 
 
 def test_a_too_old_tick_gets_422_too_old(system):
@@ -260,7 +260,8 @@ def test_importing_into_an_empty_system_warms_the_detectors(tmp_path):
         code, report, stderr = run_import(system, JABAR)
         assert code == 0 and report["accepted"] == 200, stderr
         system.wait_processed(200)
-        assert system.redis.hexists(keys.STATE_SERIES, "cabai-rawit-merah/pasar-agung")
+        assert system.redis.hexists(partitions.of(system.redis, "cabai-rawit-merah").state_series,
+                                     "cabai-rawit-merah/pasar-agung")
         # The next live price at Pasar Agung, five times its usual: judged against the imported history.
         response = system.post({"commodity": "cabai-rawit-merah", "market": "pasar-agung", "province": "32",
                                 "price": 375000, "ts": "2024-01-17T10:00:00+07:00"})
@@ -307,9 +308,10 @@ def test_after_importing_three_years_the_seasonal_ladder_fires_on_the_next_live_
         code, report, stderr = run_import(system, history)
         assert code == 0, stderr
         system.wait_processed(report["accepted"], timeout=90)
-        past = [orjson.loads(fields[b"a"]) for _, fields in system.redis.xrange("pw:alerts")]
+        past = partitions.alert_events(system.redis)
         assert past and all(e["notify"] is False and e.get("backfill") for e in past)
-        last = max(float(system.redis.hget("pw:latest:ts", f"cabai-rawit-merah/{m}") or 0) for m in
+        latest_ts = partitions.of(system.redis, "cabai-rawit-merah").latest_ts
+        last = max(float(system.redis.hget(latest_ts, f"cabai-rawit-merah/{m}") or 0) for m in
                    ("pasar-agung", "pasar-cisalak", "pasar-kranji"))
         latest = {m["market"]: m for m in system.http.get("/api/v1/series", params={
             "commodity": "cabai-rawit-merah"}).json()["series"]}
@@ -320,7 +322,7 @@ def test_after_importing_three_years_the_seasonal_ladder_fires_on_the_next_live_
             assert system.post(ticks).status_code == 202
             sent += len(ticks)
             system.wait_processed(sent)
-        live = [orjson.loads(fields[b"a"]) for _, fields in system.redis.xrange("pw:alerts")][len(past):]
+        live = partitions.alert_events(system.redis)[len(past):]
         seasonal = [e for e in live if e["rule"] == "lonjakan-musiman" and e["transition"] == "fired"]
         assert seasonal and all(e["notify"] and not e.get("backfill") for e in seasonal)
     finally:

@@ -21,12 +21,14 @@ from rules.loader import load_rules
 from rules.routing import Router, routes_json
 from rules.silences import new_silence
 from stores.silences import save_silence
+from tests import partitions
+from tests.partitions import ALERTS
 from tests.redis_server import start_redis
 from tests.test_worker_delivery import Stack, stack  # noqa: F401 - the fixture
 from workers import groups
 from workers import notifications as store
 from workers import subscriptions as subs
-from workers.dispatch import ALERTS, QUEUE, dispatch_alerts
+from workers.dispatch import QUEUE, dispatch_alerts
 from workers.settings import NotifySettings
 
 CATALOG = load_catalog()
@@ -96,6 +98,7 @@ def server(tmp_path):
 @pytest.fixture
 def client(server):
     connection = redis.Redis.from_url(server.url)
+    partitions.fix(connection, partitions.WORKER_PARTITIONS)
     for chat, commodity in ((CHILLI, "cabai-rawit-merah"), (SHALLOT, "bawang-merah")):
         with connection.pipeline() as pipe:
             subs.subscribe(pipe, chat, commodity, subs.ALL)

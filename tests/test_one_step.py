@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import orjson
 import pytest
 
 from detectors import recorded
@@ -15,6 +14,7 @@ from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from base.config import PROJECT_ROOT
 from tests.system import System
+from tests import partitions
 
 SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "pihps-jabar-sample.csv"  # 18 markets, 29 days, chilli and shallots
 
@@ -36,7 +36,7 @@ def test_the_live_engine_and_the_backtest_come_to_the_same_verdicts_and_alerts(t
                 points = system.http.get(f"/api/v1/series/{commodity}/{market}/history").json()["points"]
                 live.update({(commodity, market, p["ts"]): p["verdict"] for p in points})
         live_alerts = sorted((e["rule"], e["key"], e["transition"], e["ts"]) for e in
-                             (orjson.loads(fields[b"a"]) for _, fields in system.redis.xrange("pw:alerts")))
+                             partitions.alert_events(system.redis))
         rules_dir = system.rules_dir
     finally:
         system.stop()

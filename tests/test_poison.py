@@ -15,6 +15,7 @@ from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from tests.system import System, wait_for
+from tests import partitions
 from tests.test_pipeline import DAY, MARKETS, START, day_ticks, feed
 
 EPOCH_1900 = -2_208_988_800.0  # 1900-01-01T00:00:00Z: outside the Hijri calendar's range
@@ -54,8 +55,9 @@ def stall_system(tmp_path):
 
 
 def _raw(system: System, payload: bytes) -> str:
-    """A stream entry written past the web process, as an import, a replay or an older version could."""
-    return system.redis.xadd("pw:ticks", {"t": payload}).decode()
+    """A stream entry written past the web process, as an import, a replay or an older version could
+    (to the partition of the test's ticks, cabai-rawit-merah)."""
+    return system.redis.xadd(partitions.of(system.redis, "cabai-rawit-merah").ticks, {"t": payload}).decode()
 
 
 def _deadletters(system: System) -> list[dict]:
@@ -90,8 +92,12 @@ def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
     assert set(letters) == {unreadable, no_price}
     assert "JSONDecodeError" in letters[unreadable]["error"] and letters[unreadable]["raw"] == "{not json"
     assert "price" in letters[no_price]["error"]
+    # A dead letter's id names its partition, then its entry there.
+    partition = partitions.of(system.redis, "cabai-rawit-merah").number
+    assert {letter["partition"] for letter in letters.values()} == {partition}
+    assert all(letter["id"].startswith(f"{partition}:") for letter in letters.values())
     # Counted, and logged once per cause however often it happens.
-    errors = {k.decode(): int(v) for k, v in system.redis.hgetall("pw:stats:errors").items()}
+    errors = partitions.counts(system.redis, "errors")
     assert errors["detector:ipa"] >= 3 and errors["engine:deadletter"] == 2
     assert system.log("engine").count("detector:ipa failed") == 1
     served = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -108,7 +114,8 @@ def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
     assert history[-1]["id"] == replayed.json()["ids"][0] and history[-1]["ts"] == fixed["ts"]
     assert system.http.delete(f"/api/v1/deadletters/{letters[unreadable]['id']}").status_code == 200
     assert _deadletters(system) == []
-    assert system.http.delete("/api/v1/deadletters/1-0").status_code == 404
+    for unknown in ("1-0", f"{partition}:1-0", f"{len(partitions.stored(system.redis))}:1-0", f"{partition}:"):
+        assert system.http.delete(f"/api/v1/deadletters/{unknown}").status_code == 404, unknown
     assert system.http.post("/api/v1/deadletters/nonsense/replay").status_code == 404
 
 
@@ -132,7 +139,7 @@ def test_readyz_turns_unready_when_the_engine_makes_no_progress_on_waiting_ticks
 def test_at_most_the_configured_number_of_dead_letters_are_kept_and_all_are_counted(stall_system):
     system = stall_system.start()  # PASARWATCH_DEADLETTER_LEN=2
     ids = [_raw(system, b"not a tick %d" % n) for n in range(3)]
-    wait_for(lambda: int(system.redis.get("pw:stats:deadlettered") or 0) == 3, 15, "three dead letters")
+    wait_for(lambda: partitions.total(system.redis, "deadlettered") == 3, 15, "three dead letters")
     assert [letter["tick_id"] for letter in _deadletters(system)] == ids[:0:-1]  # the newest two
     assert system.http.get("/api/v1/deadletters").json()["total"] == 3
 

@@ -21,9 +21,10 @@ from rules.silences import SilenceError, expire, is_silenced, new_silence, silen
 from server import auth
 from base import keys
 from server.access import Gate
-from base.keys import ACKS, FIRING, SILENCES
+from base.keys import ACKS, SILENCES
 from server.silences import MAX_LIVE, routes
 from stores.silences import active_silences, save_silence
+from tests import partitions
 from tests.redis_server import start_redis
 
 ALERT = {"rule": "kenaikan-tajam", "severity": "warning", "commodity": "cabai-rawit-merah",
@@ -117,6 +118,7 @@ def api(tmp_path):
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gate = open_reads()
+    app.state.partitions = partitions.fix(client, 2)  # an alert is found firing in whichever it is
     operator = auth.issue(client, "person", "budi", "operator")
     with TestClient(app, headers={"authorization": f"Bearer {operator}"}) as http:
         yield http, client
@@ -164,7 +166,7 @@ def test_acknowledging_a_firing_alert_records_it_and_tells_dashboards(api):
     http, client = api
     key = "kenaikan-tajam/cabai-rawit-merah/pasar-agung"
     assert http.post(f"/api/v1/alerts/{key}/ack", json={"by": "budi"}).status_code == 404
-    client.hset(FIRING, key, orjson.dumps({**ALERT, "key": key}))
+    client.hset(partitions.of(client, "cabai-rawit-merah").firing, key, orjson.dumps({**ALERT, "key": key}))
     pubsub = client.pubsub()
     pubsub.subscribe("pw:events")
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"
@@ -182,7 +184,7 @@ def test_changing_silences_and_acks_needs_an_operators_token(api):
     http, client = api
     viewer = auth.issue(client, "person", "sari", "viewer")
     key = "kenaikan-tajam/cabai-rawit-merah/pasar-agung"
-    client.hset(FIRING, key, orjson.dumps({**ALERT, "key": key}))
+    client.hset(partitions.of(client, "cabai-rawit-merah").firing, key, orjson.dumps({**ALERT, "key": key}))
     body = {"matchers": ['commodity="cabai-rawit-merah"'], "duration": "2h", "author": "x", "comment": "y"}
     for headers, status in (({"authorization": ""}, 401), ({"authorization": f"Bearer {viewer}"}, 403)):
         assert http.post("/api/v1/silences", json=body, headers=headers).status_code == status

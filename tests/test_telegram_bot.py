@@ -15,21 +15,25 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from base import keys
 from base.catalog import load_catalog
 from server.telegram_bot import SECRET_HEADER, routes, run_polling, set_webhook
+from stores.partitioned import of_series
 from testkit.fakebot import FakeTelegram, callback_update, message_update
 from tests.redis_server import start_redis
 from tests.test_silences import open_reads
 from workers import notifications as store
 from workers import subscriptions as subs
-from workers.commands import FIRING, LATEST
 from workers.delivery import Delivery
-from workers.dispatch import ALERTS, dispatch_alerts
+from workers.dispatch import dispatch_alerts
 from workers.settings import NotifySettings
 
 CATALOG = load_catalog()
 SECRET = "s3cret-token_for-tests"
 CHAT = 4242
+# The web process's partitions (the webhook's); cabai-rawit-merah and bawang-merah share one.
+PARTITIONS = keys.partitions(2)
+CHILLI = of_series(PARTITIONS, "cabai-rawit-merah")
 
 
 @dataclasses.dataclass
@@ -69,6 +73,7 @@ def make_app(redis_url: str, settings: NotifySettings) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gate = open_reads()
     app.state.catalog = CATALOG
+    app.state.partitions = PARTITIONS
     app.state.notify_settings = settings
     return app
 
@@ -198,12 +203,12 @@ def test_latest_shows_prices_by_market_and_firing_alerts(bot):
     now = time.time()
     for market, province, price in [("pasar-agung", "32", 62000.0), ("pasar-kosambi", "32", 75500.0),
                                     ("pasar-x-semarang", "33", 99000.0)]:
-        bot.client.hset(LATEST, f"cabai-rawit-merah/{market}", orjson.dumps(
+        bot.client.hset(CHILLI.latest, f"cabai-rawit-merah/{market}", orjson.dumps(
             {"type": "price", "commodity": "cabai-rawit-merah", "market": market, "province": province,
              "price": price, "ts": now, "unit": "kg"}))
-    bot.client.hset(LATEST, "bawang-merah/pasar-agung", orjson.dumps(
+    bot.client.hset(of_series(PARTITIONS, "bawang-merah").latest, "bawang-merah/pasar-agung", orjson.dumps(
         {"commodity": "bawang-merah", "market": "pasar-agung", "province": "32", "price": 1.0, "ts": now, "unit": "kg"}))
-    bot.client.hset(FIRING, "price-spike/cabai-rawit-merah/pasar-kosambi", orjson.dumps(
+    bot.client.hset(CHILLI.firing, "price-spike/cabai-rawit-merah/pasar-kosambi", orjson.dumps(
         {"type": "alert", "key": "price-spike/cabai-rawit-merah/pasar-kosambi", "state": "firing",
          "commodity": "cabai-rawit-merah", "market": "pasar-kosambi", "province": "32",
          "summary": "Harga melonjak", "started_at": now}))
@@ -252,9 +257,9 @@ def deliver_alert(bot: Bot, chat: int, n: int, key: str = "price-spike/cabai-raw
              "state": "firing", "severity": "warning", "commodity": "cabai-rawit-merah",
              "market": "pasar-agung", "province": "32", "price": 387500.0, "ts": 1719800000.0,
              "expected": {"level": 60000.0}, "routes": {"telegram": [chat], "topics": False}}
-    bot.client.xadd(ALERTS, {"a": orjson.dumps(event)}, id=event["id"])
-    bot.client.hset(FIRING, key, orjson.dumps(event))
-    assert dispatch_alerts(bot.client, CATALOG, bot.settings) == 1
+    bot.client.xadd(CHILLI.alerts, {"a": orjson.dumps(event)}, id=event["id"])
+    bot.client.hset(CHILLI.firing, key, orjson.dumps(event))
+    assert dispatch_alerts(bot.client, CATALOG, bot.settings, partitions=PARTITIONS) == 1
     nid = store.pair_id(event, chat)
     Delivery(bot.client, bot.settings, CATALOG).run(nid)
     return nid

@@ -2,13 +2,12 @@
 its series' next tick (a day later for daily prices)."""
 from __future__ import annotations
 
-import orjson
-
 from base.catalog import load_catalog
 from rules.engine import RuleEngine
 from rules.loader import parse_rule_text
 from rules.silences import new_silence
 from tests.system import wait_for
+from tests import partitions
 from tests.test_pipeline import MARKETS, feed
 
 RULES = """
@@ -77,8 +76,7 @@ def test_deleting_a_silence_tells_the_firing_alert_with_no_new_tick(system):
     assert system.http.delete(f"/api/v1/silences/{made.json()['silence']['id']}").status_code == 200
 
     def unmuted() -> list[dict]:
-        entries = system.redis.xrange("pw:alerts")
-        events = [orjson.loads(fields[b"a"]) for _, fields in entries]
+        events = partitions.alert_events(system.redis)
         return [e for e in events if e["transition"] == "unmuted" and e["market"] == MARKETS[0]]
 
     told = wait_for(unmuted, 15, "the muted alerts to be told after the silence was deleted")

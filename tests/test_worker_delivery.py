@@ -26,11 +26,13 @@ from starlette.testclient import TestClient
 from base.catalog import DEFAULT_DIR, load_catalog
 from stores import histograms
 from testkit.fakebot import FakeTelegram, message_update
+from tests import partitions
+from tests.partitions import ALERTS
 from tests.redis_server import start_redis
 from tests.test_telegram_bot import SECRET, make_app
 from workers import notifications as store
 from workers import subscriptions as subs
-from workers.dispatch import ALERTS, GROUP, QUEUE, dispatch_alerts, enqueue_delivery
+from workers.dispatch import GROUP, QUEUE, dispatch_alerts, enqueue_delivery
 from workers.groups import GROUPS_DUE
 from workers.messages import TELEGRAM_LIMIT, visible_len
 from workers.settings import NotifySettings
@@ -46,6 +48,7 @@ class Stack:
     def __init__(self, tmp_path: Path, redis_url: str, fake: FakeTelegram):
         self.tmp_path = tmp_path
         self.client = redis.Redis.from_url(redis_url)
+        partitions.fix(self.client, partitions.WORKER_PARTITIONS)
         self.fake = fake
         self.env = {
             "REDIS_URL": redis_url, "TELEGRAM_BOT_TOKEN": "123:TEST", "TELEGRAM_BASE_URL": fake.base_url,

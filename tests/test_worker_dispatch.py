@@ -1,4 +1,4 @@
-"""From pw:alerts to RQ jobs (workers/dispatch.py), against a real Redis; no worker runs here."""
+"""From the partitions' alert streams to RQ jobs (workers/dispatch.py), against a real Redis; no worker runs here."""
 from __future__ import annotations
 
 import threading
@@ -13,11 +13,13 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from base.catalog import load_catalog
+from tests import partitions
+from tests.partitions import ALERTS
 from tests.redis_server import start_redis
 from workers import groups
 from workers import notifications as store
 from workers import subscriptions as subs
-from workers.dispatch import ALERTS, CONSUMER, GROUP, QUEUE, dispatch_alerts, recipients, recover_stalled
+from workers.dispatch import CONSUMER, GROUP, QUEUE, dispatch_alerts, recipients, recover_stalled
 from workers.lease import Lease
 from workers.settings import NotifySettings
 
@@ -29,6 +31,7 @@ SETTINGS = NotifySettings.from_env({"PASARWATCH_NOTIFY_GROUP_WINDOW": "30", "PAS
 def client(tmp_path):
     server = start_redis(tmp_path)
     connection = redis.Redis.from_url(server.url)
+    partitions.fix(connection, partitions.WORKER_PARTITIONS)
     yield connection
     connection.close()
     server.stop()
@@ -40,14 +43,14 @@ def subscribe(client, chat, commodity, province=subs.ALL):
         pipe.execute()
 
 
-def add_alert(client, n, **overrides) -> dict:
+def add_alert(client, n, stream: str = ALERTS, **overrides) -> dict:
     event = {"type": "alert", "id": f"{1719800000000 + n}-0",
              "key": f"price-spike/cabai-rawit-merah/pasar-agung-{n}", "rule": "price-spike",
              "state": "firing", "severity": "warning", "commodity": "cabai-rawit-merah",
              "market": "pasar-agung", "province": "32", "price": 90000.0, "ts": 1719800000.0 + n,
              "routes": {"telegram": [], "topics": True}}
     event.update(overrides)
-    client.xadd(ALERTS, {"a": orjson.dumps(event)}, id=event["id"])
+    client.xadd(stream, {"a": orjson.dumps(event)}, id=event["id"])
     return event
 
 
@@ -122,6 +125,38 @@ def test_entries_read_before_a_crash_are_dispatched(client):
     assert client.xpending(ALERTS, GROUP)["pending"] == 0
     dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window)
     assert queued_jobs(client) == [store.job_id(store.pair_id(alert, 1))]
+
+
+def test_the_alerts_of_every_partition_are_dispatched_and_acknowledged_where_they_were_read(client):
+    """Two partitions, two engines' alert streams: one dispatcher reads both through the group
+    ``notify`` of each, and acknowledges each entry in its own stream."""
+    chilli, sugar = partitions.of(client, "cabai-rawit-merah"), partitions.of(client, "gula-pasir")
+    assert chilli.alerts == ALERTS and sugar.number != chilli.number
+    subscribe(client, 1, "cabai-rawit-merah")
+    subscribe(client, 2, "gula-pasir")
+    dispatch_alerts(client, CATALOG, SETTINGS)  # creates the group on every partition's stream
+    assert [[g["name"] for g in client.xinfo_groups(p.alerts)] for p in (chilli, sugar)] == [[b"notify"]] * 2
+    hot = add_alert(client, 1)
+    sweet = add_alert(client, 2, stream=sugar.alerts, commodity="gula-pasir",
+                      key="price-spike/gula-pasir/pasar-agung-2")
+    # A dispatcher read the sugar alert and died before it was acknowledged.
+    client.xreadgroup(GROUP, CONSUMER, {sugar.alerts: ">"}, count=10)
+    t0 = time.time()
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0) == 2
+    assert [client.xpending(p.alerts, GROUP)["pending"] for p in (chilli, sugar)] == [0, 0]
+    dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window)
+    jobs = sorted([store.job_id(store.pair_id(hot, 1)), store.job_id(store.pair_id(sweet, 2))])
+    assert queued_jobs(client) == jobs
+    # Both streams read again from the start (an engine restored an old checkpoint): nothing twice.
+    for partition in (chilli, sugar):
+        client.xgroup_setid(partition.alerts, GROUP, "0")
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + 3600) == 0
+    assert queued_jobs(client) == jobs
+    # Given the partitions, the dispatcher reads those (the engine's), not what Redis records.
+    late = add_alert(client, 3, stream=sugar.alerts, commodity="gula-pasir", key="price-spike/gula-pasir/pasar-x")
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + 3601, partitions=[chilli]) == 0
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + 3601, partitions=[chilli, sugar]) == 1
+    assert client.xpending(sugar.alerts, GROUP)["pending"] == 0 and late["id"] == "1719800000003-0"
 
 
 def test_alerts_within_the_window_make_one_notification_and_later_ones_another(client):

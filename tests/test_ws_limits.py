@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 
 from server import auth
 from tests.system import System, wait_for
+from tests import partitions
 
 MIB = 1 << 20
 GROWTH_LIMIT = 50 * MIB
@@ -43,7 +44,7 @@ def system(tmp_path_factory):
               "price": 40_000 + n} for n in range(SERIES)]
     assert running.post(ticks).status_code == 202
     running.wait_processed(SERIES, 60)
-    wait_for(lambda: running.redis.hlen("pw:latest") >= SERIES, 20, "the latest prices")
+    wait_for(lambda: len(partitions.merged(running.redis, "latest")) >= SERIES, 20, "the latest prices")
     yield running
     running.stop()
 

@@ -27,14 +27,14 @@ import orjson
 
 from base.names import normalise
 from base import keys
+from base.keys import Partition
+from stores import partitioned
 from stores.silences import acknowledge
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.updates import check_update
 from workers.messages import MUTE_LABEL, Names, ack_line, esc, local_time, rupiah
 
-LATEST = keys.LATEST
-FIRING = keys.FIRING
 UPDATE_SEEN_TTL = 86400
 MAX_MUTE = 30 * 86400
 MUTE_BUTTON_SECONDS = 3600
@@ -65,14 +65,17 @@ class Context:
     redis: Any
     catalog: Any
     now: float
+    partitions: list[Partition]
 
 
 Handler = Callable[[Context], Awaitable[list[Reply]]]
 
 
-async def handle_update(update: dict, redis: Any, catalog: Any, now: float | None = None) -> list[Reply]:
+async def handle_update(update: dict, redis: Any, catalog: Any, now: float | None = None,
+                        partitions: list[Partition] | None = None) -> list[Reply]:
     """The replies to one update; an update seen before (Telegram redelivers) gets none.
 
+    ``partitions``: where the engines keep prices and firing alerts (read from Redis if not given).
     Raises BadUpdate, before anything is recorded, for an update of the wrong shape.
     """
     check_update(update)
@@ -82,10 +85,12 @@ async def handle_update(update: dict, redis: Any, catalog: Any, now: float | Non
     if update_id is not None and not await redis.set(marker, 1, nx=True, ex=UPDATE_SEEN_TTL):
         return []
     try:
+        if partitions is None:
+            partitions = await partitioned.stored_async(redis)
         if isinstance(update.get("callback_query"), dict):
-            return await handle_callback(update["callback_query"], redis, now)
+            return await handle_callback(update["callback_query"], redis, now, partitions)
         if isinstance(update.get("message"), dict):
-            return await handle_message(update["message"], redis, catalog, now)
+            return await handle_message(update["message"], redis, catalog, now, partitions)
         return []
     except Exception:
         if update_id is not None:
@@ -93,7 +98,7 @@ async def handle_update(update: dict, redis: Any, catalog: Any, now: float | Non
         raise
 
 
-async def handle_message(msg: dict, redis: Any, catalog: Any, now: float) -> list[Reply]:
+async def handle_message(msg: dict, redis: Any, catalog: Any, now: float, partitions: list[Partition]) -> list[Reply]:
     chat = (msg.get("chat") or {}).get("id")
     text = msg.get("text") or ""
     if chat is None:
@@ -106,7 +111,7 @@ async def handle_message(msg: dict, redis: Any, catalog: Any, now: float) -> lis
     if handler is None:
         return [message(chat, f"Perintah /{esc(command, 32)} tidak dikenal. Ketik /bantuan.")]
     try:
-        return await handler(Context(chat, user_name(msg.get("from")), args, redis, catalog, now))
+        return await handler(Context(chat, user_name(msg.get("from")), args, redis, catalog, now, partitions))
     except Unknown as exc:
         return [message(chat, str(exc))]
 
@@ -292,12 +297,14 @@ async def cmd_latest(ctx: Context) -> list[Reply]:
     if commodity == subs.ALL:
         return [message(ctx.chat, "Sebutkan satu komoditas, mis. <code>/harga bawang merah</code>.")]
     prices = []
-    async for _, blob in ctx.redis.hscan_iter(LATEST, match=f"{commodity}/*"):
-        price = orjson.loads(blob)
-        if province == subs.ALL or price.get("province") == province:
-            prices.append(price)
+    if ctx.partitions:  # else nothing was written yet
+        latest = partitioned.of_series(ctx.partitions, commodity).latest
+        async for _, blob in ctx.redis.hscan_iter(latest, match=f"{commodity}/*"):
+            price = orjson.loads(blob)
+            if province == subs.ALL or price.get("province") == province:
+                prices.append(price)
     alerts = []
-    for blob in (await ctx.redis.hgetall(FIRING)).values():
+    for blob in await partitioned.hash_values(ctx.redis, ctx.partitions, "firing"):
         alert = orjson.loads(blob)
         if alert.get("commodity") == commodity and province in (subs.ALL, alert.get("province")):
             alerts.append(alert)
@@ -336,7 +343,7 @@ COMMANDS: dict[str, Handler] = {
 
 # --- buttons ---------------------------------------------------------------------------------------
 
-async def handle_callback(query: dict, redis: Any, now: float) -> list[Reply]:
+async def handle_callback(query: dict, redis: Any, now: float, partitions: list[Partition]) -> list[Reply]:
     """ "m:{id}" mutes the notification's alerts for this chat for an hour; "a:{id}" acknowledges them."""
     answer_id = query.get("id")
     msg = query.get("message") or {}
@@ -355,7 +362,7 @@ async def handle_callback(query: dict, redis: Any, now: float) -> list[Reply]:
             await pipe.execute()
         return [Reply("answerCallbackQuery", {"callback_query_id": answer_id,
                                               "text": "🔕 Peringatan ini dibisukan 1 jam."})]
-    firing = [key for key in record.keys if await redis.hexists(FIRING, key)]
+    firing = [key for key in record.keys if await partitioned.has_field(redis, partitions, "firing", key)]
     async with redis.pipeline() as pipe:
         for key in firing:
             acknowledge(pipe, key, by, now)  # the same record the dashboard's Ack makes

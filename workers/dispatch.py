@@ -1,9 +1,11 @@
 """From the alert stream to RQ jobs: alerts gathered into their receivers' groups, and groups
 flushed into notifications when Alertmanager's timers say so (``workers.groups``).
 
-The engine appends alert events to the stream ``pw:alerts`` and calls ``dispatch_alerts``
-after each batch (at least once a second). It reads the stream through its own consumer group
-``notify``, so a restart resumes where it stopped. Each event goes into the group of each
+The engines append alert events to their partitions' streams ``alerts`` (``pw:{pN}:alerts``)
+and call ``dispatch_alerts`` after each batch (at least once a second). It reads every
+partition's stream through its own consumer group ``notify`` there (one XREADGROUP for all of
+them), so a restart resumes where it stopped; an event's ``id`` is unique across partitions.
+Each event goes into the group of each
 receiver its routes name (``routes.receivers``: group key, ``group_wait``, ``group_interval``,
 ``repeat_interval`` from ``rules/routing.yaml``), in one Redis transaction with the XACK of
 its entry and a marker, so an event re-read after a crash is never taken twice. Then every
@@ -30,18 +32,19 @@ from rq import Queue
 from rq.job import Job
 
 from base import keys
+from base.keys import Partition
+from stores import partitioned
 from workers import groups
 from workers import notifications as store
 from workers.groups import Target, recipients
 from workers.jobs import QUEUE, RESULT_TTL, at_datetime, enqueue_delivery
 from workers.settings import NotifySettings, get_settings
 
-__all__ = ["ALERTS", "GROUP", "CONSUMER", "QUEUE", "dispatch_alerts", "enqueue_delivery", "recipients",
+__all__ = ["GROUP", "CONSUMER", "QUEUE", "dispatch_alerts", "enqueue_delivery", "recipients",
            "recover_stalled", "maybe_recover", "release_held"]
 
 log = logging.getLogger("pasarwatch.notify")
 
-ALERTS = keys.ALERTS
 GROUP = "notify"
 CONSUMER = "dispatcher"
 READ_COUNT = 200
@@ -66,36 +69,47 @@ return redis.call('HINCRBY', KEYS[3], 'recoveries', 1)
 
 
 def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings | None = None,
-                    now: float | None = None) -> int:
-    """Take new alert events into their groups and flush the groups that are due; returns how
-    many (alert, chat) pairs the new events reach now."""
+                    now: float | None = None, partitions: list[Partition] | None = None) -> int:
+    """Take new alert events of every partition into their groups and flush the groups that are
+    due; returns how many (alert, chat) pairs the new events reach now. ``partitions``: all of
+    them (read from Redis if not given)."""
     settings = settings or get_settings()
+    partitions = partitioned.stored(redis) if partitions is None else partitions
     queue = Queue(QUEUE, connection=redis)
     staged = 0
     # "0" first: entries read before a crash but never acknowledged; then new ones.
     for start in ("0", ">"):
         while True:
-            entries = _read(redis, start)
-            if not entries:
+            streams = _read(redis, partitions, start)
+            if not streams:
                 break
-            nothing_to_do = []
-            for entry_id, fields in entries:
-                alert = _read_alert(entry_id, fields)
-                if alert is None:
-                    nothing_to_do.append(entry_id)
-                    continue
-                alert.setdefault("id", entry_id.decode())
-                if not _tells_nobody(alert):
-                    _hold_for_later(queue, alert)
-                    staged += stage_alert(redis, catalog, alert, settings, entry_id, now=now)
-                elif groups.holds(redis, str(alert.get("key"))):
-                    groups.stage(redis, alert, [], groups.marker_of(alert), _now(now), _acker(entry_id), mute=True)
-                else:
-                    nothing_to_do.append(entry_id)
-            if nothing_to_do:  # unreadable, or muted/unrouted with nothing to take back: one XACK
-                redis.xack(ALERTS, GROUP, *nothing_to_do)
+            for stream, entries in streams:
+                staged += _take(redis, catalog, settings, queue, stream, entries, now)
     groups.flush_due(redis, catalog, settings, now)
     maybe_recover(redis, settings)
+    return staged
+
+
+def _take(redis: redis.Redis, catalog: Any, settings: NotifySettings, queue: Queue, stream: bytes | str,
+          entries: list, now: float | None) -> int:
+    """The entries read from one partition's alert stream into their groups (each XACKed there)."""
+    staged = 0
+    nothing_to_do = []
+    for entry_id, fields in entries:
+        alert = _read_alert(entry_id, fields)
+        if alert is None:
+            nothing_to_do.append(entry_id)
+            continue
+        alert.setdefault("id", entry_id.decode())
+        if not _tells_nobody(alert):
+            _hold_for_later(queue, alert)
+            staged += stage_alert(redis, catalog, alert, settings, entry_id, now=now, stream=stream)
+        elif groups.holds(redis, str(alert.get("key"))):
+            groups.stage(redis, alert, [], groups.marker_of(alert), _now(now), _acker(stream, entry_id), mute=True)
+        else:
+            nothing_to_do.append(entry_id)
+    if nothing_to_do:  # unreadable, or muted/unrouted with nothing to take back: one XACK
+        redis.xack(stream, GROUP, *nothing_to_do)
     return staged
 
 
@@ -103,29 +117,34 @@ def _now(now: float | None) -> float:
     return time.time() if now is None else now
 
 
-def _acker(entry_id: bytes) -> Any:
-    return lambda pipe: pipe.xack(ALERTS, GROUP, entry_id)
+def _acker(stream: bytes | str, entry_id: bytes) -> Any:
+    return lambda pipe: pipe.xack(stream, GROUP, entry_id)
 
 
-def _read(client: redis.Redis, start: str) -> list:
-    # The engine calls in a loop: create the group only when Redis says it is missing.
+def _read(client: redis.Redis, partitions: list[Partition], start: str) -> list:
+    """``[(stream, entries)]`` of the partitions with entries to read; one XREADGROUP for all."""
+    if not partitions:
+        return []
+    wanted: dict[Any, Any] = {partition.alerts: start for partition in partitions}
+    # The engine calls in a loop: create the groups only when Redis says one is missing.
     reply: Any  # redis-py types replies for either decode_responses; this client's are bytes
     try:
-        reply = client.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=READ_COUNT)
+        reply = client.xreadgroup(GROUP, CONSUMER, wanted, count=READ_COUNT)
     except ResponseError as exc:
         if "NOGROUP" not in str(exc):
             raise
-        ensure_group(client)
-        reply = client.xreadgroup(GROUP, CONSUMER, {ALERTS: start}, count=READ_COUNT)
-    return reply[0][1] if reply else []
+        ensure_groups(client, partitions)
+        reply = client.xreadgroup(GROUP, CONSUMER, wanted, count=READ_COUNT)
+    return [(stream, entries) for stream, entries in reply or [] if entries]
 
 
-def ensure_group(client: redis.Redis) -> None:
-    try:
-        client.xgroup_create(ALERTS, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+def ensure_groups(client: redis.Redis, partitions: list[Partition]) -> None:
+    for partition in partitions:
+        try:
+            client.xgroup_create(partition.alerts, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 _last_sweep_try = 0.0
@@ -204,12 +223,13 @@ def targets_now(alert: dict, settings: NotifySettings, now: float) -> list[Targe
 
 
 def stage_alert(client: redis.Redis, catalog: Any, alert: dict, settings: NotifySettings,
-                entry_id: bytes | None = None, scope: str = "", now: float | None = None) -> int:
-    """Take the alert into its groups now (and ack its stream entry in the same step); returns
-    how many chats it reaches now, 0 if it was taken before."""
+                entry_id: bytes | None = None, scope: str = "", now: float | None = None,
+                stream: bytes | str | None = None) -> int:
+    """Take the alert into its groups now (and ack its entry ``entry_id`` of the partition's alert
+    ``stream`` in the same step); returns how many chats it reaches now, 0 if it was taken before."""
     now = _now(now)
     targets = targets_now(alert, settings, now)
-    ack = _acker(entry_id) if entry_id is not None else None
+    ack = _acker(stream, entry_id) if entry_id is not None and stream is not None else None
     if not groups.stage(client, alert, targets, groups.marker_of(alert, scope), now, ack):
         return 0
     return len({chat for t in targets for chat in recipients(client, t.narrow(alert), catalog)})
