@@ -59,6 +59,9 @@ class EngineProcess:
         self.leases = Leases(self.redis, self.me, keys.partitions(self.partition_count), self.settings.engine_lease)
         self.publish_rules_status()
         self.restored = True
+        if self.redis.exists(keys.LEGACY_TICKS):
+            log.error("%s holds ticks of a version before partitions: they are not read. Replay them with "
+                      "`pasarwatch import` from your exports, then delete the key (docs/architecture.md)", keys.LEGACY_TICKS)
         log.info("engine %s: %d partitions, lease %.0f s", self.me, self.partition_count, self.settings.engine_lease)
 
     def run(self) -> None:
