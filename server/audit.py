@@ -274,7 +274,7 @@ def verify_with_files(redis, settings) -> dict:
         if not any(redis.exists(p.ticks, p.audit_head, p.audit_anchor) for p in partitions):
             # Nothing accepted yet, so nothing to check (the key is made with the first web start).
             return {"intact": True, "checked": 0, "from": None, "head": None, "newest": None,
-                    "unkeyed": 0, "pinned": None, "partitions": []}
+                    "unkeyed": 0, "pinned": None, "anchored": False, "partitions": []}
         return _broken(0, None, str(exc), None)
     retention_ms = int(settings.ticks_retention_days * 86_400_000)
     results = []
@@ -293,7 +293,7 @@ def verify_with_files(redis, settings) -> dict:
             "from": min((r["from"] for r in walked), key=id_key, default=None),
             "newest": max((r["newest"] for r in walked), key=id_key, default=None),
             "head": walked[-1]["head"] if walked else None,
-            "unkeyed": sum(r["unkeyed"] for r in results),
+            "unkeyed": sum(r["unkeyed"] for r in results), "anchored": any(r["anchored"] for r in results),
             "pinned": next((r["pinned"] for r in results if r["pinned"]), None), "partitions": results}
 
 
