@@ -19,8 +19,10 @@ from redis.asyncio import Redis
 from base import keys
 from base.keys import Partition
 
-# Redis before 7.0 does not report a group's lag: the unread entries are then counted, up to this.
+# Redis before 7.0 does not report a group's lag: the unread entries are then counted in Redis
+# (nothing but the number crosses the network), up to this many.
 UNREAD_COUNTED = 10_000
+COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])"
 
 
 async def partitions_progress(redis: Redis, partitions: list[Partition], stall: float,
@@ -57,8 +59,8 @@ async def _one(redis: Redis, partition: Partition, groups: Any, stream: Any, pro
     elif delivered is None:  # no group yet: the engine has read nothing
         unread = int(length)
     else:
-        entries: Any = await redis.xrange(partition.ticks, min=b"(" + delivered, count=UNREAD_COUNTED)
-        unread = len(entries)
+        unread = int(await redis.register_script(COUNT_AFTER)(keys=[partition.ticks],
+                                                                args=[delivered, UNREAD_COUNTED]))
     waiting = pending > 0 or unread > 0
     owner = lease.decode(errors="replace") if isinstance(lease, bytes) else None
     idle_for = now - float(progress) if isinstance(progress, bytes) else None
