@@ -153,6 +153,14 @@ def data_client(url: str, cluster: bool, **options: object) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+def async_cluster_client(url: str, pool_size: int) -> Any:
+    """The web process's client of a Redis Cluster data plane (redis.asyncio), at most
+    ``pool_size`` connections per node."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return RedisCluster.from_url(url, max_connections=pool_size, socket_timeout=5, socket_connect_timeout=2)
+
+
 def publisher(client: Any) -> Any:
     """A plain client for PUBLISH: a cluster forwards classic pub/sub to every node, but
     redis-py refuses PUBLISH in a cluster pipeline, so messages go through one node's own

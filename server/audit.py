@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from base import keys
+from base.redis_url import data_client
 from server.access import requires
 
 log = logging.getLogger("pasarwatch.audit")
@@ -301,13 +302,12 @@ def verify_with_files(redis, settings) -> dict:
 
 @requires("operate")
 async def verify_endpoint(request):
-    import redis as redis_sync
     from starlette.concurrency import run_in_threadpool
 
     from server.responses import ORJSONResponse
 
     settings = request.app.state.settings
-    client = redis_sync.Redis.from_url(settings.redis_url)
+    client = data_client(settings.redis_url, settings.redis_cluster)
     try:
         result = await run_in_threadpool(verify_with_files, client, settings)
     finally:
@@ -316,9 +316,8 @@ async def verify_endpoint(request):
 
 
 def _verify_command(settings, args) -> int:
-    import redis as redis_sync
 
-    result = verify_with_files(redis_sync.Redis.from_url(settings.redis_url), settings)
+    result = verify_with_files(data_client(settings.redis_url, settings.redis_cluster), settings)
     if result["intact"] and not result["checked"]:
         print("audit chain intact: no ticks accepted yet")
         return 0

@@ -61,7 +61,8 @@ class EngineProcess:
         self.restored = True
         if self.redis.exists(keys.LEGACY_TICKS):
             log.error("%s holds ticks of a version before partitions: they are not read. Replay them with "
-                      "`pasarwatch import` from your exports, then delete the key (docs/architecture.md)", keys.LEGACY_TICKS)
+                      "`pasarwatch import` from your exports, then delete the key (docs/architecture.md)",
+                      keys.LEGACY_TICKS)
         log.info("engine %s: %d partitions, lease %.0f s", self.me, self.partition_count, self.settings.engine_lease)
 
     def run(self) -> None:
