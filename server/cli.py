@@ -61,6 +61,11 @@ def _engine(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.run import main as worker_main
 
+    if settings.redis_cluster:
+        print("pasarwatch worker: Telegram notifications are not available on a Redis Cluster yet (RQ does not "
+              "run on one); unset PASARWATCH_REDIS_CLUSTER to use a single Redis", file=sys.stderr)
+        return 2
+
     return worker_main(settings.redis_url)
 
 

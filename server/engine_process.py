@@ -59,6 +59,9 @@ class EngineProcess:
         self.leases = Leases(self.redis, self.me, keys.partitions(self.partition_count), self.settings.engine_lease)
         self.publish_rules_status()
         self.restored = True
+        if self.settings.redis_cluster:
+            log.warning("on a Redis Cluster alerts are raised, stored and published, but no Telegram "
+                        "notifications are sent: RQ, which delivers them, does not run on a cluster")
         if self.redis.exists(keys.LEGACY_TICKS):
             log.error("%s holds ticks of a version before partitions: they are not read. Replay them with "
                       "`pasarwatch import` from your exports, then delete the key (docs/architecture.md)",
@@ -83,7 +86,8 @@ class EngineProcess:
                 if wall >= next_sweep:
                     self.sweep(wall)
                     next_sweep = wall + self.settings.stale_sweep
-                dispatch_alerts(self.redis, self.catalog)  # hand new alerts to the notification workers
+                if not self.settings.redis_cluster:  # RQ cannot run on a cluster (see start)
+                    dispatch_alerts(self.redis, self.catalog)  # hand new alerts to the notification workers
         finally:
             if self._stopping and self.leases is not None:
                 self.leases.leave()  # hand the partitions back now rather than when the leases expire

@@ -112,7 +112,12 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False, engines
     env = {**os.environ, "REDIS_URL": url, "PASARWATCH_DATA_DIR": str(data_dir)}
     # Engines share the partitions through leases (server/leases.py); web and worker come after them.
     parts = [Part("engine" if engines == 1 else f"engine-{n + 1}", _command("engine")) for n in range(engines)]
-    parts += [Part("web", _command("web")), Part("worker", _command("worker"))]
+    parts += [Part("web", _command("web"))]
+    if settings.redis_cluster:
+        print("  on a Redis Cluster: no notification worker (RQ does not run on a cluster; alerts are still "
+              "raised, stored and shown)", flush=True)
+    else:
+        parts.append(Part("worker", _command("worker")))
     started = len(parts)
     web_url = f"http://{settings.host}:{settings.port}"
     days: list = []

@@ -115,11 +115,17 @@ class Leases:
     def renew(self, now: float) -> list[keys.Partition]:
         """Renew every lease held (and this engine's stamp); returns the ones that were lost."""
         self.redis.zadd(keys.ENGINES, {self.me: now})
-        pipe = self.redis.pipeline(transaction=False)
         held = list(self.owned.values())
-        for partition in held:
-            self._renew(keys=[partition.lease], args=[self.me, self.lease_ms], client=pipe)
-        lost = [partition for partition, renewed in zip(held, pipe.execute()) if not renewed]
+        if hasattr(self.redis, "get_nodes"):
+            # A cluster pipeline does not load a script a node lacks (a restarted node has none):
+            # one call per lease, each loading its script where needed.
+            renewed = [self._renew(keys=[p.lease], args=[self.me, self.lease_ms]) for p in held]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for partition in held:
+                self._renew(keys=[partition.lease], args=[self.me, self.lease_ms], client=pipe)
+            renewed = pipe.execute()
+        lost = [partition for partition, kept in zip(held, renewed) if not kept]
         for partition in lost:
             log.warning("lost the lease of partition %d", partition.number)
             del self.owned[partition.number]

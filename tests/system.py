@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import orjson
-import redis
 
+from base.redis_url import data_client
 from server import auth
 from base.config import PROJECT_ROOT
 from server.redis_process import RedisProcess, free_port, start_redis
@@ -24,18 +24,21 @@ from testkit.waiting import wait_for
 
 
 class System:
-    def __init__(self, tmp: Path, env: dict[str, str] | None = None):
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None, cluster_url: str | None = None):
+        """``cluster_url``: run on that Redis Cluster (a node's URL) instead of a Redis of its own."""
         self.tmp = tmp
         self.rules_dir = tmp / "rules"
         shutil.copytree(PROJECT_ROOT / "rules", self.rules_dir,
                         ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-        self.redis_process: RedisProcess = start_redis(tmp / "redis")
+        self.redis_process: RedisProcess | None = None if cluster_url else start_redis(tmp / "redis")
+        redis_url = cluster_url or self.redis_process.url  # type: ignore[union-attr]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "REDIS_URL": self.redis_process.url,
+            "REDIS_URL": redis_url,
+            **({"PASARWATCH_REDIS_CLUSTER": "true"} if cluster_url else {}),
             "PASARWATCH_HOST": "127.0.0.1",
             "PASARWATCH_PORT": str(self.port),
             "PASARWATCH_RULES_DIR": str(self.rules_dir),
@@ -45,7 +48,7 @@ class System:
             "PYTHONPATH": str(PROJECT_ROOT),
             **(env or {}),
         }
-        self.redis = redis.Redis.from_url(self.redis_process.url)
+        self.redis = data_client(redis_url, bool(cluster_url))
         # Tests act as an admin (who may also push ticks for any market).
         self.admin_token = auth.issue(self.redis, "person", "test-admin", "admin")
         self.auth_headers = {"authorization": f"Bearer {self.admin_token}"}
@@ -99,7 +102,8 @@ class System:
         self.processes.clear()
         self.http.close()
         self.redis.close()
-        self.redis_process.stop()
+        if self.redis_process is not None:
+            self.redis_process.stop()
 
     def log(self, name: str) -> str:
         path = self.logs.get(name)
