@@ -20,6 +20,7 @@ import redis
 from server import auth
 from base.config import PROJECT_ROOT
 from server.redis_process import free_port
+from stores import partitioned
 from testkit.fakebot import FakeTelegram, message_update
 from tests.system import wait_for
 
@@ -264,5 +265,25 @@ def test_import_and_deadletter_beside_up_find_its_redis(tmp_path):
         assert orjson.loads(imported.stdout)["accepted"] == 200
         listed = pasarwatch("deadletter", "list", cwd=tmp_path)
         assert listed.returncode == 0 and "dead-lettered in all" in listed.stdout, listed.stderr
+    finally:
+        launcher.stop()
+
+
+def test_up_with_two_engines_runs_two_that_share_the_partitions(tmp_path):
+    """``pasarwatch up --engines 2`` on the embedded Redis: both engines hold partitions, /readyz
+    names two owners, and the ticks an import pushes are all processed."""
+    launcher = Launcher(tmp_path, "--engines", "2").wait_serving(tmp_path / "var")
+    try:
+        def two_owners() -> bool:
+            ready = httpx.get(launcher.url + "/readyz", timeout=5).json()
+            return len({p["owner"] for p in ready.get("partitions", []) if p["owner"]}) == 2
+
+        wait_for(two_owners, 30, f"two engines to hold partitions (log: {launcher.log()[-3000:]})")
+        fixture = Path(__file__).parent / "fixtures" / "imports" / "pihps-jabar-cabai-2024-01.csv"
+        imported = pasarwatch("import", str(fixture), "--json", cwd=tmp_path)
+        assert imported.returncode == 0, imported.stderr
+        client = redis.Redis.from_url(store_url(tmp_path))
+        wait_for(lambda: partitioned.total(client, "processed") >= 200, 30, "the engines to process the import")
+        assert partitioned.total(client, "processed") == 200
     finally:
         launcher.stop()
