@@ -35,7 +35,7 @@ from detectors.forecast_error import (BreachTracker, ForecastTracker, merge_brea
                                       summarize, summarize_breach)
 from detectors.forecast_horizons import HORIZONS
 from detectors.stack import DetectorStack
-from pipeline.contracts import AlertEvent, Tick, Verdict
+from base.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
 from rules.engine import RuleEngine
 

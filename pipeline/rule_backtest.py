@@ -16,7 +16,7 @@ from typing import cast
 
 from detectors.recorded import WIB, read_paths
 from detectors.stack import DetectorStack
-from pipeline.contracts import AlertEvent, Tick
+from base.contracts import AlertEvent, Tick
 from pipeline.replay import reporting_days
 from pipeline.step import Step
 from base.catalog import Catalog

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
-from pipeline.contracts import Tick, Verdict
+from base.contracts import AlertEvent, Tick, Verdict
 
 from detectors.stack import DetectorStack, StackConfig
 from pipeline.step import Step
@@ -67,7 +67,7 @@ def run_case(spec: TestFile, case: TestCase, engine: RuleEngine, ceilings: dict)
     moments = sorted(set(times) | {h["ts"] for h in case.health} | {e.ts for e in case.expect})
     for now in moments:
         engine.set_silences(case.silences)
-        raised: list[dict] = []  # the step's alert events and the health rules' (plain dicts)
+        raised: list[AlertEvent] = []  # the step's alert events and the health rules'
         if now in times:
             ticks, overrides = _ticks(case.series, times[now], now)
             given = {id(tick): override for tick, override in zip(ticks, overrides)}
@@ -76,14 +76,15 @@ def run_case(spec: TestFile, case: TestCase, engine: RuleEngine, ceilings: dict)
                 for tick, verdict in zip(judged, verdicts):
                     _override(verdict, given[id(tick)], thresholds)
 
-            raised.extend(cast(list[dict], step.ticks(ticks, adjust=adjust).alerts))
+            raised.extend(step.ticks(ticks, adjust=adjust).alerts)
             if step.stack is not None:
-                raised.extend(cast(list[dict], step.sweep(now).alerts))
+                raised.extend(step.sweep(now).alerts)
         for health in (h for h in case.health if h["ts"] == now):
             series = (health["commodity"], health["market"])
             raised.extend(engine.on_health({"type": "health", **health, "price": step.last_price.get(series)}))
         for expectation in (e for e in case.expect if e.ts == now):
-            result.failures.extend(_check(spec, expectation, engine.firing(), raised))
+            # Compared field by field as plain data, as the test file writes them.
+            result.failures.extend(_check(spec, expectation, engine.firing(), cast(list[dict], raised)))
     return result
 
 

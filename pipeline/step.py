@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from detectors.stack import DetectorStack
-from pipeline.contracts import AlertEvent, Tick, Verdict
+from base.contracts import AlertEvent, Tick, Verdict
 from rules.engine import RuleEngine
 
 Series = tuple[str, str]
@@ -112,8 +112,7 @@ class Step:
         if current:
             if silences is not None:
                 self.rules.set_silences(silences, wall)
-            result.alerts = cast(list[AlertEvent], self.rules.on_batch(cast(list[dict], current),
-                                                                       cast(list[dict], verdicts)))
+            result.alerts = self.rules.on_batch(current, verdicts)
             past = {(t["commodity"], t["market"], t["ts"]) for t in current if t.get("backfill")}
             for event in result.alerts:
                 if (event["commodity"], event["market"], event["ts"]) in past:
@@ -134,9 +133,9 @@ class Step:
             swept.health.append({"type": "health", **change, "province": self.provinces.get(series, ""),
                                  "price": self.last_price.get(series)})
         if swept.health:
-            swept.alerts.extend(cast(list[AlertEvent], self.rules.on_health_batch(swept.health)))
+            swept.alerts.extend(self.rules.on_health_batch(swept.health))
         if event_now is not None:
-            swept.alerts.extend(cast(list[AlertEvent], self.rules.recheck_muted(event_now)))
+            swept.alerts.extend(self.rules.recheck_muted(event_now))
         swept.errors.extend((f"rule:{rule}", error) for rule, error in self.rules.take_errors())
         return swept
 

@@ -38,8 +38,11 @@ comes, a ``confirmed`` event is routed. An alert that resolves unconfirmed was n
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
+from base.contracts import AlertEvent, Tick, Verdict
 from base.failures import describe_error
 from rules.events import build_event
 from rules.inhibition import FiringIndex
@@ -143,7 +146,7 @@ class RuleEngine:
         self.silences = list(silences)
         self._silence_wall = wall
 
-    def swap(self, ruleset: RuleSet, now: float) -> list[dict]:
+    def swap(self, ruleset: RuleSet, now: float) -> list[AlertEvent]:
         """Put a new rule set in force; alerts of rules that no longer exist are resolved."""
         old = self._by_name
         kept = {rule.name for rule in ruleset.rules}
@@ -165,23 +168,23 @@ class RuleEngine:
         self._use(ruleset)
         return events
 
-    def on_tick(self, tick: dict, verdict: dict) -> list[dict]:
-        return self._finish(self._evaluate("tick", tick, verdict, _tick_context(tick, verdict)))
+    def on_tick(self, tick: Tick | dict, verdict: Verdict | dict) -> list[AlertEvent]:
+        return self.on_batch([tick], [verdict])
 
-    def on_batch(self, ticks: list[dict], verdicts: list[dict]) -> list[dict]:
+    def on_batch(self, ticks: Sequence[Tick | dict], verdicts: Sequence[Verdict | dict]) -> list[AlertEvent]:
         """Like ``on_tick`` for each pair, but inhibition sees every alert of the batch: a crisis
         raised by a later tick of the same batch still mutes a warning raised by an earlier one."""
         steps: list[_Step] = []
-        for tick, verdict in zip(ticks, verdicts):
+        for tick, verdict in zip(cast(Sequence[dict], ticks), cast(Sequence[dict], verdicts)):  # read as plain data
             steps.extend(self._evaluate("tick", tick, verdict, _tick_context(tick, verdict)))
         return self._finish(steps)
 
-    def on_health(self, health: dict) -> list[dict]:
+    def on_health(self, health: dict) -> list[AlertEvent]:
         """Feed-health signal for a series: {commodity, market, province, state, age, ts, price};
         ``state`` is ok, stale, no_data or error (a detector failed)."""
         return self.on_health_batch([health])
 
-    def on_health_batch(self, healths: list[dict]) -> list[dict]:
+    def on_health_batch(self, healths: list[dict]) -> list[AlertEvent]:
         """``on_health`` for the changes of one sweep, finished together: thousands of feeds
         going stale at once cost one pass over the firing alerts, not one per feed."""
         steps: list[_Step] = []
@@ -202,7 +205,7 @@ class RuleEngine:
         if state is not None and state.event is event:
             state.notified, state.last_notified = False, None
 
-    def recheck_muted(self, now: float) -> list[dict]:
+    def recheck_muted(self, now: float) -> list[AlertEvent]:
         """Firing alerts nobody was told of because a silence or an inhibition muted them, told
         now (``unmuted``) if that mute has lifted: a silence deleted or expired, the inhibiting
         alert resolved. Without this they would wait for their series' next tick, a day later
@@ -291,7 +294,7 @@ class RuleEngine:
         errors, self.errors = self.errors, []
         return errors
 
-    def _finish(self, steps: list[_Step]) -> list[dict]:
+    def _finish(self, steps: list[_Step]) -> list[AlertEvent]:
         """Inhibition, silences and routing for what the steps raised, at the end of a batch."""
         firing = self.firing()
         index = FiringIndex(firing, self.ruleset.inhibit)
@@ -317,7 +320,7 @@ class RuleEngine:
                 if _mark(event, receivers, inhibited, silence):
                     state.notified, state.last_notified, state.awaiting = True, now, False
             events.append(event)
-        return events
+        return cast(list[AlertEvent], events)  # build_event makes every field an AlertEvent names
 
     def _deliveries(self, event: dict, index: FiringIndex, now: float) -> tuple[list[Receiver], list[str], dict | None]:
         inhibited = index.inhibitors(event)

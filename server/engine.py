@@ -27,7 +27,7 @@ from base.failures import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.stack import DetectorStack
-from pipeline.contracts import AlertEvent, Tick, Verdict
+from base.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
 from base.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
@@ -290,7 +290,7 @@ class Engine:
 
     def swap_rules(self, wall: float) -> None:
         """Take the rule set the process's rulebook just loaded (see engine_process)."""
-        batch = Batch(alerts=cast(list[AlertEvent], self.rules.swap(self.rulebook.current, self.clock.now(wall))))
+        batch = Batch(alerts=self.rules.swap(self.rulebook.current, self.clock.now(wall)))
         if batch:
             self.commit(batch)
 
