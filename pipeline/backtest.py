@@ -41,6 +41,7 @@ from pipeline.nab_run import THRESHOLD, score_file
 from pipeline.replay import WIB, Replay, merge_reports, reporting_days
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.engine import RuleEngine
+from rules.errors import RuleSetError
 from pipeline import nab
 
 
@@ -76,7 +77,11 @@ def run(settings, args: argparse.Namespace) -> int:
         _print(result, args.json, _nab_text)
         return 0
     rules_dirs = [Path(d) for d in args.rules] if args.rules else [settings.rules_dir]
-    ruleset, ceilings, catalog = load_production_rules(rules_dirs, settings.catalog_dir)
+    try:
+        ruleset, ceilings, catalog = load_production_rules(rules_dirs, settings.catalog_dir)
+    except RuleSetError as exc:  # each error is file:line: reason
+        print(f"backtest: the rules do not load:\n{exc}", file=sys.stderr)
+        return 2
     try:
         ticks = recorded.read_paths([Path(p) for p in args.paths], catalog)
     except (OSError, ValueError) as exc:
