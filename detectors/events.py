@@ -7,7 +7,11 @@ each labelled event on a series, the event is *warned* when the rule's alert fir
 series between ``start - lead_days`` and ``end``; the lead is ``peak - first alert`` in days
 (negative: the alert came after the peak). Every firing alert of the rule on a series outside
 all of that series' events (widened the same way) is a false alarm; false alarms are reported
-per series-year of data (the span from the series' first to last tick).
+per series-year of data (the span from the series' first to last tick). ``warned_ahead`` counts
+the events whose first warning came at least ``WARN_AHEAD_DAYS`` (14) days before the peak: a
+warning people can still act on. With ``split`` (a time) every figure is also given for the
+period before it (events whose peak, alerts and series-years before the split: the period
+thresholds are chosen on) and from it on (held out), under ``periods``.
 
 >>> events = [{"id": "e1", "commodity": "cabai", "market": "*", "start": "2024-01-10",
 ...            "peak": "2024-01-20", "end": "2024-01-31", "kind": "spike", "source": "x"}]
@@ -23,6 +27,13 @@ per series-year of data (the span from the series' first to last tick).
 ('1/1', 7.0)
 >>> result["per_rule"]["naik"]["false_alarms"], result["per_rule"]["naik"]["false_alarms_per_series_year"]
 (1, 1.0)
+>>> spikes["warned_ahead"]  # 7 days before the peak is too late to act on
+'0/1'
+>>> periods = evaluate_events(events, alerts, ticks, split=t0 + 100 * day)["periods"]
+>>> periods["before"]["per_rule"]["naik"]["false_alarms"], periods["after"]["per_rule"]["naik"]["false_alarms"]
+(0, 1)
+>>> periods["before"]["event_series"], periods["after"]["event_series"], periods["before"]["series_years"]
+({'spike': 1}, {}, 0.27)
 """
 from __future__ import annotations
 
@@ -38,6 +49,8 @@ DAY = 86400.0
 YEAR = 365.25 * DAY
 # An early warning may come this many days before the labelled start of an event.
 LEAD_DAYS = 14
+# A warning people can act on comes at least this many days before the peak (issue 18's goal).
+WARN_AHEAD_DAYS = 14
 FIELDS = ("id", "commodity", "market", "start", "peak", "end", "kind", "source")
 
 
@@ -58,8 +71,12 @@ def _day_start(iso: str) -> float:
 
 
 def evaluate_events(events: list[dict], alerts: list[dict], ticks: list[dict],
-                    detail: bool = False, lead_days: float = LEAD_DAYS) -> dict:
-    """Per rule: events warned, lead days, false alarms per series-year (see the module doc)."""
+                    detail: bool = False, lead_days: float = LEAD_DAYS, split: float | None = None) -> dict:
+    """Per rule: events warned, lead days, false alarms per series-year (see the module doc).
+
+    With ``split`` (a time) the same figures are also given per period under ``periods``:
+    ``before`` (events whose peak, alerts and series-years before it) and ``after`` (from it on).
+    """
     span: dict[tuple[str, str], list[float]] = {}
     for tick in ticks:
         key = (tick["commodity"], tick["market"])
@@ -87,12 +104,40 @@ def evaluate_events(events: list[dict], alerts: list[dict], ticks: list[dict],
             firing[alert["rule"]][(alert["commodity"], alert["market"])].append(alert["ts"])
     series_years = sum((last - first) / YEAR for first, last in span.values())
     case_count = Counter(event["kind"] for event, *_ in cases)
-
-    kinds = sorted({event["kind"] for event, *_ in cases})
-    per_rule = {}
     per_event: list[dict] = []
-    for rule in sorted(firing):
-        times = firing[rule]
+    per_rule = _per_rule(cases, by_series, firing, series_years, per_event if detail else None)
+    result: dict = {
+        "summary": {"events": len(events), "event_series": dict(sorted(case_count.items())),
+                    "series_years": round(series_years, 2), "lead_days_allowed": lead_days,
+                    "warned_ahead_days": WARN_AHEAD_DAYS},
+        "per_rule": per_rule,
+    }
+    if split is not None:
+        result["periods"] = {"split": split}
+        for period, inside in (("before", lambda t: t < split), ("after", lambda t: t >= split)):
+            years = sum(max(0.0, min(last, split) - first) / YEAR if period == "before"
+                        else max(0.0, last - max(first, split)) / YEAR for first, last in span.values())
+            chosen = [case for case in cases if inside(case[4])]
+            times = {rule: {key: [t for t in ts_list if inside(t)] for key, ts_list in keys.items()}
+                     for rule, keys in firing.items()}
+            result["periods"][period] = {
+                "event_series": dict(sorted(Counter(event["kind"] for event, *_ in chosen).items())),
+                "series_years": round(years, 2),
+                "per_rule": _per_rule(chosen, by_series, times, years, None, set(firing)),
+            }
+    if detail:
+        result["per_event"] = per_event
+    return result
+
+
+def _per_rule(cases: list[tuple], by_series: dict, firing: dict, series_years: float,
+              per_event: list[dict] | None, rules: set[str] | None = None) -> dict:
+    """Each rule's warnings of ``cases`` and its alerts outside every event of their series."""
+    case_count = Counter(event["kind"] for event, *_ in cases)
+    kinds = sorted(case_count)
+    per_rule = {}
+    for rule in sorted(rules if rules is not None else firing):
+        times = firing.get(rule, {})
         leads: dict[str, list[float]] = defaultdict(list)
         warned: Counter[str] = Counter()
         for event, key, lo, hi, peak in cases:
@@ -101,7 +146,7 @@ def evaluate_events(events: list[dict], alerts: list[dict], ticks: list[dict],
             if lead is not None:
                 warned[event["kind"]] += 1
                 leads[event["kind"]].append(lead)
-            if detail:
+            if per_event is not None:
                 per_event.append({"rule": rule, "event": event["id"], "series": "/".join(key),
                                   "warned": bool(inside), "lead_days": lead})
         false_alarms = sum(
@@ -114,19 +159,15 @@ def evaluate_events(events: list[dict], alerts: list[dict], ticks: list[dict],
             "false_alarms": false_alarms,
             "false_alarms_per_series_year": round(false_alarms / series_years, 2) if series_years else None,
         }
-    result = {
-        "summary": {"events": len(events), "event_series": dict(sorted(case_count.items())),
-                    "series_years": round(series_years, 2), "lead_days_allowed": lead_days},
-        "per_rule": per_rule,
-    }
-    if detail:
-        result["per_event"] = per_event
-    return result
+    return per_rule
 
 
 def _warning_stats(warned: int, cases: int, leads: list[float]) -> dict:
+    ahead = sum(1 for lead in leads if lead >= WARN_AHEAD_DAYS)
     return {
         "warned": f"{warned}/{cases}",
         "warned_share": round(warned / cases, 3) if cases else None,
         "median_lead_days": statistics.median(leads) if leads else None,
+        "warned_ahead": f"{ahead}/{cases}",
+        "warned_ahead_share": round(ahead / cases, 3) if cases else None,
     }

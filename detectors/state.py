@@ -34,6 +34,7 @@ from detectors.likelihood import AnomalyLikelihood
 from detectors.series import SeriesState
 from detectors.stack import DetectorStack, StackConfig
 from detectors.stale import StaleFeed
+from detectors.surge import PanelSurge
 from detectors.zscore import RollingZScore
 
 __all__ = ["StateError", "decode_state", "encode_state", "register"]
@@ -43,5 +44,5 @@ __all__ = ["StateError", "decode_state", "encode_state", "register"]
 for _cls in (SeriesState, RollingZScore, IQRFences, ForecastResidual, StaleFeed, AnomalyScore,
              SlidingExtreme, DailyProfile, AnomalyLikelihood, ALPS, RecursiveLeastSquares, IPA,
              CrossMarket, CeilingPrice, Reference, DetectorStack, StackConfig, HoltWinters, AdditiveLevel,
-             HorizonForecast):
+             HorizonForecast, PanelSurge):
     register(_cls)

@@ -18,7 +18,8 @@ Three uses, one command:
 * ``--split 2023-01-01`` adds ``forecast_split``: the same figures for targets before the date
   (the period the forecaster was chosen on) and from it on (held out).
 * ``--events FILE`` adds the real-event evaluation (detectors/events.py): how early and how
-  often the alerts warned of each labelled event, and false alarms per series-year.
+  often the alerts warned of each labelled event (``warned_ahead``: at least 14 days before the
+  peak), and false alarms per series-year; with ``--split``, also per period (``periods``).
 * ``--nab DIR`` scores the stack on a NAB-layout folder with pipeline/nab.py and prints
   ``{"nab": {profile: score}, "files": N, ...}``; ``--detail`` adds each file, ``--scores-out``
   writes NAB's results layout so NAB's own scorer can check the figure.
@@ -40,6 +41,7 @@ from pipeline.nab_run import THRESHOLD, score_file
 from pipeline.replay import WIB, Replay, merge_reports, reporting_days
 from detectors.stack import DETECTOR_NAMES, DetectorStack
 from rules.engine import RuleEngine
+from rules.errors import RuleSetError
 from pipeline import nab
 
 
@@ -75,7 +77,11 @@ def run(settings, args: argparse.Namespace) -> int:
         _print(result, args.json, _nab_text)
         return 0
     rules_dirs = [Path(d) for d in args.rules] if args.rules else [settings.rules_dir]
-    ruleset, ceilings, catalog = load_production_rules(rules_dirs, settings.catalog_dir)
+    try:
+        ruleset, ceilings, catalog = load_production_rules(rules_dirs, settings.catalog_dir)
+    except RuleSetError as exc:  # each error is file:line: reason
+        print(f"backtest: the rules do not load:\n{exc}", file=sys.stderr)
+        return 2
     try:
         ticks = recorded.read_paths([Path(p) for p in args.paths], catalog)
     except (OSError, ValueError) as exc:
@@ -85,7 +91,8 @@ def run(settings, args: argparse.Namespace) -> int:
                        split=args.split)
     if args.events:
         events = load_events(Path(args.events))
-        result["events"] = evaluate_events(events, result.pop("alert_events"), ticks, args.detail)
+        result["events"] = evaluate_events(events, result.pop("alert_events"), ticks, args.detail,
+                                           split=args.split)
     _print(result, args.json, _ticks_text)
     return 0
 
@@ -236,7 +243,25 @@ def _ticks_text(result: dict) -> str:
     events = result.get("events")
     if events:
         lines.append(json.dumps(events["summary"]))
+        lines.extend(_events_text("", events))
+        periods = events.get("periods")
+        if periods:
+            day = datetime.fromtimestamp(periods["split"], WIB).date().isoformat()
+            lines.extend(_events_text(f"before {day}: ", periods["before"]))
+            lines.extend(_events_text(f"from {day}: ", periods["after"]))
     return "\n".join(lines) + "\n"
+
+
+def _events_text(label: str, events: dict) -> list[str]:
+    """Per rule: spikes warned at least 14 days before the peak, false alarms per series-year."""
+    lines = []
+    for rule, figures in events["per_rule"].items():
+        spikes = figures["by_kind"].get("spike")
+        if spikes:
+            lines.append(f"  {label}{rule:24s} spikes warned 14 d ahead {spikes['warned_ahead']}, warned "
+                         f"{spikes['warned']}, median lead {spikes['median_lead_days']} d, false alarms "
+                         f"{figures['false_alarms_per_series_year']} per series-year")
+    return lines
 
 
 def _forecast_text(forecast: dict, label: str) -> list[str]:

@@ -100,6 +100,8 @@ def _ticks(series: list[SeriesInput], step: int, now: float) -> tuple[list[Tick]
         overrides.append({
             "scores": {name: values[step] for name, values in s.scores.items()
                        if step < len(values) and values[step] is not None},
+            "odds": {name: values[step] for name, values in s.odds.items()
+                     if step < len(values) and values[step] is not None},
             "quarantined": _at(s.quarantined, step),
             "expected": _at(s.expected, step),
         })
@@ -120,6 +122,8 @@ def _override(verdict: Verdict, override: dict, thresholds: dict[str, float]) ->
             fired.add(name)
             verdict["reasons"].setdefault(name, f"{name} score {score:g} (given by the test)")
     verdict["fired"] = sorted(fired)
+    if override["odds"]:
+        verdict["odds"] = {**(verdict.get("odds") or {}), **override["odds"]}
     if override["quarantined"] is not None:
         verdict["quarantined"] = bool(override["quarantined"])
     if override["expected"] is not None:

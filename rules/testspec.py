@@ -19,12 +19,13 @@ from base import yaml_lines
 from base.catalog import Catalog
 from rules.durations import parse_duration
 from rules.errors import Problems, RuleError, RuleSetError
+from rules.expressions import ODDS_FIELDS
 from rules.notation import NotationError, expand
 from rules.silences import SilenceError, new_silence
 
 FILE_KEYS = {"rule_files", "start", "interval", "tests"}
 TEST_KEYS = {"name", "detectors", "series", "health", "silences", "expect"}
-SERIES_KEYS = {"series", "province", "price", "scores", "quarantined", "expected"}
+SERIES_KEYS = {"series", "province", "price", "scores", "odds", "quarantined", "expected"}
 EXPECT_KEYS = {"at", "rule", "firing", "events"}
 ITEM_KEYS = {
     "rule", "key", "kind", "commodity", "market", "province", "severity", "level", "state", "transition",
@@ -46,6 +47,7 @@ class SeriesInput:
     scores: dict[str, list[float | None]] = field(default_factory=dict)
     quarantined: list[float | None] = field(default_factory=list)
     expected: list[float | None] = field(default_factory=list)
+    odds: dict[str, list[float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,21 +244,33 @@ def _series(entry: Any, catalog: Catalog, fail) -> SeriesInput | None:
         except NotationError as exc:
             fail(entry, key, str(exc))
             values[key] = []
-    scores = {}
-    raw = entry.get("scores", {})
-    if not isinstance(raw, dict):
-        fail(entry, "scores", "scores maps detector names to series, e.g. {crossmarket: '0x10 7x3'}")
-        raw = {}
-    for name, text in raw.items():
-        try:
-            scores[str(name)] = expand(text)
-        except NotationError as exc:
-            fail(raw, name, str(exc))
+    scores = _named_series(entry, "scores", "scores maps detector names to series, e.g. {crossmarket: '0x10 7x3'}",
+                           None, fail)
+    odds = _named_series(entry, "odds", "odds maps the forecast's odds to series, e.g. {p_rise_10: '0.2x10 0.8x3'}",
+                         ODDS_FIELDS, fail)
     if not values["price"]:
         fail(entry, "price", "price is required: a series such as '52000+500x10'")
     if where is None:
         return None
-    return SeriesInput(*where, values["price"], scores, values["quarantined"], values["expected"])
+    return SeriesInput(*where, values["price"], scores, values["quarantined"], values["expected"], odds)
+
+
+def _named_series(entry: dict, key: str, shape: str, known: Any, fail) -> dict[str, list[float | None]]:
+    """``{name: series}`` under ``key`` (``scores``, ``odds``); names outside ``known`` are errors."""
+    raw = entry.get(key, {})
+    if not isinstance(raw, dict):
+        fail(entry, key, shape)
+        return {}
+    out = {}
+    for name, text in raw.items():
+        if known is not None and name not in known:
+            fail(raw, name, f"unknown {key} {name!r} (known: {', '.join(sorted(known))})")
+            continue
+        try:
+            out[str(name)] = expand(text)
+        except NotationError as exc:
+            fail(raw, name, str(exc))
+    return out
 
 
 def _at(value: Any, start: float, interval: float, node: Any, fail) -> float:

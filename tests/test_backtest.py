@@ -113,6 +113,37 @@ def test_an_unknown_layout_is_refused(tmp_path, capsys):
     assert "unknown layout" in capsys.readouterr().err
 
 
+def test_events_are_scored_per_period_with_the_warnings_people_can_act_on(tmp_path, capsys):
+    # May-Aug 2021 holds the July 2021 chilli rise (peak 2021-07-19) and the entry error of
+    # 2021-07-14; split on 2021-07-01 both belong to the held-out period.
+    rules = write_rules(tmp_path / "rules", "rules:\n"
+                        "  - {name: dikarantina, when: quarantined}\n"
+                        "  - {name: naik, when: change >= 0.1 and not quarantined, keep_firing_for: 5}\n")
+    result = run_cli(capsys, str(CHILLI), "--rules", str(rules), "--jobs", "1",
+                     "--events", str(FIXTURES / "price-events.csv"), "--split", "2021-07-01")
+    events = result["events"]
+    before, after = events["periods"]["before"], events["periods"]["after"]
+    assert after["event_series"] == {"entry-error": 1, "spike": 18} and before["event_series"] == {}
+    assert before["series_years"] + after["series_years"] == pytest.approx(events["summary"]["series_years"], abs=0.02)
+    caught = after["per_rule"]["dikarantina"]["by_kind"]["entry-error"]
+    assert caught["warned"] == "1/1" and caught["warned_ahead"] == "0/1"  # caught the same day
+    spikes = events["per_rule"]["naik"]["by_kind"]["spike"]
+    ahead = int(spikes["warned_ahead"].split("/")[0])
+    assert ahead <= int(spikes["warned"].split("/")[0]) and spikes["warned_ahead"].endswith("/18")
+    assert events["summary"]["warned_ahead_days"] == 14
+    # The text output prints the same figures per period.
+    assert backtest.main([str(CHILLI), "--rules", str(rules), "--jobs", "1", "--events",
+                          str(FIXTURES / "price-events.csv"), "--split", "2021-07-01"]) == 0
+    text = capsys.readouterr().out
+    assert "from 2021-07-01: naik" in text and "spikes warned 14 d ahead" in text
+
+
+def test_rules_that_do_not_load_are_refused_with_file_and_line(tmp_path, capsys):
+    rules = write_rules(tmp_path / "rules", "rules:\n  - {name: x, when: surge.score >= 1.2}\n")
+    assert backtest.main([str(CHILLI), "--rules", str(rules), "--jobs", "1"]) == 2
+    assert "only.yaml:2: rule 'x'" in capsys.readouterr().err
+
+
 def test_module_runs_as_a_command():
     done = subprocess.run([sys.executable, "-m", "pipeline.backtest", str(CHILLI), "--jobs", "1"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)

@@ -28,7 +28,8 @@ def test_default_rules_have_tests_for_every_shipped_rule():
     assert {p.name for p in SHIPPED} >= {"prices.test.yaml", "feeds.test.yaml", "routing.test.yaml"}
     text = "".join(p.read_text() for p in SHIPPED)
     for rule in ("harga-menyimpang", "pasar-lebih-mahal", "kenaikan-tajam", "kenaikan-nasional", "di-atas-het",
-                 "di-atas-hap", "data-terhenti", "data-tidak-ada", "detektor-galat"):
+                 "di-atas-hap", "data-terhenti", "data-tidak-ada", "detektor-galat", "peluang-lewat-hap",
+                 "peluang-naik-10"):
         assert f"rule: {rule}" in text, f"no test names {rule}"
 
 
@@ -77,6 +78,15 @@ def test_a_broken_test_file_reports_file_line_reason(tmp_path):
     assert any(e.startswith(f"{path}:1: 'nothing/*.yaml' matches no file") for e in errors)
     assert any(e.startswith(f"{path}:5: test 'x': 'oops' is not a value") for e in errors)
     assert any(e.startswith(f"{path}:6: test 'x': a test needs at least one expectation") for e in errors)
+
+
+def test_odds_given_by_a_test_must_be_ones_the_forecast_has(tmp_path):
+    path = tmp_path / "odds.test.yaml"
+    path.write_text(f'rule_files: ["{ROOT}/rules/*.yaml"]\ntests:\n  - name: x\n    detectors: none\n    series:\n'
+                    '      - {series: bawang-merah/pasar-kosambi, price: "38000x2", odds: {p_rise_20: "0.9x2"}}\n'
+                    '    expect: [{at: 1d, firing: []}]\n')
+    errors = run(path).errors
+    assert any("unknown odds 'p_rise_20' (known: p_above_reference, p_rise_10)" in e for e in errors), errors
 
 
 def test_series_notation_follows_promtool():

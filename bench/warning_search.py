@@ -1,0 +1,120 @@
+"""The spike-warning candidates of docs/detection.md, scored as the backtest scores rules.
+
+One replay of the production stack over the daily West Java panel records every verdict (the
+engine's own step, no rules); each candidate rule is then run over the recorded verdicts by the
+production ``RuleEngine`` and scored against the labels (detectors/events.py) per period. For
+each family the candidate chosen is the one warning the most spike-series at least 14 days
+before their peak with at most 0.5 false alarms per series-year on 2019-2022; the 2023-2025
+figures are printed beside it, never used to choose. Candidates on ``surge`` are scored only
+when the stack runs it (see docs/detection.md). About a minute of CPU.
+
+    python3 -m bench.warning_search [--labels tests/fixtures/price-events.csv] [DATA.csv ...]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from datetime import datetime
+from pathlib import Path
+from typing import cast
+
+from base.catalog import load_catalog
+from base.config import PROJECT_ROOT
+from detectors import recorded
+from detectors.ceiling import ceilings_of
+from detectors.events import evaluate_events, load_events
+from detectors.recorded import WIB
+from detectors.stack import DETECTOR_NAMES, DetectorStack
+from pipeline.contracts import Tick
+from pipeline.replay import reporting_days
+from pipeline.step import Step
+from rules.engine import RuleEngine
+from rules.loader import RuleSet, parse_rule_text
+
+SPLIT = datetime(2023, 1, 1, tzinfo=WIB).timestamp()
+MAX_FALSE_ALARMS = 0.5
+DATA = sorted((PROJECT_ROOT.parent / "shared" / "data" / "pihps-jabar").glob("*.csv"))
+
+
+def ladder(value: str, enter: float, exit_: float, for_: int, keep: int, gate: str = "not quarantined") -> str:
+    return (f"    when: {gate}\n    value: {value}\n    levels:\n"
+            f"      - {{level: siaga, severity: warning, enter: {enter}, exit: {exit_}}}\n"
+            f"    for: {for_}\n    keep_firing_for: {keep}\n")
+
+
+def candidates() -> dict[str, list[str]]:
+    """Family -> rule bodies (the YAML under ``- name:``)."""
+    grid = itertools.product
+    families = {
+        "ALPS ladder": [ladder("alps.score", e, round(0.75 * e, 2), f, k)
+                        for e, f, k in grid((0.5, 0.75, 1), (1, 3), (10, 30))],
+        "price / HAP ladder": [ladder("ceiling.score", e, x, f, k)
+                               for e, x, f, k in grid((0.95, 1.0, 1.05, 1.1), (0.85, 0.9), (1, 2, 3), (5, 10, 20))],
+        "odds of a 10% rise": [ladder("forecast.p_rise_10", t, t, 1, 10) for t in (0.65, 0.7, 0.75, 0.8, 0.85)],
+        "odds of passing the HAP": [ladder("forecast.p_above_reference", t, t, 1, 10)
+                                    for t in (0.3, 0.35, 0.4, 0.45, 0.5, 0.6)],
+    }
+    if "surge" in DETECTOR_NAMES:
+        families["surge ladder"] = [ladder("surge.score", e, round(e - d, 2), f, k)
+                                    for e, d, f, k in grid((1.15, 1.2, 1.25, 1.3), (0.05, 0.1), (1, 2, 3), (5, 10))]
+        families["surge and HAP odds"] = [
+            ladder("surge.score", e, e, 1, k, f"forecast.p_above_reference >= {t} and not quarantined")
+            for e, t, k in grid((1.1, 1.15, 1.2), (0.1, 0.2, 0.3), (5, 10))]
+    return families
+
+
+def record(paths: list[Path]) -> tuple[list[dict], list[list[tuple[dict, dict]]]]:
+    """The ticks, and each reporting day's (tick, verdict) pairs, commodity by commodity."""
+    catalog = load_catalog()
+    ticks = recorded.read_paths(paths, catalog)
+    days = []
+    for commodity in sorted({t["commodity"] for t in ticks}):
+        step = Step(DetectorStack(ceilings=ceilings_of(catalog)), RuleEngine(RuleSet((), ())))
+        for day in reporting_days(t for t in ticks if t["commodity"] == commodity):
+            verdicts = cast(list[dict], step.ticks(cast(list[Tick], day)).verdicts)
+            days.append(list(zip(day, verdicts)))
+            step.sweep(max(t["ts"] for t in day))
+    return ticks, days
+
+
+def score(bodies: list[str], ticks: list[dict], days: list, events: list[dict]) -> list[dict]:
+    """Per body: its periods' figures (``evaluate_events(...)["periods"]``)."""
+    text = "rules:\n" + "".join(f"  - name: r{i}\n{body}" for i, body in enumerate(bodies))
+    engine = RuleEngine(parse_rule_text(text, "candidates.yaml", load_catalog(), set(DETECTOR_NAMES)))
+    alerts = [event for day in days for event in engine.on_batch([t for t, _ in day], [v for _, v in day])]
+    periods = evaluate_events(events, alerts, ticks, split=SPLIT)["periods"]
+    return [{period: _figures(periods[period]["per_rule"].get(f"r{i}")) for period in ("before", "after")}
+            for i in range(len(bodies))]
+
+
+def _figures(rule: dict | None) -> tuple[float, float]:
+    """(share of spike-series warned 14 days ahead, false alarms per series-year)."""
+    if rule is None:
+        return 0.0, 0.0
+    spikes = rule["by_kind"].get("spike") or {}
+    return spikes.get("warned_ahead_share") or 0.0, rule["false_alarms_per_series_year"] or 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m bench.warning_search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="*", type=Path, default=DATA)
+    parser.add_argument("--labels", type=Path, default=PROJECT_ROOT / "tests" / "fixtures" / "price-events.csv")
+    args = parser.parse_args(argv)
+    ticks, days = record(args.data)
+    events = load_events(args.labels)
+    for family, bodies in candidates().items():
+        results = score(bodies, ticks, days, events)
+        allowed = [i for i, r in enumerate(results) if r["before"][1] <= MAX_FALSE_ALARMS]
+        if not allowed:
+            print(f"{family}: no candidate within {MAX_FALSE_ALARMS} false alarms per series-year on 2019-2022")
+            continue
+        best = max(allowed, key=lambda i: (results[i]["before"][0], -results[i]["before"][1]))
+        (ahead, fa), (held, held_fa) = results[best]["before"], results[best]["after"]
+        print(f"{family}: 2019-2022 {ahead:.1%} warned 14 d ahead, {fa:.2f} false alarms/series-year; "
+              f"2023-2025 {held:.1%}, {held_fa:.2f}\n" + "\n".join("    " + line for line in bodies[best].splitlines()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
