@@ -25,7 +25,7 @@ from detectors.ceiling import ceilings_of
 from detectors.events import evaluate_events, load_events
 from detectors.recorded import WIB
 from detectors.stack import DETECTOR_NAMES, DetectorStack
-from pipeline.contracts import Tick
+from base.contracts import Tick
 from pipeline.replay import reporting_days
 from pipeline.step import Step
 from rules.engine import RuleEngine

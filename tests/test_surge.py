@@ -13,7 +13,7 @@ from detectors.recorded import WIB
 from detectors.state import decode_state, encode_state
 from detectors.surge import PanelSurge
 from rules.loader import load_rules
-from server.engine import DETECTOR_NAMES
+from detectors.stack import DETECTOR_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILLI = ROOT / "tests" / "fixtures" / "pihps-cabai-rawit-merah-2021-05-08.csv"
