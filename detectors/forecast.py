@@ -132,7 +132,8 @@ class ForecastResidual(Transient):
 
     def expected(self) -> dict | None:
         """The next-tick prices that do not fire: ``threshold`` scales around the forecast."""
-        band = self.forecast(1, z=self.threshold)
-        if not band:
+        level = self._level()  # forecast(1, z=threshold)'s one step, without building the list
+        if level is None or self._n < self.warmup:
             return None
-        return {"level": band[0]["level"], "lo": band[0]["lo"], "hi": band[0]["hi"]}
+        spread = self.threshold * self.scale() * math.sqrt(1.0 + (1 - 1) * self.alpha**2)
+        return {"level": math.exp(level), "lo": math.exp(level - spread), "hi": math.exp(level + spread)}
