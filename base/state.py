@@ -62,6 +62,7 @@ _STR, _TUPLE = {str}, {tuple}
 _LIST = {list}
 _TEXT = frozenset({str, bool, type(None)})  # scalars JSON writes as they are
 _NUMBERS = frozenset({float, int, bool})  # as they are when finite, and ints when in range
+_AS_IS = frozenset({str, bool, type(None), int})  # ints: orjson refuses one out of its range
 _CONTAINERS = frozenset({list, dict})  # what a decoded JSON value may need decoding inside
 # Array element types a document may name (never "object": that would be pickle again).
 _DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1")}
@@ -201,9 +202,7 @@ def _encode(obj: Any) -> Any:
         return _encode_items(obj)
     if kind is dict:
         if TAG not in obj and _STR.issuperset(map(type, obj)):
-            values = list(obj.values())
-            encoded = _encode_items(values)
-            return obj if encoded is values else dict(zip(obj, encoded))
+            return _encode_attributes(obj) if len(obj) <= 16 else _encode_mapping(obj)
         return {TAG: "dict", "keys": _encode_keys(obj), "values": _encode_items(list(obj.values()))}
     builtin = _ENCODERS.get(kind)
     if builtin is not None:
@@ -217,6 +216,30 @@ def _encode(obj: Any) -> Any:
     if entry.encode is not None:
         return {TAG: entry.name, "value": _encode(entry.encode(obj))}
     return _encode_reduced(entry, obj)
+
+
+def _encode_mapping(obj: dict) -> dict:
+    """A dict of string keys: itself when orjson writes its values as they are."""
+    values = list(obj.values())
+    encoded = _encode_items(values)
+    return obj if encoded is values else dict(zip(obj, encoded))
+
+
+def _encode_attributes(obj: dict) -> dict:
+    """``_encode_mapping`` for a small dict (an object's attributes, mostly numbers and a few
+    containers): a copy only when a value needs encoding, without checking the values in bulk."""
+    out = None
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is float:
+            if value - value == 0.0:  # finite
+                continue
+        elif kind in _AS_IS and (kind is not int or not _checking_ints or _INT_MIN <= value <= _INT_MAX):
+            continue
+        if out is None:
+            out = dict(obj)
+        out[key] = _encode(value)
+    return obj if out is None else out
 
 
 def _plain(values: list, kinds: set[type]) -> bool:
