@@ -6,8 +6,9 @@ one series' state document (base/state.py, what ``Engine.commit`` writes for eve
 batch touched) and decoding it (a restart). Pickle of the same state is measured in the same
 run as the baseline the codec replaced. The ticks are the real PIHPS series (bench/data.py).
 
-Each figure is the best of ``--repeat`` whole runs (a fresh stack each run): on a shared
-machine the best run is the one the least disturbed by other work.
+Times are the CPU time of this process (``time.process_time``), what the issue counts: on a
+shared machine other work slows the wall clock of a run far more than its CPU time. Each figure
+is the best of ``--repeat`` whole runs (a fresh stack each run).
 
     python -m bench.engine_cpu               # 60,000 ticks, best of 5
     python -m bench.engine_cpu --quick       # 20,000 ticks, best of 3
@@ -41,19 +42,19 @@ def _stack_run(ticks: list[dict], ceilings: dict) -> tuple[float, DetectorStack]
     """Microseconds per tick of one fresh stack over ``ticks`` in the engine's batches."""
     stack = DetectorStack(ceilings=ceilings)
     batches = [ticks[i:i + ENGINE_BATCH] for i in range(0, len(ticks), ENGINE_BATCH)]
-    started = time.perf_counter()
+    started = time.process_time()
     for batch in batches:
         stack.process_batch(batch)
-    return (time.perf_counter() - started) * 1e6 / len(ticks), stack
+    return (time.process_time() - started) * 1e6 / len(ticks), stack
 
 
 def _per_item(items: list[Any], step: Callable[[Any], object]) -> float:
     """Microseconds per item of ``step`` over ``items``, CODEC_ROUNDS times."""
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(CODEC_ROUNDS):
         for item in items:
             step(item)
-    return (time.perf_counter() - started) * 1e6 / (CODEC_ROUNDS * len(items))
+    return (time.process_time() - started) * 1e6 / (CODEC_ROUNDS * len(items))
 
 
 def measure(ticks_count: int, repeat: int) -> dict:
