@@ -143,8 +143,8 @@ class HorizonForecast:
         y = math.log(x["price"])
         outcome = round(y * RESIDUAL_UNITS)
         gamma, low, high = self.gamma, ALPHA_RANGE[0], ALPHA_RANGE[1]
-        for i, h in enumerate(self.horizons):
-            pending = self._pending[i]
+        per_horizon = tuple(zip(self.horizons, self._pending, self._alpha, self._residuals, self._sorted))
+        for h, pending, alphas, window, ordered in per_horizon:
             if len(pending) < h * ENTRY:
                 continue
             origin, model, flags, lo80, hi80, lo95, hi95 = pending[:ENTRY]
@@ -152,12 +152,10 @@ class HorizonForecast:
             residual = outcome - origin - (model if flags & SERVED else 0)
             if flags & ISSUED:
                 # Adaptive conformal: judged against the interval issued then, not today's.
-                alphas = self._alpha[i]
                 a80 = alphas[0] + gamma * (0.2 - (not lo80 <= residual <= hi80))
                 a95 = alphas[1] + gamma * (0.05 - (not lo95 <= residual <= hi95))
                 alphas[0] = low if a80 < low else high if a80 > high else a80
                 alphas[1] = low if a95 < low else high if a95 > high else a95
-            window, ordered = self._residuals[i], self._sorted[i]
             if len(window) == window.maxlen:
                 del ordered[bisect.bisect_left(ordered, window[0])]
             window.append(residual)
@@ -182,7 +180,7 @@ class HorizonForecast:
         warm = self._n >= self.warmup
         table = WEIGHTS if gap is not None else WEIGHTS_ALONE
         to_slow, from_fast, gap_term = self._slow - y, y - self._fast, gap or 0.0
-        for i, h in enumerate(self.horizons):
+        for h, pending, alphas, _, ordered in per_horizon:
             weights = table[h]
             if weights is None or not warm:
                 offset = 0
@@ -190,13 +188,12 @@ class HorizonForecast:
                 point = y + weights[0] * to_slow + weights[1] * from_fast + weights[2] * gap_term
                 offset = round((point - y) * RESIDUAL_UNITS)
             flags = SERVED if daily and WEIGHTS[h] is not None else 0
-            ordered = self._sorted[i]
             if not warm or len(ordered) < MIN_RESIDUALS:
-                self._pending[i].extend((outcome, offset, flags, *NO_BOUNDS))
+                pending.extend((outcome, offset, flags, *NO_BOUNDS))
                 continue
-            a80, a95 = self._alpha[i]  # the bounds as _bounds(i) gives them
+            a80, a95 = alphas  # the bounds as _bounds(i) gives them
             last = len(ordered) - 1
-            self._pending[i].extend((outcome, offset, flags | ISSUED, _inner_quantile(ordered, 0.5 * a80, last),
+            pending.extend((outcome, offset, flags | ISSUED, _inner_quantile(ordered, 0.5 * a80, last),
                                      _inner_quantile(ordered, 1.0 - 0.5 * a80, last),
                                      _inner_quantile(ordered, 0.5 * a95, last),
                                      _inner_quantile(ordered, 1.0 - 0.5 * a95, last)))
