@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from operator import itemgetter
 
 from detectors.alps import classify
 from detectors.memo import Transient
@@ -124,26 +123,6 @@ class IPA(Transient):
     # (detectors/memo.py).
     TRANSIENT = ("_memo",)
     _memo: tuple[dict, dict] | None = None
-
-    def __getstate__(self) -> dict:
-        # The dekads as three flat lists (a checkpoint writes flat lists of numbers in bulk, a
-        # dict of int keys to pairs item by item: that was half the cost of checkpointing an IPA).
-        state = super().__getstate__()
-        dekads = state.pop("_dekads")
-        buckets = list(dekads.values())
-        state["_dekad_keys"] = list(dekads)
-        state["_dekad_sums"] = list(map(itemgetter(0), buckets))
-        state["_dekad_counts"] = list(map(itemgetter(1), buckets))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        if "_dekad_keys" in state:  # else a checkpoint that holds the dict itself
-            keys, sums, counts = state.pop("_dekad_keys"), state.pop("_dekad_sums"), state.pop("_dekad_counts")
-            if not len(keys) == len(sums) == len(counts):
-                raise ValueError("IPA: dekads, sums and counts differ in length")
-            state["_dekads"] = {key: [total, count] for key, total, count in zip(keys, sums, counts)}
-        self.__dict__.update(state)
 
     def _standardised(self, dekad: int, months: int, now: float) -> float | None:
         """``_rate(dekad, months, extra)`` standardised, ``now`` being ``_month(dekad, extra)``."""
