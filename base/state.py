@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import copyreg
 import math
+import threading
 from collections import deque
 from itertools import chain
 from dataclasses import dataclass
@@ -57,7 +58,11 @@ FORMAT_VERSION = 1
 TAG = "__t"
 # orjson's own integer range; larger ints are written as text.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-_FLOAT, _INT, _STR, _TUPLE = {float}, {int}, {str}, {tuple}
+_STR, _TUPLE = {str}, {tuple}
+_LIST = {list}
+_TEXT = frozenset({str, bool, type(None)})  # scalars JSON writes as they are
+_NUMBERS = frozenset({float, int, bool})  # as they are when finite, and ints when in range
+_AS_IS = frozenset({str, bool, type(None), int})  # ints: orjson refuses one out of its range
 _CONTAINERS = frozenset({list, dict})  # what a decoded JSON value may need decoding inside
 # Array element types a document may name (never "object": that would be pickle again).
 _DTYPES = {name: np.dtype(name) for name in ("<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1")}
@@ -75,8 +80,14 @@ class _Entry:
     encode: Callable[[Any], Any] | None  # custom: object -> plain value (then encoded as usual)
     decode: Callable[[Any], Any] | None  # custom: decoded value -> object
     callable_: bool  # the class's own __reduce__ rebuilds it from arguments (and items)
+    # Reduced by object's own __reduce_ex__ to (copyreg.__newobj__, (cls,), __getstate__()): the
+    # state is taken from __getstate__ directly, without building the reduction.
+    plain: bool = False
 
 
+# Encodes running now that check the range of every int themselves (encode_state).
+_checking_ints = 0
+_checking_lock = threading.Lock()
 _BY_NAME: dict[str, _Entry] = {}
 _BY_TYPE: dict[type, _Entry] = {}
 
@@ -101,9 +112,18 @@ def register(cls: type | None = None, *, name: str | None = None,
     if taken is not None and taken.cls is not cls:
         raise ValueError(f"state type name {key!r} is already registered for {taken.cls!r}")
     own_reduce = "__reduce__" in cls.__dict__ or "__reduce_ex__" in cls.__dict__
-    entry = _Entry(key, cls, encode, decode, own_reduce)
+    entry = _Entry(key, cls, encode, decode, own_reduce, _reduced_plainly(cls) and not own_reduce)
     _BY_NAME[key] = _BY_TYPE[cls] = entry
     return cls
+
+
+def _reduced_plainly(cls: type) -> bool:
+    """Whether protocol 4 reduces an instance to ``(copyreg.__newobj__, (cls,), obj.__getstate__())``
+    and nothing else: object's own reduction, no constructor arguments, no slots, not a
+    container (whose items a reduction adds)."""
+    return (cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__
+            and not hasattr(cls, "__getnewargs_ex__") and not hasattr(cls, "__getnewargs__")
+            and not issubclass(cls, (list, dict)) and not copyreg._slotnames(cls))  # type: ignore[attr-defined]  # pickle's own
 
 
 def encode_state(obj: object) -> bytes:
@@ -112,8 +132,27 @@ def encode_state(obj: object) -> bytes:
         return orjson.dumps({"v": FORMAT_VERSION, "state": _encode(obj)})
     except StateError:
         raise
+    except TypeError:
+        # Lists of ints are left to orjson, which refuses an int beyond its range (detector
+        # state has none): the careful encode writes that one as text.
+        return _encode_checking_ints(obj)
+    except (ValueError, RecursionError) as exc:
+        raise StateError(f"cannot encode state: {exc}") from exc
+
+
+def _encode_checking_ints(obj: object) -> bytes:
+    global _checking_ints
+    with _checking_lock:
+        _checking_ints += 1  # another thread's encode meanwhile only checks more than it needs
+    try:
+        return orjson.dumps({"v": FORMAT_VERSION, "state": _encode(obj)})
+    except StateError:
+        raise
     except (TypeError, ValueError, RecursionError) as exc:
         raise StateError(f"cannot encode state: {exc}") from exc
+    finally:
+        with _checking_lock:
+            _checking_ints -= 1
 
 
 def decode_state(data: bytes, expect: type | None = None) -> Any:
@@ -162,31 +201,79 @@ def _encode(obj: Any) -> Any:
     if kind is list:
         return _encode_items(obj)
     if kind is dict:
-        if TAG not in obj and all(type(key) is str for key in obj):
-            return dict(zip(obj, _encode_items(obj.values())))
-        return {TAG: "dict", "keys": _encode_keys(obj), "values": _encode_items(obj.values())}
+        if TAG not in obj and _STR.issuperset(map(type, obj)):
+            return _encode_attributes(obj) if len(obj) <= 16 else _encode_mapping(obj)
+        return {TAG: "dict", "keys": _encode_keys(obj), "values": _encode_items(list(obj.values()))}
     builtin = _ENCODERS.get(kind)
     if builtin is not None:
         return builtin(obj)
     entry = _BY_TYPE.get(kind)
     if entry is None:
         raise StateError(f"cannot encode {kind.__module__}.{kind.__qualname__}: not a registered state class")
+    if entry.plain:  # what _encode_reduced writes for it, without building the reduction
+        state = obj.__getstate__()
+        return {TAG: entry.name} if state is None else {TAG: entry.name, "state": _encode(state)}
     if entry.encode is not None:
         return {TAG: entry.name, "value": _encode(entry.encode(obj))}
     return _encode_reduced(entry, obj)
 
 
+def _encode_mapping(obj: dict) -> dict:
+    """A dict of string keys: itself when orjson writes its values as they are."""
+    values = list(obj.values())
+    encoded = _encode_items(values)
+    return obj if encoded is values else dict(zip(obj, encoded))
+
+
+def _encode_attributes(obj: dict) -> dict:
+    """``_encode_mapping`` for a small dict (an object's attributes, mostly numbers and a few
+    containers): a copy only when a value needs encoding, without checking the values in bulk."""
+    out = None
+    for key, value in obj.items():
+        kind = type(value)
+        if kind is float:
+            if value - value == 0.0:  # finite
+                continue
+        elif kind in _AS_IS and (kind is not int or not _checking_ints or _INT_MIN <= value <= _INT_MAX):
+            continue
+        if out is None:
+            out = dict(obj)
+        out[key] = _encode(value)
+    return obj if out is None else out
+
+
+def _plain(values: list, kinds: set[type]) -> bool:
+    """Whether orjson writes every value (of these types) as it is: strings, booleans, None,
+    finite floats and ints in its range. Checked in bulk (windows of prices or returns),
+    without a call each."""
+    if kinds <= _TEXT:
+        return True
+    if not kinds <= _NUMBERS:
+        return False
+    if int in kinds and _checking_ints and not (_INT_MIN <= min(values) and max(values) <= _INT_MAX):
+        return False
+    if float not in kinds:
+        return True
+    try:  # a sum of floats is finite only when each of them is: no NaN or inf slips through
+        return math.isfinite(sum(values))
+    except OverflowError:  # an int too large for a float among them
+        return False
+
+
 def _encode_items(items: Any) -> list:
-    """Items as a JSON list; scalars (most of a detector's state) without a call each."""
-    if len(items) >= 8:  # windows of prices or returns: checked in bulk
-        kinds = set(map(type, items))
-        # A sum of floats is finite only when each of them is: no NaN or inf slips through.
-        if kinds == _STR or kinds == _FLOAT and math.isfinite(sum(items)) \
-                or kinds == _INT and _INT_MIN <= min(items) and max(items) <= _INT_MAX:
-            return list(items)
+    """Items as a JSON list; scalars (most of a detector's state) without a call each, and so
+    lists and tuples of scalars (IPA's dekads, the anomaly score's queues of (index, price))."""
+    values = items if type(items) is list else list(items)
+    kinds = set(map(type, values))
+    if _plain(values, kinds):
+        return values
+    if kinds == _LIST or kinds == _TUPLE:
+        flat = list(chain.from_iterable(values))
+        if _plain(flat, set(map(type, flat))):
+            return values if kinds == _LIST else [{TAG: "tuple", "items": list(item)} for item in values]
     out: list[Any] = []
     append = out.append
-    for item in items:
+    for item in values:
         kind = type(item)
         if kind is float:  # item - item is 0.0 for a finite float, NaN for inf and NaN
             append(item if item - item == 0.0 else _encode(item))
@@ -261,12 +348,18 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 def _decode(value: Any) -> Any:
     kind = type(value)
     if kind is list:
-        # orjson's fresh list is kept when nothing in it needs decoding (a run of numbers).
-        return value if _CONTAINERS.isdisjoint(map(type, value)) else [_decode(item) for item in value]
+        # orjson's fresh list is kept when nothing in it needs decoding (a run of numbers), or
+        # nothing in its lists (IPA's dekads).
+        if _CONTAINERS.isdisjoint(map(type, value)) or _LIST.issuperset(map(type, value)) \
+                and _CONTAINERS.isdisjoint(map(type, chain.from_iterable(value))):
+            return value
+        return [_decode(item) for item in value]
     if kind is not dict:
         return value
     tag = value.get(TAG)
     if tag is None:
+        if _CONTAINERS.isdisjoint(map(type, value.values())):
+            return value
         return {key: item if type(item) not in _CONTAINERS else _decode(item) for key, item in value.items()}
     if type(tag) is not str:
         raise StateError(f"type tag must be a string, not {tag!r}")
@@ -352,6 +445,13 @@ def _decode_int(value: dict) -> int:
     return int(text)
 
 
+def _decode_tuple(value: dict) -> tuple:
+    items = value.get("items")
+    if type(items) is list and _CONTAINERS.isdisjoint(map(type, items)):  # (index, price) of a queue
+        return tuple(items)
+    return tuple(_list(value, "items"))
+
+
 def _decode_deque(value: dict) -> deque:
     maxlen = value.get("maxlen")
     if maxlen is not None and (type(maxlen) is not int or maxlen < 0):
@@ -384,7 +484,7 @@ def _decode_scalar(value: dict) -> Any:
 _DECODERS: dict[str, Callable[[dict], Any]] = {
     "float": _decode_float,
     "int": _decode_int,
-    "tuple": lambda value: tuple(_list(value, "items")),
+    "tuple": _decode_tuple,
     "deque": _decode_deque,
     "set": lambda value: set(_list(value, "items")),
     "frozenset": lambda value: frozenset(_list(value, "items")),

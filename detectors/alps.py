@@ -39,6 +39,7 @@ True
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -78,8 +79,20 @@ class RecursiveLeastSquares:
         px = self.p @ x
         gain = px / (1.0 + x @ px)
         self.theta += gain * (y - self.theta @ x)
-        # P <- P - gain (P x)^T; P is symmetric, so x^T P = (P x)^T
-        self.p -= np.outer(gain, px)
+        # P <- P - gain (P x)^T; P is symmetric, so x^T P = (P x)^T. (np.outer's own product,
+        # without its Python wrapper: this runs for every accepted tick.)
+        self.p -= gain[:, np.newaxis] * px[np.newaxis, :]
+
+
+@lru_cache(maxsize=4096)
+def _regressors(ts: float, first_ts: float | None) -> np.ndarray:
+    """The regressors of a tick at ``ts`` (read-only: shared by the ticks of a day, the score
+    and the learning of a tick, and every series that started that day)."""
+    # Trend in years since the first tick keeps the regressors of comparable size.
+    years = (ts - first_ts) / YEAR if first_ts is not None else 0.0
+    x = np.array((1.0, years, *regression_terms(local_day(ts))))
+    x.flags.writeable = False
+    return x
 
 
 class ALPS:
@@ -95,9 +108,7 @@ class ALPS:
         self._residual_ss = 0.0
 
     def _x(self, ts: float) -> np.ndarray:
-        # Trend in years since the first tick keeps the regressors of comparable size.
-        years = (ts - self._first_ts) / YEAR if self._first_ts is not None else 0.0
-        return np.array((1.0, years, *regression_terms(local_day(ts))))
+        return _regressors(ts, self._first_ts)
 
     def _warm(self, ts: float) -> bool:
         return (self._first_ts is not None and self._n >= self.min_ticks

@@ -34,12 +34,13 @@ from __future__ import annotations
 import math
 
 from base.money import format_rupiah
-from detectors.robust import center_and_spread, median
+from detectors.memo import Transient
+from detectors.robust import center_and_spread
 
 DAY = 86400.0
 
 
-class CrossMarket:
+class CrossMarket(Transient):
     name = "crossmarket"
 
     def __init__(
@@ -64,17 +65,33 @@ class CrossMarket:
         self._premium: dict[str, float] = {}
         self._premium_n: dict[str, int] = {}
 
+    # The stack asks for a tick's consensus, score and premium in turn, against the same other
+    # markets: their prices and median are worked out once per (market, ts) until a price is
+    # observed (detectors/memo.py).
+    TRANSIENT = ("_memo",)
+    _memo: list | None = None  # [(market, ts), others, (median, scale) or None]
+
     def _others(self, x: dict) -> list[float]:
+        key = (x["market"], x["ts"])
+        memo = self._memo
+        if memo is not None and memo[0] == key:
+            return memo[1]
         market = x["market"]
         oldest = x["ts"] - self.max_age
-        return [lp for m, (lp, ts) in self._latest.items() if m != market and ts >= oldest]
+        others = [lp for m, (lp, ts) in self._latest.items() if m != market and ts >= oldest]
+        self._memo = [key, others, None]
+        return others
 
     def _judge(self, x: dict) -> tuple[float, float, float, int] | None:
         """(premium, median, scale, number of others) or None without enough fresh markets."""
         others = self._others(x)
         if len(others) < self.min_markets:
             return None
-        median, scale = center_and_spread(others, self.min_scale)
+        memo = self._memo
+        assert memo is not None  # set by _others
+        if memo[2] is None:
+            memo[2] = center_and_spread(others, self.min_scale)
+        median, scale = memo[2]
         return math.log(x["price"]) - median, median, scale, len(others)
 
     def score_one(self, x: dict) -> float | None:
@@ -106,6 +123,7 @@ class CrossMarket:
         previous = self._latest.get(market)
         if previous is None or x["ts"] >= previous[1]:
             self._latest[market] = (math.log(x["price"]), x["ts"])
+            self._memo = None
 
     def forget_premium(self, market: str) -> None:
         """Drop a market's usual premium, e.g. after accepting a real level shift there."""
@@ -118,8 +136,8 @@ class CrossMarket:
         usual = self._premium.get(x["market"])
         if usual is None:
             return None
-        others = self._others(x)
-        return median(others) + usual if len(others) >= self.min_markets else None
+        judged = self._judge(x)  # its median is median(others), and the score needs it next
+        return judged[1] + usual if judged is not None else None
 
     def usual_premium(self, market: str) -> float | None:
         return self._premium.get(market)

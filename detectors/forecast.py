@@ -30,12 +30,13 @@ import math
 from river.time_series import HoltWinters
 
 from base.money import format_rupiah
+from detectors.memo import Transient
 
 # Standard deviation over mean absolute deviation for a normal distribution (sqrt(pi/2)).
 MEAN_ABS_TO_STD = 1.2533
 
 
-class ForecastResidual:
+class ForecastResidual(Transient):
     name = "forecast"
 
     def __init__(
@@ -57,11 +58,18 @@ class ForecastResidual:
         self._n = 0
         self._mean_abs_residual: float | None = None
 
+    # The level is asked for by the score, the expected band and the learning of a tick: worked
+    # out once per tick learned (detectors/memo.py).
+    TRANSIENT = ("_memo",)
+    _memo: float | None = None
+
     def _level(self) -> float | None:
         """Log-price forecast for the next tick, None until the model is initialised."""
         if self._n < 2:
             return None
-        return self._model.forecast(1)[0]
+        if self._memo is None:
+            self._memo = self._model.forecast(1)[0]
+        return self._memo
 
     def scale(self) -> float:
         """Typical one-step residual in log units (about a standard deviation)."""
@@ -86,6 +94,7 @@ class ForecastResidual:
             else:
                 self._mean_abs_residual += self.scale_alpha * (miss - self._mean_abs_residual)
         self._model.learn_one(log_price)
+        self._memo = None
         self._n += 1
 
     def explain(self, x: dict, score: float) -> str:
@@ -123,7 +132,8 @@ class ForecastResidual:
 
     def expected(self) -> dict | None:
         """The next-tick prices that do not fire: ``threshold`` scales around the forecast."""
-        band = self.forecast(1, z=self.threshold)
-        if not band:
+        level = self._level()  # forecast(1, z=threshold)'s one step, without building the list
+        if level is None or self._n < self.warmup:
             return None
-        return {"level": band[0]["level"], "lo": band[0]["lo"], "hi": band[0]["hi"]}
+        spread = self.threshold * self.scale() * math.sqrt(1.0 + (1 - 1) * self.alpha**2)
+        return {"level": math.exp(level), "lo": math.exp(level - spread), "hi": math.exp(level + spread)}

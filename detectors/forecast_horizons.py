@@ -143,8 +143,8 @@ class HorizonForecast:
         y = math.log(x["price"])
         outcome = round(y * RESIDUAL_UNITS)
         gamma, low, high = self.gamma, ALPHA_RANGE[0], ALPHA_RANGE[1]
-        for i, h in enumerate(self.horizons):
-            pending = self._pending[i]
+        per_horizon = tuple(zip(self.horizons, self._pending, self._alpha, self._residuals, self._sorted))
+        for h, pending, alphas, window, ordered in per_horizon:
             if len(pending) < h * ENTRY:
                 continue
             origin, model, flags, lo80, hi80, lo95, hi95 = pending[:ENTRY]
@@ -152,12 +152,10 @@ class HorizonForecast:
             residual = outcome - origin - (model if flags & SERVED else 0)
             if flags & ISSUED:
                 # Adaptive conformal: judged against the interval issued then, not today's.
-                alphas = self._alpha[i]
                 a80 = alphas[0] + gamma * (0.2 - (not lo80 <= residual <= hi80))
                 a95 = alphas[1] + gamma * (0.05 - (not lo95 <= residual <= hi95))
                 alphas[0] = low if a80 < low else high if a80 > high else a80
                 alphas[1] = low if a95 < low else high if a95 > high else a95
-            window, ordered = self._residuals[i], self._sorted[i]
             if len(window) == window.maxlen:
                 del ordered[bisect.bisect_left(ordered, window[0])]
             window.append(residual)
@@ -174,16 +172,31 @@ class HorizonForecast:
             self._spacing = step if self._spacing is None else self._spacing + GAP_ALPHA * (step - self._spacing)
         self._ts = ts
         consensus = x.get("consensus")
-        self._gap = consensus - y if consensus is not None else None
+        self._gap = gap = consensus - y if consensus is not None else None
         self._n += 1
+        # What _model_point and _bounds compute for each horizon, with the terms they share
+        # taken once (the same operations in the same order: the same floats).
         daily = self.reported_daily()
-        for i, h in enumerate(self.horizons):
+        warm = self._n >= self.warmup
+        table = WEIGHTS if gap is not None else WEIGHTS_ALONE
+        to_slow, from_fast, gap_term = self._slow - y, y - self._fast, gap or 0.0
+        for h, pending, alphas, _, ordered in per_horizon:
+            weights = table[h]
+            if weights is None or not warm:
+                offset = 0
+            else:
+                point = y + weights[0] * to_slow + weights[1] * from_fast + weights[2] * gap_term
+                offset = round((point - y) * RESIDUAL_UNITS)
             flags = SERVED if daily and WEIGHTS[h] is not None else 0
-            bounds = self._bounds(i)
-            if bounds is not None:
-                flags |= ISSUED
-            self._pending[i].extend((outcome, round((self._model_point(h, y) - y) * RESIDUAL_UNITS), flags,
-                                     *(NO_BOUNDS if bounds is None else bounds)))
+            if not warm or len(ordered) < MIN_RESIDUALS:
+                pending.extend((outcome, offset, flags, *NO_BOUNDS))
+                continue
+            a80, a95 = alphas  # the bounds as _bounds(i) gives them
+            last = len(ordered) - 1
+            pending.extend((outcome, offset, flags | ISSUED, _inner_quantile(ordered, 0.5 * a80, last),
+                                     _inner_quantile(ordered, 1.0 - 0.5 * a80, last),
+                                     _inner_quantile(ordered, 0.5 * a95, last),
+                                     _inner_quantile(ordered, 1.0 - 0.5 * a95, last)))
 
     # -- forecasting ---------------------------------------------------------------------------------
 
@@ -216,16 +229,8 @@ class HorizonForecast:
             return None
         a80, a95 = self._alpha[i]
         last = len(ordered) - 1
-        bounds = []
-        for level in (0.5 * a80, 1.0 - 0.5 * a80, 0.5 * a95, 1.0 - 0.5 * a95):
-            position = level * last
-            if 0.0 < position < last:  # _quantile inlined: four per horizon on every tick
-                low = int(position)
-                below = ordered[low]
-                bounds.append(round(below + (position - low) * (ordered[low + 1] - below)))
-            else:
-                bounds.append(_quantile(ordered, level))
-        return bounds
+        return [_inner_quantile(ordered, level, last) for level in
+                (0.5 * a80, 1.0 - 0.5 * a80, 0.5 * a95, 1.0 - 0.5 * a95)]
 
     def warm(self) -> bool:
         return self._n >= self.warmup and all(len(ordered) >= MIN_RESIDUALS for ordered in self._sorted)
@@ -273,14 +278,14 @@ class HorizonForecast:
         if y is None or h not in self.horizons:
             return {}
         i = self.horizons.index(h)
-        point = self._point(h, y)
+        # The recalibration was fitted on daily reports; on the monthly panel it made the rise
+        # odds worse than the raw ones on 2018-2022, so other series get the raw probabilities.
+        daily = self.reported_daily()
+        point = self._model_point(h, y) if daily and WEIGHTS[h] is not None else y  # _point(h, y)
         # A rise of exactly 10% counts as one (the tracker's test is price >= 1.1 x today's).
         raw_rise = self._share_above(i, y + math.log1p(rise) - 1e-9 - point)
         if raw_rise is None:
             return {}
-        # The recalibration was fitted on daily reports; on the monthly panel it made the rise
-        # odds worse than the raw ones on 2018-2022, so other series get the raw probabilities.
-        daily = self.reported_daily()
         features = (_logit(raw_rise), self._slow - y, y - self._fast, self._gap or 0.0)
         out = {"p_rise_10": _logistic(RISE_COEF, features) if daily else raw_rise}
         if reference is not None and reference > 0.0:
@@ -298,6 +303,17 @@ def _logit(p: float) -> float:
 def _logistic(coefficients: tuple[float, ...], features: tuple[float, ...]) -> float:
     z = coefficients[0] + sum(c * f for c, f in zip(coefficients[1:], features))
     return 1.0 / (1.0 + math.exp(-z)) if z > -500.0 else 0.0
+
+
+def _inner_quantile(ordered: list[int], level: float, last: int) -> int:
+    """``_quantile``, with the common case (strictly inside the sample) first: four per
+    horizon on every tick."""
+    position = level * last
+    if 0.0 < position < last:
+        low = int(position)
+        below = ordered[low]
+        return round(below + (position - low) * (ordered[low + 1] - below))
+    return _quantile(ordered, level)
 
 
 def _quantile(ordered: list[int], level: float) -> int:

@@ -47,8 +47,10 @@ cycles are dropped, which bounds the checkpoint of a series.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from detectors.alps import classify
+from detectors.memo import Transient
 from detectors.season import local_day, lunar_dekad
 
 CLASSES = ((2.0, "crisis"), (1.0, "alert"), (0.5, "stress"))
@@ -56,7 +58,14 @@ DEKADS_PER_MONTH, DEKADS_PER_YEAR = 3, 36
 QUARTER, YEAR = 3, 12  # lunar months
 
 
-class IPA:
+@lru_cache(maxsize=4096)
+def _dekad_at(ts: float) -> int:
+    """The lunar dekad of a tick's time: the score and the learning of a tick, and every market
+    reporting that day, ask for the same one."""
+    return lunar_dekad(local_day(ts))
+
+
+class IPA(Transient):
     name = "ipa"
     threshold = 1.0
 
@@ -109,26 +118,49 @@ class IPA:
             self._cache[key] = cached
         return cached
 
-    def _standardised(self, dekad: int, months: int, extra: float) -> float | None:
-        rate = self._rate(dekad, months, extra)
-        if rate is None:
+    # Per (dekad, months): the mean log-price of the month ``months`` back and the (mean, std)
+    # of the past rates, both over complete dekads, so worked out once and cleared with _cache
+    # (detectors/memo.py).
+    TRANSIENT = ("_memo",)
+    _memo: tuple[dict, dict] | None = None
+
+    def _standardised(self, dekad: int, months: int, now: float) -> float | None:
+        """``_rate(dekad, months, extra)`` standardised, ``now`` being ``_month(dekad, extra)``."""
+        if self._memo is None:
+            self._memo = ({}, {})
+        thens, spreads = self._memo
+        key = (dekad, months)
+        if key in thens:
+            then = thens[key]
+        else:
+            then = thens[key] = self._month(dekad - months * DEKADS_PER_MONTH)
+        if then is None:
             return None
-        past = self._past_rates(dekad, months)
-        n = len(past)
-        if n < self.min_years:
+        rate = (now - then) / months
+        if key in spreads:
+            spread = spreads[key]
+        else:
+            past = self._past_rates(dekad, months)
+            n = len(past)
+            if n < self.min_years:
+                spread = None
+            else:
+                mean = sum(past) / n
+                spread = mean, max(math.sqrt(sum((r - mean) ** 2 for r in past) / (n - 1)), self.min_std)
+            spreads[key] = spread
+        if spread is None:
             return None
-        mean = sum(past) / n
-        std = max(math.sqrt(sum((r - mean) ** 2 for r in past) / (n - 1)), self.min_std)
-        return (rate - mean) / std
+        return (rate - spread[0]) / spread[1]
 
     def value(self, x: dict) -> float | None:
         """Signed IPA of a price (None until the season has enough earlier years)."""
         if not self._dekads:
             return None
-        dekad = lunar_dekad(local_day(x["ts"]))
-        log_price = math.log(x["price"])
-        quarterly = self._standardised(dekad, QUARTER, log_price)
-        annual = self._standardised(dekad, YEAR, log_price)
+        dekad = _dekad_at(x["ts"])
+        now = self._month(dekad, math.log(x["price"]))  # the same month for both rates
+        assert now is not None  # it holds the price
+        quarterly = self._standardised(dekad, QUARTER, now)
+        annual = self._standardised(dekad, YEAR, now)
         if quarterly is None or annual is None:
             return None
         return self.weight * quarterly + (1.0 - self.weight) * annual
@@ -138,10 +170,11 @@ class IPA:
         return None if value is None else max(value, 0.0)
 
     def learn_one(self, x: dict) -> None:
-        dekad = lunar_dekad(local_day(x["ts"]))
+        dekad = _dekad_at(x["ts"])
         if dekad != self._latest:
             # A new dekad (or a late tick): cached past rates may involve it; old ones go.
             self._cache.clear()
+            self._memo = None
             horizon = dekad - self.keep_years * DEKADS_PER_YEAR
             for old in [d for d in self._dekads if d < horizon]:
                 del self._dekads[old]

@@ -33,11 +33,13 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from detectors.memo import Transient
+
 # HTM's log scale: log(1 - likelihood) / log(1e-10), so a tail probability of 1e-10 scores 1.
 LOG_FLOOR = math.log(1e-10)
 
 
-class AnomalyLikelihood:
+class AnomalyLikelihood(Transient):
     def __init__(
         self,
         learning: int = 288,
@@ -69,12 +71,22 @@ class AnomalyLikelihood:
             return (sum(recent) - recent[0] + raw) / len(recent)
         return (sum(recent) + raw) / (len(recent) + 1)
 
+    # The tail of a tick's raw score is asked for by its score and again by its learning, before
+    # anything changed (detectors/memo.py): (raw, values learned, tail).
+    TRANSIENT = ("_memo",)
+    _memo: tuple[float, int, float] | None = None
+
     def _tail(self, raw: float) -> float:
+        memo = self._memo
+        if memo is not None and memo[0] == raw and memo[1] == self._n:
+            return memo[2]
         mean = max(self._mean, self.min_mean)
         std = math.sqrt(max(self._var, self.min_var))
         # HTM folds values below the mean onto the upper side: unusually quiet is unusual too.
         z = abs(self._short_mean(raw) - mean) / std
-        return 0.5 * math.erfc(z / math.sqrt(2.0))
+        tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+        self._memo = (raw, self._n, tail)
+        return tail
 
     def score_one(self, raw: float) -> float | None:
         """Log-scale likelihood in [0, 1] of a raw score; None while still learning."""
