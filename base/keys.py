@@ -102,7 +102,9 @@ STATE_SERIES = _pattern("pw:{tag}:state:series", "hash", "series key -> its dete
 STATE_PANEL = _pattern("pw:{tag}:state:panel", "hash", "commodity -> its cross-market state document")
 STATE_RULES = _pattern("pw:{tag}:state:rules", "hash", "alert key -> its rule state document")
 STATE_ENGINE = _pattern("pw:{tag}:state:engine", "string",
-                        "the partition's own engine state document (clock, last alert id, source reliability)")
+                        "the partition's own engine state document (clock, last alert id)")
+STATE_SOURCES = _pattern("pw:{tag}:state:sources", "hash",
+                         "device or source -> JSON [decayed ticks, decayed quarantined, state] (its reliability)")
 STATE_SERIES_INFO = _pattern("pw:{tag}:state:seriesinfo", "hash",
                              "series key -> JSON [province, last price, newest ts, wall time it came] (engine)")
 RULES_STATUS = _key("pw:rules:status", "string", "JSON: loaded rule files, errors (file, line, reason), loaded_at")
@@ -201,6 +203,7 @@ class Partition:
         self.state_panel = STATE_PANEL.of(tag=tag)
         self.state_rules = STATE_RULES.of(tag=tag)
         self.state_engine = STATE_ENGINE.of(tag=tag)
+        self.state_sources = STATE_SOURCES.of(tag=tag)
         self.state_series_info = STATE_SERIES_INFO.of(tag=tag)
         self.progress = ENGINE_PROGRESS.of(tag=tag)
         self.processed = PROCESSED.of(tag=tag)

@@ -198,9 +198,16 @@ class Hub:
         client.drop(client.close_reason or "closed")
 
     def broadcast(self, raw: bytes) -> None:
-        """Route one encoded message to every matching client (decoded once, shared by all)."""
-        message = orjson.loads(raw)
-        text = raw.decode()
+        """Route one pub/sub message to every matching client: a message, or an engine batch's
+        messages as a JSON array (each is decoded and encoded once, shared by all clients)."""
+        decoded = orjson.loads(raw)
+        if isinstance(decoded, list):
+            for message in decoded:
+                self._route(message, orjson.dumps(message).decode())
+        else:
+            self._route(decoded, raw.decode())
+
+    def _route(self, message: dict, text: str) -> None:
         kind = message.get("type")
         series = None
         if kind == "price":
