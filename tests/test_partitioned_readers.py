@@ -147,8 +147,8 @@ def price(commodity: str, market: str, value: float) -> bytes:
                          "price": value, "ts": 1.0})
 
 
-def alert(n: int, commodity: str, state: str = "firing") -> dict:
-    return {"type": "alert", "id": f"{1719800000000 + n}-0", "key": f"r/{commodity}/pasar-{n}", "state": state,
+def alert(n: int, commodity: str, state: str = "firing", seq: int = 0) -> dict:
+    return {"type": "alert", "id": f"{1719800000000 + n}-{seq}", "key": f"r/{commodity}/pasar-{n}", "state": state,
             "commodity": commodity, "market": f"pasar-{n}", "province": "32", "severity": "warning"}
 
 
@@ -162,8 +162,10 @@ def test_prices_alerts_and_sources_of_every_partition_are_served_as_one(web):
     client.xadd(chilli.history(CHILLI, "pasar-agung"), {"m": price(CHILLI, "pasar-agung", 61000.0)})
     points = http.get(f"/api/v1/series/{CHILLI}/pasar-agung/history").json()["points"]
     assert [p["price"] for p in points] == [61000.0]
-    # The alert history interleaves the partitions by id, for since and limit too.
-    events = [alert(1, CHILLI), alert(2, SHALLOT), alert(3, CHILLI, "resolved"), alert(4, SHALLOT)]
+    # The alert history interleaves the partitions by id, for since and limit too. Engines number
+    # the alerts of one millisecond in steps of P from their partition's: "3-11" comes after "3-3".
+    events = [alert(1, CHILLI), alert(2, SHALLOT), alert(3, CHILLI, "resolved", seq=3),
+              alert(3, SHALLOT, seq=11)]
     for event in events:
         stream = partitions.of(client, event["commodity"]).alerts
         client.xadd(stream, {"a": orjson.dumps(event)}, id=event["id"])
@@ -173,10 +175,10 @@ def test_prices_alerts_and_sources_of_every_partition_are_served_as_one(web):
     assert [a["id"] for a in http.get("/api/v1/alerts", params={"since": ids[0], "limit": 2}).json()["alerts"]] \
         == ids[1:3]
     assert [a["id"] for a in http.get("/api/v1/alerts", params={"state": "resolved"}).json()["alerts"]] == [ids[2]]
-    for event in (events[0], events[3]):
+    for event in (events[0], {**events[2], "state": "firing"}, events[3]):
         client.hset(partitions.of(client, event["commodity"]).firing, event["key"], orjson.dumps(event))
     firing = http.get("/api/v1/alerts", params={"state": "firing"}).json()["alerts"]
-    assert [a["id"] for a in firing] == [ids[0], ids[3]]
+    assert [a["id"] for a in firing] == [ids[0], ids[2], ids[3]]
     # A dashboard's snapshot holds the prices and firing alerts of every partition, then what it missed.
     with http.websocket_connect("/ws/prices") as ws:
         ws.send_text(orjson.dumps({"type": "subscribe", "since": ids[1]}).decode())
@@ -185,7 +187,7 @@ def test_prices_alerts_and_sources_of_every_partition_are_served_as_one(web):
             frames.append(orjson.loads(ws.receive_text()))
     snapshot, *missed = [message for frame in frames for message in frame]
     assert [p["commodity"] for p in sorted(snapshot["prices"], key=lambda p: p["commodity"])] == [SHALLOT, CHILLI]
-    assert [a["id"] for a in snapshot["alerts"]] == [ids[0], ids[3]]
+    assert [a["id"] for a in snapshot["alerts"]] == [ids[0], ids[2], ids[3]]
     assert [a["id"] for a in missed] == ids[2:]
     # Acknowledging finds the alert firing in whichever partition it is.
     assert http.post(f"/api/v1/alerts/{events[3]['key']}/ack", json={"by": "budi"}).status_code == 200
