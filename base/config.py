@@ -28,6 +28,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_MAX_BATCH": ("10000", "most ticks in one request (413 above)"),
     "PASARWATCH_MAX_FUTURE_SKEW": ("300", "seconds a tick's ts may lie in the future"),
     "PASARWATCH_ENGINE_BATCH": ("500", "ticks the engine reads and commits per batch"),
+    "PASARWATCH_REDIS_CLUSTER": ("false", "true: REDIS_URL names a node of a Redis Cluster, which then holds the "
+                                 "data plane (ticks, state, alerts, prices), and RQ_REDIS_URL must be set"),
+    "RQ_REDIS_URL": ("", "a standalone Redis for the notification queue and its records (RQ does not support "
+                     "Redis Cluster); default: REDIS_URL"),
     "PASARWATCH_PARTITIONS": ("8", "tick partitions (by commodity), each owned by one engine at a time: fixed when "
                               "a data directory's Redis is first written (a different value later is ignored, "
                               "with a warning); at most this many engines share the work"),
@@ -125,6 +129,13 @@ class Settings:
     max_import_bytes: int = 100 * 2**20
     partitions: int = 8
     engine_lease: float = 5.0
+    redis_cluster: bool = False
+    rq_redis_url: str = ""
+
+    @property
+    def notify_redis_url(self) -> str:
+        """Where RQ and the notification records live: RQ_REDIS_URL, or the one Redis."""
+        return self.rq_redis_url or self.redis_url
 
     @property
     def catalog_dir(self) -> Path:
@@ -172,6 +183,8 @@ class Settings:
             max_import_bytes=int(_env("PASARWATCH_MAX_IMPORT_BYTES")),
             partitions=max(1, int(_env("PASARWATCH_PARTITIONS"))),
             engine_lease=max(1.0, float(_env("PASARWATCH_ENGINE_LEASE"))),
+            redis_cluster=_env("PASARWATCH_REDIS_CLUSTER").lower() in ("1", "true", "yes"),
+            rq_redis_url=_env("RQ_REDIS_URL"),
         )
 
 

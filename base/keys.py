@@ -65,6 +65,8 @@ def _pattern(name: str, type: str, meaning: str, ttl: bool = False) -> Key:
 # the hash tag ``{pN}`` so that every transaction and script stays in one Redis Cluster slot.
 # ``{tag}`` below is that tag, braces included (``Partition(3).ticks == "pw:{p3}:ticks"``).
 PARTITION_COUNT = _key("pw:partitions", "string", "P, the number of tick partitions: fixed at the first write")
+LEGACY_TICKS = _key("pw:ticks", "stream", "the one tick stream of versions before partitions: no longer written or "
+                    "read; an engine logs an error while it exists")
 ENGINES = _key("pw:engines", "zset", "engine process id -> the wall time it last renewed its leases (live engines)")
 LEASE = _pattern("pw:{tag}:lease", "string", "the engine that owns the partition (its id), renewed while it lives",
                  ttl=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -140,3 +141,39 @@ def remove_url_file(data_dir: Path, url: str) -> None:
             path.unlink()
     except FileNotFoundError:
         pass
+
+
+def data_client(url: str, cluster: bool, **options: object) -> Any:
+    """A sync client of the data plane: redis-py's cluster client when ``cluster`` (the URL
+    names any node; the others are discovered), else a plain one."""
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def async_cluster_client(url: str, pool_size: int) -> Any:
+    """The web process's client of a Redis Cluster data plane (redis.asyncio), at most
+    ``pool_size`` connections per node."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return RedisCluster.from_url(url, max_connections=pool_size, socket_timeout=5, socket_connect_timeout=2)
+
+
+def publisher(client: Any) -> Any:
+    """A plain client for PUBLISH: a cluster forwards classic pub/sub to every node, but
+    redis-py refuses PUBLISH in a cluster pipeline, so messages go through one node's own
+    connection (pipelined there); on a single Redis, the client itself."""
+    node = getattr(client, "get_default_node", None)
+    return node().redis_connection if node else client
+
+
+def disconnect(client: Any) -> None:
+    """Close every pooled connection (of every node of a cluster): a half-read reply must not
+    reach the next user of the client."""
+    if hasattr(client, "get_nodes"):
+        for node in client.get_nodes():
+            node.redis_connection.connection_pool.disconnect()
+    else:
+        client.connection_pool.disconnect()

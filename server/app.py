@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from base import keys
 from base.catalog import load_catalog
+from base.redis_url import async_cluster_client
 from server import (api, audit, deadletters, demo, devices, forecast_api, imports, metrics, openapi, references_api,
                     silences, sockets, telegram_bot)
 from base.config import PROJECT_ROOT, Settings
@@ -71,10 +72,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        redis = store_client(settings.redis_url, retry_once=True, pool_size=settings.redis_pool,
-                             pool_timeout=settings.redis_pool_timeout)
+        if settings.redis_cluster:
+            redis = async_cluster_client(settings.redis_url, settings.redis_pool)
+        else:
+            redis = store_client(settings.redis_url, retry_once=True, pool_size=settings.redis_pool,
+                                 pool_timeout=settings.redis_pool_timeout)
         # The hub's subscription has a client of its own that never retries behind its back:
-        # the hub must see every lost connection, to tell its clients to resync.
+        # the hub must see every lost connection, to tell its clients to resync. On a cluster it
+        # is a plain client of the node REDIS_URL names: classic pub/sub reaches every node.
         feed = store_client(settings.redis_url, retry_once=False)
         hub = Hub(feed, settings.ws_queue, settings.ws_send_timeout)
         app.state.redis = redis

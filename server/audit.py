@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from base import keys
+from base.redis_url import data_client
 from server.access import requires
 
 log = logging.getLogger("pasarwatch.audit")
@@ -274,7 +275,7 @@ def verify_with_files(redis, settings) -> dict:
         if not any(redis.exists(p.ticks, p.audit_head, p.audit_anchor) for p in partitions):
             # Nothing accepted yet, so nothing to check (the key is made with the first web start).
             return {"intact": True, "checked": 0, "from": None, "head": None, "newest": None,
-                    "unkeyed": 0, "pinned": None, "partitions": []}
+                    "unkeyed": 0, "pinned": None, "anchored": False, "partitions": []}
         return _broken(0, None, str(exc), None)
     retention_ms = int(settings.ticks_retention_days * 86_400_000)
     results = []
@@ -293,7 +294,7 @@ def verify_with_files(redis, settings) -> dict:
             "from": min((r["from"] for r in walked), key=id_key, default=None),
             "newest": max((r["newest"] for r in walked), key=id_key, default=None),
             "head": walked[-1]["head"] if walked else None,
-            "unkeyed": sum(r["unkeyed"] for r in results),
+            "unkeyed": sum(r["unkeyed"] for r in results), "anchored": any(r["anchored"] for r in results),
             "pinned": next((r["pinned"] for r in results if r["pinned"]), None), "partitions": results}
 
 
@@ -301,13 +302,12 @@ def verify_with_files(redis, settings) -> dict:
 
 @requires("operate")
 async def verify_endpoint(request):
-    import redis as redis_sync
     from starlette.concurrency import run_in_threadpool
 
     from server.responses import ORJSONResponse
 
     settings = request.app.state.settings
-    client = redis_sync.Redis.from_url(settings.redis_url)
+    client = data_client(settings.redis_url, settings.redis_cluster)
     try:
         result = await run_in_threadpool(verify_with_files, client, settings)
     finally:
@@ -316,9 +316,8 @@ async def verify_endpoint(request):
 
 
 def _verify_command(settings, args) -> int:
-    import redis as redis_sync
 
-    result = verify_with_files(redis_sync.Redis.from_url(settings.redis_url), settings)
+    result = verify_with_files(data_client(settings.redis_url, settings.redis_cluster), settings)
     if result["intact"] and not result["checked"]:
         print("audit chain intact: no ticks accepted yet")
         return 0

@@ -69,10 +69,8 @@ def publish_status(client, state: str, days: list[tuple[datetime, list[dict]]], 
     """Store the replay's state in ``pw:demo:status`` and announce it on ``pw:events``."""
     first, last = period(days)
     status = {"state": state, "from": first, "to": last, "updated_at": time.time(), **extra}
-    pipe = client.pipeline(transaction=True)
-    pipe.set(keys.DEMO_STATUS, json.dumps(status))
-    pipe.publish(keys.EVENTS, json.dumps({"type": "demo", **status}))
-    pipe.execute()
+    client.set(keys.DEMO_STATUS, json.dumps(status))
+    client.publish(keys.EVENTS, json.dumps({"type": "demo", **status}))
     return status
 
 

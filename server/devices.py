@@ -5,7 +5,6 @@ import argparse
 import sys
 
 import orjson
-import redis as redis_sync
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,6 +12,7 @@ from starlette.routing import Route
 from server import auth
 from server.access import requires
 from base.config import Settings
+from base.redis_url import data_client
 from server.responses import ORJSONResponse, error
 from server.ticks import MARKET_ID, SOURCE_ID
 
@@ -44,7 +44,8 @@ def valid_sources(sources: object) -> bool:
 # -- admin API ------------------------------------------------------------------------------------
 
 def _sync_redis(request: Request):
-    return redis_sync.Redis.from_url(request.app.state.settings.redis_url)
+    settings = request.app.state.settings
+    return data_client(settings.redis_url, settings.redis_cluster)
 
 
 @requires("admin")
@@ -108,7 +109,7 @@ def _connect(settings: Settings):
     if not settings.redis_url:
         print("REDIS_URL is not set: point it at the system's Redis", file=sys.stderr)
         raise SystemExit(2)
-    return redis_sync.Redis.from_url(settings.redis_url)
+    return data_client(settings.redis_url, settings.redis_cluster)
 
 
 def _device(settings: Settings, args: argparse.Namespace) -> int:

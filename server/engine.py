@@ -33,6 +33,7 @@ from base.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
 from stores import histograms
 from base import keys
+from base.redis_url import publisher
 from server.checkpoint import StateError, decode_state, encode_state, register
 from base.config import Settings
 from server.reliability import SourceReliability
@@ -308,6 +309,7 @@ class Engine:
 
     def commit(self, batch: Batch) -> None:
         pipe = self._fenced()
+        published: list[bytes] = []  # encoded once: stored, kept in history and published as is
         for series in batch.series:
             pipe.hset(self.k.state_series, keys.series_key(*series), encode_state(self.stack.series_state(series)))
         for commodity in batch.panels:
@@ -322,12 +324,12 @@ class Engine:
         history_len = self.settings.history_len
         latest: dict[str, bytes] = {}
         for message in batch.prices:
-            encoded = orjson.dumps(message)  # encoded once: stored, kept in history and published as is
+            encoded = orjson.dumps(message)
             if message["id"] in batch.newest:
                 latest[keys.series_key(message["commodity"], message["market"])] = encoded
             pipe.xadd(self.k.history(message["commodity"], message["market"]), {"m": encoded},
                       id=message["id"], maxlen=history_len, approximate=True)
-            pipe.publish(keys.EVENTS, encoded)
+            published.append(encoded)
         if latest:  # one command for the batch's newest prices, not one per tick
             pipe.hset(self.k.latest, mapping=latest)
             latest_ts = {}
@@ -338,11 +340,11 @@ class Engine:
         for message in batch.health:
             encoded = orjson.dumps(message)
             pipe.hset(self.k.health, keys.series_key(message["commodity"], message["market"]), encoded)
-            pipe.publish(keys.EVENTS, encoded)
+            published.append(encoded)
         for message in batch.sources:
             encoded = orjson.dumps(message)
             pipe.hset(self.k.sources, message["source"], encoded)
-            pipe.publish(keys.EVENTS, encoded)
+            published.append(encoded)
         for event in batch.alerts:
             event["id"] = self._next_alert_id()
             encoded = orjson.dumps(event)
@@ -351,7 +353,7 @@ class Engine:
                 pipe.hset(self.k.firing, event["key"], encoded)
             else:
                 pipe.hdel(self.k.firing, event["key"])
-            pipe.publish(keys.EVENTS, encoded)
+            published.append(encoded)
         # What the engine knows of each series besides its detectors: one small field per series
         # the batch touched, so a commit costs what the batch did, not what the whole system holds.
         info = {keys.series_key(*series): orjson.dumps([
@@ -372,7 +374,13 @@ class Engine:
         wall = time.time()
         if batch.tick_ids:
             pipe.set(self.k.progress, repr(wall))
-        self._execute(pipe)
+        if self.settings.redis_cluster:  # redis-py allows no PUBLISH in a cluster transaction: right after it
+            self._execute(pipe)
+            publish(self.redis, published)
+        else:
+            for encoded in published:
+                pipe.publish(keys.EVENTS, encoded)
+            self._execute(pipe)
         if batch.tick_ids:  # not in the transaction: the histograms are no partition's (another slot)
             timing = self.redis.pipeline(transaction=False)
             histograms.engine_commit(timing, batch.tick_ids, batch.started)
@@ -478,6 +486,15 @@ def _decoded(blob: bytes, key: bytes, expect: type):
     except StateError as exc:
         log.warning("cannot restore state of %s (%s); starting it fresh", key.decode(errors="replace"), exc)
         return None
+
+
+def publish(client: Any, messages: list[bytes]) -> None:
+    """Messages on ``pw:events``, pipelined through one node (see base/redis_url.publisher)."""
+    if messages:
+        pipe = publisher(client).pipeline(transaction=False)
+        for message in messages:
+            pipe.publish(keys.EVENTS, message)
+        pipe.execute()
 
 
 def create_group(client: Any, partition: keys.Partition) -> None:

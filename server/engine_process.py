@@ -24,9 +24,10 @@ import redis
 from base import keys
 from base.catalog import Catalog
 from base.config import Settings
+from base.redis_url import data_client, disconnect
 from detectors.stack import DETECTOR_NAMES
 from rules.rulebook import Rulebook
-from server.engine import Engine
+from server.engine import Engine, publish
 from server.leases import LeaseLost, Leases, engine_id
 from stores.partitions import partition_count
 from workers.dispatch import dispatch_alerts
@@ -51,12 +52,17 @@ class EngineProcess:
         self.restored = False
         self._stopping = False
         self._renewed = 0.0
+        self._turns = 0
 
     def start(self) -> None:
         self.partition_count = partition_count(self.redis, self.settings.partitions)
         self.leases = Leases(self.redis, self.me, keys.partitions(self.partition_count), self.settings.engine_lease)
         self.publish_rules_status()
         self.restored = True
+        if self.redis.exists(keys.LEGACY_TICKS):
+            log.error("%s holds ticks of a version before partitions: they are not read. Replay them with "
+                      "`pasarwatch import` from your exports, then delete the key (docs/architecture.md)",
+                      keys.LEGACY_TICKS)
         log.info("engine %s: %d partitions, lease %.0f s", self.me, self.partition_count, self.settings.engine_lease)
 
     def run(self) -> None:
@@ -129,10 +135,7 @@ class EngineProcess:
                 self.pending.discard(number)
         if self.pending:
             return
-        streams = {engine.k.ticks: ">" for engine in self.engines.values()}
-        response = self.redis.xreadgroup(keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, streams,
-                                         count=self.settings.engine_batch, block=int(BALANCE_EVERY * 500))
-        by_stream = {stream.decode(): entries for stream, entries in response or []}
+        by_stream = self._read_new()
         wall = time.time()
         for engine in list(self.engines.values()):
             fresh = by_stream.get(engine.k.ticks)
@@ -141,6 +144,30 @@ class EngineProcess:
                 self.keep_leases()
             else:
                 engine.report_progress(wall)
+
+    def _read_new(self) -> dict[str, list]:
+        """New entries of every partition held, by stream name; waits up to half a second."""
+        block = int(BALANCE_EVERY * 500)
+        if not self.settings.redis_cluster:  # one blocking read over every stream held
+            streams = {engine.k.ticks: ">" for engine in self.engines.values()}
+            response = self.redis.xreadgroup(keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, streams,
+                                             count=self.settings.engine_batch, block=block)
+            return {stream.decode(): entries for stream, entries in response or []}
+        # A cluster refuses a read across slots: each partition on its own, without waiting,
+        # then a short wait on one of them (in turn) when none had anything.
+        found = {}
+        for engine in self.engines.values():
+            entries = engine.read(pending=False)
+            if entries:
+                found[engine.k.ticks] = entries
+        if not found:
+            held = sorted(self.engines)
+            self._turns += 1
+            engine = self.engines[held[self._turns % len(held)]]
+            entries = engine.read(pending=False, block=max(1, block // len(held)))
+            if entries:
+                found[engine.k.ticks] = entries
+        return found
 
     def _judge(self, engine: Engine, entries: list) -> None:
         try:
@@ -174,10 +201,8 @@ class EngineProcess:
 
     def publish_rules_status(self) -> None:
         status = self.rulebook.status()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(keys.RULES_STATUS, orjson.dumps(status))
-        pipe.publish(keys.EVENTS, orjson.dumps({"type": "rules", **status}))
-        pipe.execute()
+        self.redis.set(keys.RULES_STATUS, orjson.dumps(status))
+        publish(self.redis, [orjson.dumps({"type": "rules", **status})])
 
 
 # Seconds between attempts to reach Redis again: quick at first, never more than MAX apart.
@@ -198,8 +223,10 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
     state that already learned that batch is right in one case only, so it is thrown away and
     Redis decides.
     """
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10,
-                                  socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2)
+    options = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": 2}
+    if not settings.redis_cluster:
+        options["health_check_interval"] = 10
+    client = data_client(settings.redis_url, settings.redis_cluster, **options)
     me = engine_id()
     current: list[EngineProcess] = []
     stopping = False
@@ -228,4 +255,4 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
             log.exception("engine failed; starting over from the checkpoints in %.1f s", MAX_RETRY)
             time.sleep(MAX_RETRY)  # back-off: a fault that repeats must not spin
         finally:
-            client.connection_pool.disconnect()  # a half-read reply must not reach the next run
+            disconnect(client)  # a half-read reply must not reach the next run

@@ -265,7 +265,7 @@ class Ingestor:
         for _, tick in accepted:
             by_partition.setdefault(keys.partition_of(tick["commodity"], count), set()).add(
                 keys.series_key(tick["commodity"], tick["market"]))
-        newest: dict[str, bytes | None] = {}
+        newest: dict[str, bytes | str | None] = {}
         for number, wanted in by_partition.items():
             series = sorted(wanted)
             newest.update(zip(series, await self.redis.hmget(self.partitions[number].latest_ts, series)))

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from rules.silences import SilenceError, expire, new_silence, silence_state
 from server.access import requires
 from stores import partitioned
-from stores.silences import acknowledge, save_silence
+from stores.silences import acknowledge, announce, save_silence
 from base import keys
 from base.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
@@ -81,9 +81,11 @@ async def create_silence(request: Request) -> Response:
         return _errors([{"field": "body", "reason": "too_many_silences",
                          "detail": f"{live} silences are active or pending, the most there can be; "
                                    "expire some first (DELETE /api/v1/silences/{id})"}], 409)
+    events: list[bytes] = []
     async with request.app.state.redis.pipeline(transaction=True) as pipe:
-        save_silence(pipe, silence)
+        save_silence(pipe, silence, events)
         await pipe.execute()
+    await announce(request.app.state.redis, events)
     return _json({"silence": {**silence, "state": silence_state(silence, time.time())}}, 201)
 
 
@@ -121,9 +123,11 @@ async def delete_silence(request: Request) -> Response:
     now = time.time()
     ended = expire(silence, now, request.query_params.get("by"))
     if ended is not silence:
+        events: list[bytes] = []
         async with request.app.state.redis.pipeline(transaction=True) as pipe:
-            save_silence(pipe, ended)
+            save_silence(pipe, ended, events)
             await pipe.execute()
+        await announce(request.app.state.redis, events)
     return _json({"silence": {**ended, "state": silence_state(ended, now)}})
 
 
@@ -147,9 +151,11 @@ async def ack_alert(request: Request) -> Response:
     redis = request.app.state.redis
     if not await partitioned.has_field(redis, request.app.state.partitions, "firing", key):
         return _errors([{"field": "key", "reason": "not_firing", "detail": f"no firing alert has key {key!r}"}], 404)
+    events: list[bytes] = []
     async with redis.pipeline(transaction=True) as pipe:
-        ack = acknowledge(pipe, key, by.strip(), time.time(), comment.strip())
+        ack = acknowledge(pipe, key, by.strip(), time.time(), events, comment.strip())
         await pipe.execute()
+    await announce(redis, events)
     return _json({"key": key, "ack": ack})
 
 

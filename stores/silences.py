@@ -1,7 +1,8 @@
 """Silences and acknowledgements in Redis: written by the HTTP API (server/silences.py) and the
 Telegram bot (/ack), read by the engine and the notification dispatcher. Each writer queues its
-commands on its own (sync or asyncio) pipeline, so the record and its announcement on
-``pw:events`` go out in one transaction.
+commands on its own (sync or asyncio) pipeline and publishes the announcements on ``pw:events``
+(the ``events`` list) after it: redis-py allows no PUBLISH in a Redis Cluster pipeline, and a
+dashboard that misses one resynchronises from the records anyway.
 """
 from __future__ import annotations
 
@@ -12,20 +13,26 @@ import orjson
 from base import keys
 
 
-def save_silence(pipe: Any, silence: dict) -> None:
-    """Queue storing and announcing ``silence`` on a (sync or asyncio) pipeline."""
+def save_silence(pipe: Any, silence: dict, events: list[bytes]) -> None:
+    """Queue storing ``silence`` on a (sync or asyncio) pipeline; its announcement goes to ``events``."""
     encoded = orjson.dumps(silence)
     pipe.hset(keys.SILENCES, silence["id"], encoded)
     pipe.zadd(keys.SILENCE_ENDS, {silence["id"]: silence["ends_at"]})
-    pipe.publish(keys.EVENTS, orjson.dumps({"type": "silence", "silence": silence}))
+    events.append(orjson.dumps({"type": "silence", "silence": silence}))
 
 
-def acknowledge(pipe: Any, alert_key: str, by: str, at: float, comment: str = "") -> dict:
-    """Queue recording an acknowledgement and telling every dashboard; returns it."""
+def acknowledge(pipe: Any, alert_key: str, by: str, at: float, events: list[bytes], comment: str = "") -> dict:
+    """Queue recording an acknowledgement (returned); its announcement goes to ``events``."""
     ack = {"by": by, "at": at, "comment": comment}
     pipe.hset(keys.ACKS, alert_key, orjson.dumps(ack))
-    pipe.publish(keys.EVENTS, orjson.dumps({"type": "ack", "key": alert_key, "by": by, "at": at}))
+    events.append(orjson.dumps({"type": "ack", "key": alert_key, "by": by, "at": at}))
     return ack
+
+
+async def announce(redis: Any, events: list[bytes]) -> None:
+    """Publish the announcements on ``pw:events`` (redis.asyncio; a cluster client routes each)."""
+    for event in events:
+        await redis.publish(keys.EVENTS, event)
 
 
 def active_silences(client: Any, now: float) -> list[dict]:

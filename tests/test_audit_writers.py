@@ -10,6 +10,7 @@ import orjson
 import redis
 
 from server.app import store_client
+from base import keys
 from server.audit import AuditFiles, Witness, verify_chain
 from base.config import PROJECT_ROOT
 from server.ingest import TickAppender
@@ -17,6 +18,7 @@ from server.redis_process import free_port, start_redis
 from tests.system import System, wait_for
 
 TICK = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000}
+PARTITION = keys.Partition(0)  # one partition: the whole stream is one chain
 
 
 def test_two_web_processes_append_to_one_chain(tmp_path):
@@ -98,7 +100,7 @@ def test_a_reply_lost_after_redis_applied_a_batch_does_not_append_it_twice(tmp_p
         port = await dropper.start()
         # The web process' own client: it resends a command once after a broken connection.
         client = store_client(redis_process.url.replace(f":{redis_process.port}/", f":{port}/"), retry_once=True)
-        appender = TickAppender(client, Witness(AuditFiles(tmp_path / "audit")))
+        appender = TickAppender(client, Witness(AuditFiles(tmp_path / "audit")), keys.partitions(1))
         try:
             first = await appender.append([{**TICK, "price": 38000 + n, "device": "d"} for n in range(3)])
             dropper.armed = True
@@ -112,11 +114,11 @@ def test_a_reply_lost_after_redis_applied_a_batch_does_not_append_it_twice(tmp_p
     try:
         first, second = asyncio.run(asyncio.wait_for(scenario(), 30))
         store = redis.Redis.from_url(redis_process.url)
-        entries = store.xrange("pw:ticks")
+        entries = store.xrange(PARTITION.ticks)
         assert [e.decode() for e, _ in entries] == first + second
         assert [orjson.loads(f[b"t"])["price"] for _, f in entries] == [38000, 38001, 38002, 39000, 39001]
         files = AuditFiles(tmp_path / "audit")
-        assert files.pin()[0] == second[-1]
-        assert verify_chain(store, files.key(), files.pin(), files.breaks())["intact"] is True
+        assert files.pins()[0][0] == second[-1]
+        assert verify_chain(store, files.key(), files.pins()[0], files.breaks(), partition=PARTITION)["intact"] is True
     finally:
         redis_process.stop()

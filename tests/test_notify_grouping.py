@@ -234,7 +234,7 @@ def test_a_silence_made_after_an_alert_was_told_keeps_it_out_of_reminders(alerts
     silence = new_silence({"matchers": ['commodity="cabai-rawit-merah"'], "duration": "4h", "author": "budi",
                            "comment": "panen"}, now=T + 100)
     with client.pipeline() as pipe:
-        save_silence(pipe, silence)
+        save_silence(pipe, silence, [])
         pipe.execute()
     alerts.dispatch(T + 40 + 10800)  # no new event: the silence is read when the group flushes
     assert alerts.notifications()[2:] == [(SHALLOT, ["firing:pasar-agung"])]

@@ -234,7 +234,7 @@ def test_live_silences_are_bounded(api):
     body = {"matchers": ['commodity="cabai-rawit-merah"'], "duration": "2h", "author": "budi", "comment": "x"}
     pipe = client.pipeline(transaction=False)
     for number in range(MAX_LIVE):
-        save_silence(pipe, new_silence(body, time.time(), silence_id=f"s{number}"))
+        save_silence(pipe, new_silence(body, time.time(), silence_id=f"s{number}"), [])
     pipe.execute()
     response = http.post("/api/v1/silences", json=body)
     assert response.status_code == 409 and response.json()["errors"][0]["reason"] == "too_many_silences"

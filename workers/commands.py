@@ -29,7 +29,7 @@ from base.names import normalise
 from base import keys
 from base.keys import Partition
 from stores import partitioned
-from stores.silences import acknowledge
+from stores.silences import acknowledge, announce
 from workers import notifications as store
 from workers import subscriptions as subs
 from workers.updates import check_update
@@ -363,10 +363,12 @@ async def handle_callback(query: dict, redis: Any, now: float, partitions: list[
         return [Reply("answerCallbackQuery", {"callback_query_id": answer_id,
                                               "text": "🔕 Peringatan ini dibisukan 1 jam."})]
     firing = [key for key in record.keys if await partitioned.has_field(redis, partitions, "firing", key)]
+    events: list[bytes] = []
     async with redis.pipeline() as pipe:
         for key in firing:
-            acknowledge(pipe, key, by, now)  # the same record the dashboard's Ack makes
+            acknowledge(pipe, key, by, now, events)  # the same record the dashboard's Ack makes
         await pipe.execute()
+    await announce(redis, events)
     replies = [Reply("answerCallbackQuery", {"callback_query_id": answer_id,
                                              "text": "👍 Diakui." if firing else "Peringatan ini sudah selesai."})]
     edited = _acknowledged_text(record, msg.get("message_id"), by, now)
