@@ -283,3 +283,52 @@ def test_an_import_waits_for_the_engines_of_the_partitions_its_ticks_went_to(sto
             await redis_async.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_readers_work_on_a_redis_cluster_where_the_partitions_lie_in_other_slots(redis_cluster):
+    """A cluster refuses a command across slots: every read of several partitions is a pipeline
+    (split by node) or one command per partition, never MGET or one XREADGROUP over all."""
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.cluster import RedisCluster as SyncRedisCluster
+
+    from server import metrics
+    from server.progress import partitions_progress
+    from stores import partitioned
+    from workers import dispatch
+
+    client = redis_cluster.cluster_client()
+    client.flushall(target_nodes=SyncRedisCluster.PRIMARIES)
+    every = partitions.fix(client, P)
+    assert len({client.keyslot(partition.ticks) for partition in every}) == P
+    chilli, shallot = partitions.of(client, CHILLI), partitions.of(client, SHALLOT)
+    client.set(chilli.processed, 4)
+    client.set(shallot.processed, 5)
+    assert partitions.total(client, "processed") == 9
+    dispatch.ensure_groups(client, every)
+    for n, partition in ((1, chilli), (2, shallot)):
+        client.xadd(partition.alerts, {"a": orjson.dumps(alert(n, CHILLI))}, id=f"{1719800000000 + n}-0")
+    with pytest.raises(redis.exceptions.RedisClusterException):  # one XREADGROUP over every slot
+        dispatch._read_streams(client, every, ">")
+    read = dispatch._read(client, every, ">")
+    assert sorted(stream.decode() for stream, _ in read) == sorted([chilli.alerts, shallot.alerts])
+    owned(client, chilli, "engine-a", 3, 1)
+    client.hset(shallot.firing, "r/x", b"{}")
+    client.xadd(shallot.deadletter, {"t": b"{}", "id": b"1-0"}, id="5-0")
+    client.close()
+
+    async def scenario() -> None:
+        cluster = AsyncRedisCluster(host="127.0.0.1", port=redis_cluster.ports[0], password=redis_cluster.password)
+        try:
+            assert await partitioned.counter_sum(cluster, every, "processed") == 9
+            assert list(await partitioned.merged_hash(cluster, every, "firing")) == [b"r/x"]
+            assert await partitioned.has_field(cluster, every, "firing", "r/x")
+            progress = await partitions_progress(cluster, every, 30.0)
+            assert [(p["owner"], p["lag"]) for p in progress if p["partition"] == chilli.number] == [("engine-a", 3)]
+            values = await metrics.read(cluster, every, 5.0)
+            assert (values["processed"], values["firing"], values["pending"]) == (9, 1, 1)
+            listed = await deadletters.list_deadletters(cluster, every)
+            assert [d["id"] for d in listed["deadletters"]] == [f"{shallot.number}:5-0"]
+        finally:
+            await cluster.aclose()
+
+    asyncio.run(scenario())
