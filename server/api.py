@@ -172,12 +172,13 @@ async def read_firing(redis, partitions: list[keys.Partition], limit: int, wante
         alert = orjson.loads(raw)
         if all(not values or alert.get(name) in values for name, values in wanted.items()):
             alerts.append(alert)
-    alerts.sort(key=_id_order)
+    alerts.sort(key=alert_order)
     return alerts[-limit:]
 
 
-def _id_order(alert: dict) -> tuple[int, int]:
-    """An alert's stream id as numbers, for ordering ("10-0" after "9-0")."""
+def alert_order(alert: dict) -> tuple[int, int]:
+    """An alert's stream id as numbers, for ordering ("10-0" after "9-0", "5-11" after "5-3": the
+    engines of P partitions number the alerts of one millisecond apart by P)."""
     ms, _, seq = str(alert.get("id", "")).partition("-")
     return params.whole_number(ms) or 0, params.whole_number(seq) or 0
 
@@ -195,7 +196,7 @@ async def read_alerts(redis, partitions: list[keys.Partition], since: str | None
     alerts: list[dict] = []
     for partition in partitions:
         alerts.extend(await _read_stream(redis, partition.alerts, since, limit, keep))
-    alerts.sort(key=_id_order)
+    alerts.sort(key=alert_order)
     return alerts[:limit] if since is not None else alerts[-limit:]
 
 

@@ -18,7 +18,7 @@ from server import auth, params
 
 from base import keys
 from server.access import REFUSED, TokenBucket, authorize, presented_token
-from server.api import count_refusals, read_alerts
+from server.api import alert_order, count_refusals, read_alerts
 from server.hub import Filter
 from server.ticks import BodyError, parse_body
 from stores import partitioned
@@ -112,7 +112,7 @@ async def snapshot_messages(redis, partitions: list[keys.Partition], wanted: Fil
     snapshot = {
         "type": "snapshot",
         "prices": [p for p in prices if wanted.matches(p)],
-        "alerts": sorted((a for a in firing if wanted.matches(a)), key=lambda a: a["id"]),
+        "alerts": sorted((a for a in firing if wanted.matches(a)), key=alert_order),
     }
     texts = [orjson.dumps(snapshot).decode()]
     if since is not None:

@@ -36,10 +36,10 @@ def of_series(partitions: list[Partition], commodity: str) -> Partition:
 
 def total(client: Any, name: str) -> int:
     """A counter summed over the stored partitions (sync client: tools, tests, benchmarks)."""
-    partitions = stored(client)
-    if not partitions:
-        return 0
-    return sum(number(raw) for raw in client.mget([getattr(p, name) for p in partitions]))
+    pipe = client.pipeline(transaction=False)  # not MGET: on a cluster the partitions' keys are in other slots
+    for partition in stored(client):
+        pipe.get(getattr(partition, name))
+    return sum(number(raw) for raw in pipe.execute())
 
 
 async def merged_hash(redis: Any, partitions: list[Partition], name: str) -> dict:

@@ -147,8 +147,8 @@ def price(commodity: str, market: str, value: float) -> bytes:
                          "price": value, "ts": 1.0})
 
 
-def alert(n: int, commodity: str, state: str = "firing") -> dict:
-    return {"type": "alert", "id": f"{1719800000000 + n}-0", "key": f"r/{commodity}/pasar-{n}", "state": state,
+def alert(n: int, commodity: str, state: str = "firing", seq: int = 0) -> dict:
+    return {"type": "alert", "id": f"{1719800000000 + n}-{seq}", "key": f"r/{commodity}/pasar-{n}", "state": state,
             "commodity": commodity, "market": f"pasar-{n}", "province": "32", "severity": "warning"}
 
 
@@ -162,8 +162,10 @@ def test_prices_alerts_and_sources_of_every_partition_are_served_as_one(web):
     client.xadd(chilli.history(CHILLI, "pasar-agung"), {"m": price(CHILLI, "pasar-agung", 61000.0)})
     points = http.get(f"/api/v1/series/{CHILLI}/pasar-agung/history").json()["points"]
     assert [p["price"] for p in points] == [61000.0]
-    # The alert history interleaves the partitions by id, for since and limit too.
-    events = [alert(1, CHILLI), alert(2, SHALLOT), alert(3, CHILLI, "resolved"), alert(4, SHALLOT)]
+    # The alert history interleaves the partitions by id, for since and limit too. Engines number
+    # the alerts of one millisecond in steps of P from their partition's: "3-11" comes after "3-3".
+    events = [alert(1, CHILLI), alert(2, SHALLOT), alert(3, CHILLI, "resolved", seq=3),
+              alert(3, SHALLOT, seq=11)]
     for event in events:
         stream = partitions.of(client, event["commodity"]).alerts
         client.xadd(stream, {"a": orjson.dumps(event)}, id=event["id"])
@@ -173,10 +175,10 @@ def test_prices_alerts_and_sources_of_every_partition_are_served_as_one(web):
     assert [a["id"] for a in http.get("/api/v1/alerts", params={"since": ids[0], "limit": 2}).json()["alerts"]] \
         == ids[1:3]
     assert [a["id"] for a in http.get("/api/v1/alerts", params={"state": "resolved"}).json()["alerts"]] == [ids[2]]
-    for event in (events[0], events[3]):
+    for event in (events[0], {**events[2], "state": "firing"}, events[3]):
         client.hset(partitions.of(client, event["commodity"]).firing, event["key"], orjson.dumps(event))
     firing = http.get("/api/v1/alerts", params={"state": "firing"}).json()["alerts"]
-    assert [a["id"] for a in firing] == [ids[0], ids[3]]
+    assert [a["id"] for a in firing] == [ids[0], ids[2], ids[3]]
     # A dashboard's snapshot holds the prices and firing alerts of every partition, then what it missed.
     with http.websocket_connect("/ws/prices") as ws:
         ws.send_text(orjson.dumps({"type": "subscribe", "since": ids[1]}).decode())
@@ -185,7 +187,7 @@ def test_prices_alerts_and_sources_of_every_partition_are_served_as_one(web):
             frames.append(orjson.loads(ws.receive_text()))
     snapshot, *missed = [message for frame in frames for message in frame]
     assert [p["commodity"] for p in sorted(snapshot["prices"], key=lambda p: p["commodity"])] == [SHALLOT, CHILLI]
-    assert [a["id"] for a in snapshot["alerts"]] == [ids[0], ids[3]]
+    assert [a["id"] for a in snapshot["alerts"]] == [ids[0], ids[2], ids[3]]
     assert [a["id"] for a in missed] == ids[2:]
     # Acknowledging finds the alert firing in whichever partition it is.
     assert http.post(f"/api/v1/alerts/{events[3]['key']}/ack", json={"by": "budi"}).status_code == 200
@@ -279,5 +281,54 @@ def test_an_import_waits_for_the_engines_of_the_partitions_its_ticks_went_to(sto
             assert watch.read == 3 and not progress.waiting
         finally:
             await redis_async.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_readers_work_on_a_redis_cluster_where_the_partitions_lie_in_other_slots(redis_cluster):
+    """A cluster refuses a command across slots: every read of several partitions is a pipeline
+    (split by node) or one command per partition, never MGET or one XREADGROUP over all."""
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.cluster import RedisCluster as SyncRedisCluster
+
+    from server import metrics
+    from server.progress import partitions_progress
+    from stores import partitioned
+    from workers import dispatch
+
+    client = redis_cluster.cluster_client()
+    client.flushall(target_nodes=SyncRedisCluster.PRIMARIES)
+    every = partitions.fix(client, P)
+    assert len({client.keyslot(partition.ticks) for partition in every}) == P
+    chilli, shallot = partitions.of(client, CHILLI), partitions.of(client, SHALLOT)
+    client.set(chilli.processed, 4)
+    client.set(shallot.processed, 5)
+    assert partitions.total(client, "processed") == 9
+    dispatch.ensure_groups(client, every)
+    for n, partition in ((1, chilli), (2, shallot)):
+        client.xadd(partition.alerts, {"a": orjson.dumps(alert(n, CHILLI))}, id=f"{1719800000000 + n}-0")
+    with pytest.raises(redis.exceptions.RedisClusterException):  # one XREADGROUP over every slot
+        dispatch._read_streams(client, every, ">")
+    read = dispatch._read(client, every, ">")
+    assert sorted(stream.decode() for stream, _ in read) == sorted([chilli.alerts, shallot.alerts])
+    owned(client, chilli, "engine-a", 3, 1)
+    client.hset(shallot.firing, "r/x", b"{}")
+    client.xadd(shallot.deadletter, {"t": b"{}", "id": b"1-0"}, id="5-0")
+    client.close()
+
+    async def scenario() -> None:
+        cluster = AsyncRedisCluster(host="127.0.0.1", port=redis_cluster.ports[0], password=redis_cluster.password)
+        try:
+            assert await partitioned.counter_sum(cluster, every, "processed") == 9
+            assert list(await partitioned.merged_hash(cluster, every, "firing")) == [b"r/x"]
+            assert await partitioned.has_field(cluster, every, "firing", "r/x")
+            progress = await partitions_progress(cluster, every, 30.0)
+            assert [(p["owner"], p["lag"]) for p in progress if p["partition"] == chilli.number] == [("engine-a", 3)]
+            values = await metrics.read(cluster, every, 5.0)
+            assert (values["processed"], values["firing"], values["pending"]) == (9, 1, 1)
+            listed = await deadletters.list_deadletters(cluster, every)
+            assert [d["id"] for d in listed["deadletters"]] == [f"{shallot.number}:5-0"]
+        finally:
+            await cluster.aclose()
 
     asyncio.run(scenario())

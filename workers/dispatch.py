@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job
@@ -122,7 +123,14 @@ def _acker(stream: bytes | str, entry_id: bytes) -> Any:
 
 
 def _read(client: redis.Redis, partitions: list[Partition], start: str) -> list:
-    """``[(stream, entries)]`` of the partitions with entries to read; one XREADGROUP for all."""
+    """``[(stream, entries)]`` of the partitions with entries to read: one XREADGROUP for all, or,
+    on a Redis Cluster (which refuses a command across slots), one per partition."""
+    if isinstance(client, RedisCluster):
+        return [found for partition in partitions for found in _read_streams(client, [partition], start)]
+    return _read_streams(client, partitions, start)
+
+
+def _read_streams(client: redis.Redis, partitions: list[Partition], start: str) -> list:
     if not partitions:
         return []
     wanted: dict[Any, Any] = {partition.alerts: start for partition in partitions}
