@@ -100,6 +100,7 @@ HEALTH = _pattern("pw:{tag}:health", "hash", "series key -> its latest health me
 SOURCES = _pattern("pw:{tag}:sources", "hash", "source -> its reliability standing in the partition (when it changed)")
 STATE_SERIES = _pattern("pw:{tag}:state:series", "hash", "series key -> its detectors' state document")
 STATE_PANEL = _pattern("pw:{tag}:state:panel", "hash", "commodity -> its cross-market state document")
+STATE_SURGE = _pattern("pw:{tag}:state:surge", "hash", "commodity -> its commodity-wide surge state document")
 STATE_RULES = _pattern("pw:{tag}:state:rules", "hash", "alert key -> its rule state document")
 STATE_ENGINE = _pattern("pw:{tag}:state:engine", "string",
                         "the partition's own engine state document (clock, last alert id)")
@@ -202,6 +203,7 @@ class Partition:
         self.state_series = STATE_SERIES.of(tag=tag)
         self.state_panel = STATE_PANEL.of(tag=tag)
         self.state_rules = STATE_RULES.of(tag=tag)
+        self.state_surge = STATE_SURGE.of(tag=tag)
         self.state_engine = STATE_ENGINE.of(tag=tag)
         self.state_sources = STATE_SOURCES.of(tag=tag)
         self.state_series_info = STATE_SERIES_INFO.of(tag=tag)

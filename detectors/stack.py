@@ -67,12 +67,13 @@ from detectors.iqr import IQRFences
 from detectors.ipa import IPA
 from detectors.series import SeriesState
 from detectors.stale import StaleFeed
+from detectors.surge import PanelSurge
 from detectors.zscore import RollingZScore
 
 TEMPORAL = ("zscore", "iqr", "forecast")
 # Every detector name a verdict can carry: what rule conditions may name (server/engine.py).
 DETECTOR_NAMES = frozenset({"zscore", "iqr", "forecast", "crossmarket", "ceiling", "anomaly",
-                            "alps", "ipa"})
+                            "alps", "ipa", "surge"})
 # Detectors whose score also has a class name (normal / stress / alert / crisis).
 CLASSIFIERS = {"alps": ALPS.classify, "ipa": IPA.classify}
 
@@ -147,6 +148,7 @@ class DetectorStack:
             key: CeilingPrice(value) for key, value in (ceilings or {}).items()}
         self._series: dict[tuple[str, str], SeriesState] = {}
         self._panels: dict[str, CrossMarket] = {}
+        self._surges: dict[str, PanelSurge] = {}
 
     # -- state, one piece at a time, for checkpoints ------------------------------------------
 
@@ -161,6 +163,12 @@ class DetectorStack:
 
     def set_panel_state(self, commodity: str, state: CrossMarket) -> None:
         self._panels[commodity] = state
+
+    def surge_state(self, commodity: str) -> PanelSurge | None:
+        return self._surges.get(commodity)
+
+    def set_surge_state(self, commodity: str, state: PanelSurge) -> None:
+        self._surges[commodity] = state
 
     def series_keys(self) -> list[tuple[str, str]]:
         return list(self._series)
@@ -223,8 +231,9 @@ class DetectorStack:
         if positive:
             # What the other markets suggest for this one: a forecast feature, read before learning.
             x["consensus"] = guarded({}, "crossmarket", panel.consensus, x)
+            surge = self._surge(commodity)
             detectors = [series.zscore, series.iqr, series.forecast, panel, series.anomaly,
-                         series.alps, series.ipa]
+                         series.alps, series.ipa, surge]
         else:
             # Log-price detectors cannot judge a value <= 0 (never a validated price; NAB has them).
             detectors = [series.iqr, series.anomaly]
@@ -266,16 +275,17 @@ class DetectorStack:
             if len(run) >= self.config.shift_after:
                 # A real level shift at this market: its usual premium is history.
                 panel.forget_premium(market)
-                self._learn_held(series, panel, errors)
+                self._learn_held(series, panel, errors, self._surge(commodity))
                 quarantined = False
         else:
             if series.held and series.agrees(x, self.config.shift_tolerance):
                 # The held run was the start of a move the market has now confirmed.
-                self._learn_held(series, panel, errors)
+                self._learn_held(series, panel, errors, self._surge(commodity))
             series.held.clear()
             series.learn_one(x, errors)
             if positive:
                 guarded(errors, "crossmarket", panel.learn_one, x)
+                guarded(errors, "surge", self._surge(commodity).learn_one, x)
         if quarantined:
             guarded(errors, "anomaly", series.anomaly.observe, x)
         else:
@@ -312,10 +322,12 @@ class DetectorStack:
         return len(strong) >= config.strong_count
 
     @staticmethod
-    def _learn_held(series: SeriesState, panel: CrossMarket, errors: dict[str, str]) -> None:
+    def _learn_held(series: SeriesState, panel: CrossMarket, errors: dict[str, str],
+                    surge: PanelSurge) -> None:
         for held in series.held:
             series.learn_one(held, errors)
             guarded(errors, "crossmarket", panel.learn_one, held)
+            guarded(errors, "surge", surge.learn_one, held)
         series.held.clear()
 
     # -- feed health ----------------------------------------------------------------------------
@@ -368,6 +380,12 @@ class DetectorStack:
             ),
             stale=StaleFeed(factor=c.stale_factor, min_gap=c.stale_min_gap),
         )
+
+    def _surge(self, commodity: str) -> PanelSurge:
+        surge = self._surges.get(commodity)
+        if surge is None:
+            surge = self._surges[commodity] = PanelSurge()
+        return surge
 
     def _panel(self, commodity: str) -> CrossMarket:
         panel = self._panels.get(commodity)

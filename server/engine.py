@@ -26,6 +26,7 @@ from detectors.ceiling import ceilings_of
 from base.failures import describe_error
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
+from detectors.surge import PanelSurge
 from detectors.stack import DetectorStack
 from base.contracts import AlertEvent, Tick, Verdict
 from pipeline.step import Step
@@ -146,6 +147,10 @@ class Engine:
             state = _decoded(blob, raw_key, CrossMarket)
             if state is not None:
                 self.stack.set_panel_state(raw_key.decode(), state)
+        for raw_key, blob in self.redis.hgetall(self.k.state_surge).items():
+            state = _decoded(blob, raw_key, PanelSurge)
+            if state is not None:
+                self.stack.set_surge_state(raw_key.decode(), state)
         for raw_key, blob in self.redis.hgetall(self.k.state_rules).items():
             state = _decoded(blob, raw_key, AlertState)
             if state is not None:
@@ -322,6 +327,9 @@ class Engine:
             pipe.hset(self.k.state_series, keys.series_key(*series), encode_state(self.stack.series_state(series)))
         for commodity in batch.panels:
             pipe.hset(self.k.state_panel, commodity, encode_state(self.stack.panel_state(commodity)))
+            surge = self.stack.surge_state(commodity)
+            if surge is not None:
+                pipe.hset(self.k.state_surge, commodity, encode_state(surge))
         for key in self.rules.dirty:
             state = self.rules.states.get(key)
             if state is None:

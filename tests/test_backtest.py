@@ -139,7 +139,7 @@ def test_events_are_scored_per_period_with_the_warnings_people_can_act_on(tmp_pa
 
 
 def test_rules_that_do_not_load_are_refused_with_file_and_line(tmp_path, capsys):
-    rules = write_rules(tmp_path / "rules", "rules:\n  - {name: x, when: surge.score >= 1.2}\n")
+    rules = write_rules(tmp_path / "rules", "rules:\n  - {name: x, when: surje.score >= 1.2}\n")
     assert backtest.main([str(CHILLI), "--rules", str(rules), "--jobs", "1"]) == 2
     assert "only.yaml:2: rule 'x'" in capsys.readouterr().err
 

@@ -49,6 +49,11 @@ def write_fixture(directory: Path = FIXTURE) -> None:
     (directory / "alert.json").write_bytes(encode_state(alert))
 
 
+# Detectors added after the fixture was written: a v1 checkpoint has no state of theirs, so they
+# start fresh on it (warming up); every detector it has state of goes on exactly.
+NEWER = {"surge"}
+
+
 def test_a_v1_checkpoint_restores_and_the_detectors_go_on_where_they_were():
     files = sorted(FIXTURE.glob("series-*.json"))
     assert len(files) >= 30  # both commodities, every market of the sample
@@ -63,8 +68,10 @@ def test_a_v1_checkpoint_restores_and_the_detectors_go_on_where_they_were():
     uninterrupted = fed_stack(SPLIT)
     for day in days()[SPLIT:]:
         for mine, theirs in zip(restored.process_batch(day), uninterrupted.process_batch(day)):
-            assert (mine["fired"], mine["quarantined"]) == (theirs["fired"], theirs["quarantined"])
-            assert all(math.isclose(mine["scores"][n], s, rel_tol=1e-12) for n, s in theirs["scores"].items())
+            assert mine["quarantined"] == theirs["quarantined"]
+            assert [n for n in mine["fired"] if n not in NEWER] == [n for n in theirs["fired"] if n not in NEWER]
+            assert all(math.isclose(mine["scores"][n], s, rel_tol=1e-12)
+                       for n, s in theirs["scores"].items() if n not in NEWER)
 
 
 def test_a_v1_rule_state_restores():

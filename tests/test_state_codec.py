@@ -43,6 +43,7 @@ def checkpointed(stack: DetectorStack) -> DetectorStack:
         restored.set_series_state(key, decode_state(encode_state(stack.series_state(key))))
     for commodity in {commodity for commodity, _ in stack.series_keys()}:
         restored.set_panel_state(commodity, decode_state(encode_state(stack.panel_state(commodity))))
+        restored.set_surge_state(commodity, decode_state(encode_state(stack.surge_state(commodity))))
     return restored
 
 

@@ -1,5 +1,5 @@
-"""The commodity-wide surge detector (detectors/surge.py) and the pending rule that reads it
-(rules/pending/kenaikan-serentak.yaml, not loaded until the stack runs ``surge``)."""
+"""The commodity-wide surge detector (detectors/surge.py) and the rule that reads it
+(rules/kenaikan-serentak.yaml)."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -77,8 +77,8 @@ def test_warns_the_july_2021_chilli_rise_two_weeks_before_its_peak():
     assert first is not None and date(2021, 6, 21) <= first <= date(2021, 7, 5)
 
 
-def test_the_pending_rule_loads_once_surge_is_a_detector():
+def test_the_rule_loads_with_the_stacks_own_detector_names():
     catalog = load_catalog()
-    ruleset = load_rules([ROOT / "rules" / "pending" / "kenaikan-serentak.yaml"], catalog,
-                         set(DETECTOR_NAMES) | {"surge"})
+    assert "surge" in DETECTOR_NAMES
+    ruleset = load_rules([ROOT / "rules" / "kenaikan-serentak.yaml"], catalog, set(DETECTOR_NAMES))
     assert [rule.name for rule in ruleset.rules] == ["kenaikan-serentak"]
