@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import machine, procs  # noqa: E402
 
-BENCHMARKS = ("detection", "engine_cpu", "ingest", "imports", "latency", "fanout", "telegram")
+BENCHMARKS = ("detection", "engine_cpu", "ingest", "engines", "imports", "latency", "fanout", "telegram")
 RESULTS = Path(__file__).resolve().parent / "results" / "results.json"
 COLUMNS = (("metric", 58), ("ours", 11), ("baseline", 11), ("ratio", 7), ("p99", 9), ("unit", 17), ("goal", 15))
 
