@@ -87,7 +87,9 @@ class EngineProcess:
                     self.sweep(wall)
                     next_sweep = wall + self.settings.stale_sweep
                 if not self.settings.redis_cluster:  # RQ cannot run on a cluster (see start)
-                    dispatch_alerts(self.redis, self.catalog)  # hand new alerts to the notification workers
+                    # hand new alerts to the notification workers
+                    held = self.leases.partitions if self.leases else None
+                    dispatch_alerts(self.redis, self.catalog, partitions=held)
         finally:
             if self._stopping and self.leases is not None:
                 self.leases.leave()  # hand the partitions back now rather than when the leases expire

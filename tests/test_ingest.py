@@ -6,6 +6,7 @@ import time
 import orjson
 import pytest
 
+from tests import partitions
 from tests.system import System
 
 GOOD = {"commodity": "bawang-merah", "market": "pasar-kosambi", "province": "32", "price": 38000}
@@ -67,7 +68,7 @@ def test_a_batch_keeps_its_good_ticks_unless_all_or_nothing(web):
     assert body["accepted"] == 2 and len(body["ids"]) == 2
     assert [e["index"] for e in body["errors"]] == [1]
     for tick_id in body["ids"]:
-        assert web.redis.xrange("pw:ticks", tick_id, tick_id)
+        assert web.redis.xrange(partitions.of(web.redis, GOOD["commodity"]).ticks, tick_id, tick_id)
     atomic = web.post(batch, all_or_nothing="true")
     assert atomic.status_code == 422 and atomic.json()["accepted"] == 0
 
