@@ -265,7 +265,10 @@ export class PriceChart {
     const left = x + 16 + width > box.width ? x - 16 - width : x + 16;
     this.tip.style.left = Math.max(0, left) + "px";
     const bottom = Math.min(box.height, window.innerHeight - box.top - 4); // the window's edge, when higher
-    this.tip.style.top = Math.max(0, Math.min(y - height / 2, bottom - height)) + "px";
+    const lowest = bottom - height;
+    // Inside the chart, unless it only fits by rising above the chart's top; never above the window's.
+    const top = Math.max(Math.min(0, lowest), Math.min(y - height / 2, lowest));
+    this.tip.style.top = Math.max(4 - box.top, top) + "px";
   }
 
   hideTip() {

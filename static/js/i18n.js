@@ -116,6 +116,7 @@ export const STRINGS = {
     "detector.anomaly": "Anomali",
     "detector.alps": "ALPS (lonjakan harga, WFP)",
     "detector.ipa": "IPA (anomali harga, FAO)",
+    "detector.surge": "Kenaikan serentak antarpasar",
     "why.zscore": "skor-z {score}",
     "why.iqr": "{score} skala di luar pagar IQR",
     "why.forecast": "{deviation} dari prakiraan {level} (skor {score})",
@@ -124,6 +125,7 @@ export const STRINGS = {
     "why.anomaly": "skor anomali {score}",
     "why.alps": "ALPS {score} ({phase})",
     "why.ipa": "IPA {score} ({phase})",
+    "why.surge": "pasar tengah {score}× rata-rata 30 laporannya",
     "why.other": "skor {score}",
   },
   en: {
@@ -221,6 +223,7 @@ export const STRINGS = {
     "rule.di-atas-hap": "Price above the government reference price (HAP)",
     "rule.data-terhenti": "Market stopped sending prices",
     "rule.kriteria-krisis": "Price above its HAP/HET for 15 days (Badan Pangan's draft crisis criterion)",
+    "rule.kenaikan-serentak": "Prices rising together across this region's markets: watch for a surge",
     "rule.peluang-lewat-hap": "Price likely to pass its HAP/HET within 14 days",
     "rule.peluang-naik-10": "Price likely to rise 10% or more within 14 days",
     "feed.title": "Alerts",
@@ -250,6 +253,7 @@ export const STRINGS = {
     "detector.anomaly": "Anomaly",
     "detector.alps": "ALPS (price spike, WFP)",
     "detector.ipa": "IPA (price anomaly, FAO)",
+    "detector.surge": "Surge across markets",
     "why.zscore": "z-score {score}",
     "why.iqr": "{score} scales beyond the IQR fences",
     "why.forecast": "{deviation} from the forecast {level} (score {score})",
@@ -258,6 +262,7 @@ export const STRINGS = {
     "why.anomaly": "anomaly score {score}",
     "why.alps": "ALPS {score} ({phase})",
     "why.ipa": "IPA {score} ({phase})",
+    "why.surge": "median market at {score}× its own 30-report average",
     "why.other": "score {score}",
   },
 };
@@ -385,7 +390,7 @@ export class I18n {
       Object.assign(vars, { deviation: this.percent(price / expected.level - 1), level: formatPrice(expected.level) });
     } else if ((name === "alps" || name === "ipa") && classes && classes[name]) {
       vars.phase = this.t("phase." + classes[name]);
-    } else if (!["zscore", "iqr", "crossmarket", "anomaly"].includes(name)) {
+    } else if (!["zscore", "iqr", "crossmarket", "anomaly", "surge"].includes(name)) {
       return this.t("why.other", vars);
     }
     return this.t("why." + name, vars);
