@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 
+from server.redis_process import start_redis
 from tests import markers
 from tests.browser import APT_INSTALL_TIMEOUT, APT_UPDATE_TIMEOUT, ARTIFACTS, CHROMIUM, ChromiumUnavailable, ensure_chromium
 from tests.cluster import RedisCluster
@@ -50,3 +52,13 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory):
     a module (about 2 s to start); every node is stopped at teardown, also after a failed test."""
     with RedisCluster(tmp_path_factory.mktemp("cluster")) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def redis_client(tmp_path: Path):
+    """A sync client of a real redis-server of the test's own."""
+    server = start_redis(tmp_path / "redis-of-test")
+    connection = redis.Redis.from_url(server.url)
+    yield connection
+    connection.close()
+    server.stop()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import httpx
 import orjson
 import pytest
 from websockets.sync.client import connect
@@ -15,6 +16,7 @@ from websockets.sync.client import connect
 from base.config import PROJECT_ROOT
 from testkit.waiting import wait_for
 from tests.system import System
+from tests.test_launcher import Launcher
 from tests.test_engines import ENV, days, outcome, owners, processed, run, same
 from tests.test_pipeline import Messages
 
@@ -76,3 +78,23 @@ def test_the_worker_says_notifications_are_not_available_on_a_cluster(tmp_path, 
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "not available on a Redis Cluster" in result.stderr, result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_up_with_two_engines_runs_on_a_cluster_without_a_notification_worker(tmp_path, redis_cluster):
+    launcher = Launcher(tmp_path, "--engines", "2", REDIS_URL=redis_cluster.url, PASARWATCH_REDIS_CLUSTER="true",
+                        PASARWATCH_PARTITIONS="4", PASARWATCH_ENGINE_LEASE="2")
+    try:
+        launcher.wait_serving(tmp_path / "var")
+
+        def two_owners() -> bool:
+            ready = httpx.get(launcher.url + "/readyz", timeout=5).json()
+            return len({p["owner"] for p in ready.get("partitions", []) if p["owner"]}) == 2
+
+        wait_for(two_owners, 60, f"two engines to hold partitions (log: {launcher.log()[-3000:]})")
+        log = launcher.log()
+        assert "no notification worker" in log
+        assert "started engine-1" in log and "started engine-2" in log and "started web" in log
+        assert "started worker" not in log
+    finally:
+        launcher.stop()

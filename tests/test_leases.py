@@ -11,21 +11,13 @@ import redis
 from base import keys
 from server.leases import LeaseLost, Leases
 from testkit.waiting import wait_for
-from tests.redis_server import start_redis
 
 PARTITIONS = keys.partitions(8)
 
 
-@pytest.fixture
-def client(tmp_path):
-    server = start_redis(tmp_path)
-    connection = redis.Redis.from_url(server.url)
-    yield connection
-    connection.close()
-    server.stop()
 
-
-def test_two_engines_split_the_partitions_and_never_own_one_together(client):
+def test_two_engines_split_the_partitions_and_never_own_one_together(redis_client):
+    client = redis_client
     a, b = Leases(client, "a", PARTITIONS, 5), Leases(client, "b", PARTITIONS, 5)
     a.balance(time.time())
     assert len(a.owned) == 8  # alone: everything
@@ -38,7 +30,8 @@ def test_two_engines_split_the_partitions_and_never_own_one_together(client):
     assert {client.get(p.lease).decode() for p in PARTITIONS} == {"a", "b"}
 
 
-def test_a_dead_engines_partitions_are_taken_over_when_its_leases_expire(client):
+def test_a_dead_engines_partitions_are_taken_over_when_its_leases_expire(redis_client):
+    client = redis_client
     a, b = Leases(client, "a", PARTITIONS, 1), Leases(client, "b", PARTITIONS, 1)
     for leases in (a, b, a, b):
         leases.balance(time.time())
@@ -49,7 +42,8 @@ def test_a_dead_engines_partitions_are_taken_over_when_its_leases_expire(client)
     assert time.monotonic() - started < 1 + 2  # the lease, plus a balance or two
 
 
-def test_a_leaving_engine_hands_its_partitions_back_at_once(client):
+def test_a_leaving_engine_hands_its_partitions_back_at_once(redis_client):
+    client = redis_client
     a, b = Leases(client, "a", PARTITIONS, 60), Leases(client, "b", PARTITIONS, 60)
     for leases in (a, b, a, b):
         leases.balance(time.time())
@@ -58,7 +52,8 @@ def test_a_leaving_engine_hands_its_partitions_back_at_once(client):
     assert len(b.owned) == 8  # no waiting for 60-second leases to expire
 
 
-def test_a_commit_fenced_by_a_lost_lease_does_not_go_through(client):
+def test_a_commit_fenced_by_a_lost_lease_does_not_go_through(redis_client):
+    client = redis_client
     a, b = Leases(client, "a", PARTITIONS[:1], 60), Leases(client, "b", PARTITIONS[:1], 60)
     a.balance(time.time())
     partition = PARTITIONS[0]
