@@ -161,18 +161,15 @@ def async_cluster_client(url: str, pool_size: int) -> Any:
     return RedisCluster.from_url(url, max_connections=pool_size, socket_timeout=5, socket_connect_timeout=2)
 
 
-def publisher(client: Any) -> Any:
-    """A plain client for PUBLISH: a cluster forwards classic pub/sub to every node, but
-    redis-py refuses PUBLISH in a cluster pipeline, so messages go through one node's own
-    connection (pipelined there); on a single Redis, the client itself."""
-    node = getattr(client, "get_default_node", None)
-    return node().redis_connection if node else client
+def is_cluster(client: Any) -> bool:
+    """Is ``client`` redis-py's cluster client (sync), rather than a plain one?"""
+    return hasattr(client, "get_nodes")
 
 
 def disconnect(client: Any) -> None:
     """Close every pooled connection (of every node of a cluster): a half-read reply must not
     reach the next user of the client."""
-    if hasattr(client, "get_nodes"):
+    if is_cluster(client):
         for node in client.get_nodes():
             node.redis_connection.connection_pool.disconnect()
     else:

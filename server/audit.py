@@ -37,6 +37,7 @@ from pathlib import Path
 
 from base import keys
 from base.redis_url import data_client
+from stores import partitioned
 from server.access import requires
 
 log = logging.getLogger("pasarwatch.audit")
@@ -266,8 +267,7 @@ def _broken(checked: int, entry: str | None, reason: str, first_id: str | None) 
 def verify_with_files(redis, settings) -> dict:
     """Verify every partition's chain against the key and witnesses in the audit directory:
     intact when all are (``checked`` sums them), else the first broken one, named."""
-    stored = redis.get(keys.PARTITION_COUNT)
-    partitions = keys.partitions(int(stored)) if stored else []
+    partitions = partitioned.stored(redis)
     files = AuditFiles(settings.audit_dir)
     try:
         key, pins = files.key(), files.pins()

@@ -34,7 +34,6 @@ from base.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
 from stores import histograms
 from base import keys
-from base.redis_url import publisher
 from server.checkpoint import StateError, decode_state, encode_state, register
 from base.config import Settings
 from server.reliability import SourceRecord, SourceReliability
@@ -87,7 +86,7 @@ class Engine:
     """One partition's engine: its detectors, rules and checkpoint, committed under its lease."""
 
     def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog, rulebook: Rulebook,
-                 partition: keys.Partition, leases: Leases, partition_count: int = 1):
+                 partition: keys.Partition, leases: Leases):
         self.settings = settings
         # redis-py types replies for either decode_responses setting; this client's are bytes.
         self.redis: Any = client
@@ -95,7 +94,7 @@ class Engine:
         self.rulebook = rulebook
         self.k = partition
         self.leases = leases
-        self.partition_count = partition_count
+        self.partition_count = len(leases.partitions)  # every partition of the data, held or not
         self._fresh_state()
         self._stopping = False
         self.restored = False  # set once the checkpoint is loaded: Redis was reachable
@@ -509,10 +508,10 @@ def _decoded(blob: bytes, key: bytes, expect: type):
 
 
 def publish(client: Any, messages: list[bytes]) -> None:
-    """Messages on ``pw:events`` (one batch, see ``batched``), through one node of a cluster
-    (see base/redis_url.publisher)."""
+    """Messages on ``pw:events`` as one (see ``batched``); a cluster client sends it to one node,
+    and classic pub/sub reaches every node from there."""
     if messages:
-        publisher(client).publish(keys.EVENTS, batched(messages))
+        client.publish(keys.EVENTS, batched(messages))
 
 
 def batched(messages: list[bytes]) -> bytes:

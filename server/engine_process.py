@@ -104,8 +104,7 @@ class EngineProcess:
         for partition in lost:
             self.drop(partition.number)
         for partition in gained:
-            engine = Engine(self.settings, self.redis, self.catalog, self.rulebook, partition, self.leases,
-                            self.partition_count)
+            engine = Engine(self.settings, self.redis, self.catalog, self.rulebook, partition, self.leases)
             engine.restore()
             self.engines[partition.number] = engine
             self.pending.add(partition.number)

@@ -27,6 +27,7 @@ from server.access import TokenBucket, count_refusal
 from server.audit import Witness
 from server.auth import Credential
 from base import keys
+from stores import partitioned
 from server.ticks import MAX_TICK_AGE, validate_ticks
 
 # Per device and source, sets of seen sequence numbers are capped: a device replaying older
@@ -117,13 +118,12 @@ class TickAppender:
         # Duplicates are counted per device: no device can fill another's sequence numbers.
         marks = [("", "") if tick.get("seq") is None else (f"{tick.get('device', '')}/{tick['source']}", tick["seq"])
                  for tick in ticks]
-        count = len(self.partitions)
-        groups: dict[int, list[int]] = {}
+        groups: dict[keys.Partition, list[int]] = {}
         for index, tick in enumerate(ticks):
-            groups.setdefault(keys.partition_of(tick["commodity"], count), []).append(index)
-        results = await asyncio.gather(*(self._append_locked(self.partitions[number], [payloads[i] for i in indexes],
+            groups.setdefault(partitioned.of_series(self.partitions, tick["commodity"]), []).append(index)
+        results = await asyncio.gather(*(self._append_locked(partition, [payloads[i] for i in indexes],
                                                              [marks[i] for i in indexes])
-                                         for number, indexes in groups.items()))
+                                         for partition, indexes in groups.items()))
         ids: list[str | None] = [None] * len(ticks)
         for indexes, appended in zip(groups.values(), results):
             for index, entry in zip(indexes, appended):
@@ -260,15 +260,14 @@ class Ingestor:
         ticks still in flight are not known here)."""
         if not accepted:
             return set()
-        count = len(self.partitions)
-        by_partition: dict[int, set[str]] = {}
+        by_partition: dict[keys.Partition, set[str]] = {}
         for _, tick in accepted:
-            by_partition.setdefault(keys.partition_of(tick["commodity"], count), set()).add(
+            by_partition.setdefault(partitioned.of_series(self.partitions, tick["commodity"]), set()).add(
                 keys.series_key(tick["commodity"], tick["market"]))
         newest: dict[str, bytes | str | None] = {}
-        for number, wanted in by_partition.items():
+        for partition, wanted in by_partition.items():
             series = sorted(wanted)
-            newest.update(zip(series, await self.redis.hmget(self.partitions[number].latest_ts, series)))
+            newest.update(zip(series, await self.redis.hmget(partition.latest_ts, series)))
         return {index for index, tick in accepted
                 if (ts := newest[keys.series_key(tick["commodity"], tick["market"])]) is not None
                 and tick["ts"] < float(ts) - self.allowed_lateness}

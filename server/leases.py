@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from base import keys
+from base.redis_url import is_cluster
 
 log = logging.getLogger("pasarwatch.leases")
 
@@ -116,7 +117,7 @@ class Leases:
         """Renew every lease held (and this engine's stamp); returns the ones that were lost."""
         self.redis.zadd(keys.ENGINES, {self.me: now})
         held = list(self.owned.values())
-        if hasattr(self.redis, "get_nodes"):
+        if is_cluster(self.redis):
             # A cluster pipeline does not load a script a node lacks (a restarted node has none):
             # one call per lease, each loading its script where needed.
             renewed = [self._renew(keys=[p.lease], args=[self.me, self.lease_ms]) for p in held]

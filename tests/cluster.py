@@ -15,31 +15,19 @@ from __future__ import annotations
 
 import secrets
 import socket
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 
 import redis
 
 from server.redis_process import RedisProcess, free_port, start_redis
+from testkit.waiting import wait_for
 
 HASH_SLOTS = 16384
 BUS_PORT_OFFSET = 10000
 ADDSLOTS_CHUNK = 1000  # slots per CLUSTER ADDSLOTS call
 NODE_TIMEOUT_MS = 5000  # cluster-node-timeout: a node down for longer is flagged failing
 START_TIMEOUT = 30.0  # seconds for the cluster (or a restarted node) to be ok
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll ``condition`` until it returns something truthy; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)  # polling processes that converge; not test synchronisation
 
 
 def _bindable(port: int) -> bool:

@@ -13,7 +13,8 @@ import redis
 import redis.asyncio.cluster
 from redis.exceptions import CrossSlotTransactionError, RedisClusterException, WatchError
 
-from tests.cluster import HASH_SLOTS, RedisCluster, slot_ranges, wait_for
+from testkit.waiting import wait_for
+from tests.cluster import HASH_SLOTS, RedisCluster, slot_ranges
 from tests.markers import starts_processes
 
 MESSAGE_TIMEOUT = 10.0
