@@ -29,8 +29,11 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PASARWATCH_MAX_FUTURE_SKEW": ("300", "seconds a tick's ts may lie in the future"),
     "PASARWATCH_ENGINE_BATCH": ("500", "ticks the engine reads and commits per batch"),
     "PASARWATCH_REDIS_CLUSTER": ("false", "true: REDIS_URL names a node of a Redis Cluster, which then holds the "
-                                 "data plane (ticks, state, alerts, prices); Telegram notifications are not "
-                                 "available on a cluster yet (the worker refuses to start)"),
+                                 "data plane (ticks, state, alerts, prices); Telegram notifications then need "
+                                 "RQ_REDIS_URL (RQ does not run on a cluster)"),
+    "RQ_REDIS_URL": ("", "a standalone Redis for Telegram notifications: RQ's queue and the notification records, "
+                         "groups, subscriptions, mutes and rate limits (default: the data Redis, REDIS_URL; on a "
+                         "Redis Cluster there is no default and the worker refuses to start without it)"),
     "PASARWATCH_PARTITIONS": ("8", "tick partitions (by commodity), each owned by one engine at a time: fixed when "
                               "a data directory's Redis is first written (a different value later is ignored, "
                               "with a warning); at most this many engines share the work"),
@@ -129,6 +132,15 @@ class Settings:
     partitions: int = 8
     engine_lease: float = 5.0
     redis_cluster: bool = False
+    rq_redis_url: str = ""
+
+    @property
+    def notify_url(self) -> str | None:
+        """The Redis of Telegram notifications and RQ: RQ_REDIS_URL, else the data Redis unless
+        that is a cluster (RQ cannot run on one: rq/rq issues 1942 and 2021), else none."""
+        if self.rq_redis_url:
+            return self.rq_redis_url
+        return None if self.redis_cluster else self.redis_url
 
     @property
     def catalog_dir(self) -> Path:
@@ -177,6 +189,7 @@ class Settings:
             partitions=max(1, int(_env("PASARWATCH_PARTITIONS"))),
             engine_lease=max(1.0, float(_env("PASARWATCH_ENGINE_LEASE"))),
             redis_cluster=_env("PASARWATCH_REDIS_CLUSTER").lower() in ("1", "true", "yes"),
+            rq_redis_url=_env("RQ_REDIS_URL"),
         )
 
 

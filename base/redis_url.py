@@ -153,6 +153,16 @@ def data_client(url: str, cluster: bool, **options: object) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+def notify_client(notify_url: str | None, data_url: str, data: Any, **options: object) -> redis.Redis | None:
+    """A sync client of the notifications' Redis (``Settings.notify_url``): ``data`` itself when
+    that is the same Redis, None when there is none (a cluster without RQ_REDIS_URL)."""
+    if notify_url is None:
+        return None
+    if notify_url == data_url and not is_cluster(data):
+        return data
+    return redis.Redis.from_url(notify_url, **options)
+
+
 def async_cluster_client(url: str, pool_size: int) -> Any:
     """The web process's client of a Redis Cluster data plane (redis.asyncio), at most
     ``pool_size`` connections per node."""

@@ -83,6 +83,14 @@ def create_app(settings: Settings) -> Starlette:
         feed = store_client(settings.redis_url, retry_once=False)
         hub = Hub(feed, settings.ws_queue, settings.ws_send_timeout)
         app.state.redis = redis
+        # Telegram's side (bot webhook, notifications API, its /metrics histogram) lives in the
+        # notifications' Redis: the same as the data's unless RQ_REDIS_URL names another.
+        notify_url = settings.notify_url
+        notify = None
+        if notify_url is not None and (notify_url != settings.redis_url or settings.redis_cluster):
+            notify = store_client(notify_url, retry_once=True, pool_size=settings.redis_pool,
+                                  pool_timeout=settings.redis_pool_timeout)
+        app.state.notify = notify if notify is not None else (None if notify_url is None else redis)
         app.state.hub = hub
         # P is fixed in Redis by the first process to write: every reader of per-partition keys
         # (prices, alerts, counters, progress) and the tick appender use these.
@@ -96,6 +104,8 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await hub.stop()
             await feed.aclose()
+            if notify is not None:
+                await notify.aclose()
             await redis.aclose()
 
     routes = [

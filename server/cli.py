@@ -61,12 +61,11 @@ def _engine(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.run import main as worker_main
 
-    if settings.redis_cluster:
-        print("pasarwatch worker: Telegram notifications are not available on a Redis Cluster yet (RQ does not "
-              "run on one); unset PASARWATCH_REDIS_CLUSTER to use a single Redis", file=sys.stderr)
+    if settings.notify_url is None:
+        print("pasarwatch worker: on a Redis Cluster, Telegram notifications need a standalone Redis of their own "
+              "(RQ does not run on a cluster): set RQ_REDIS_URL", file=sys.stderr)
         return 2
-
-    return worker_main(settings.redis_url)
+    return worker_main(settings.notify_url)
 
 
 def _bot(settings: Settings, args: argparse.Namespace) -> int:
@@ -74,7 +73,11 @@ def _bot(settings: Settings, args: argparse.Namespace) -> int:
     from telegram.error import TelegramError
     from workers.settings import get_settings
 
-    notify = dataclasses.replace(get_settings(), redis_url=settings.redis_url)
+    if settings.notify_url is None:
+        print("pasarwatch bot: on a Redis Cluster the bot's subscriptions need a standalone Redis of their own: "
+              "set RQ_REDIS_URL", file=sys.stderr)
+        return 2
+    notify = dataclasses.replace(get_settings(), redis_url=settings.notify_url)
     try:
         if args.action == "set-webhook":
             if not set_webhook(args.url, notify):
@@ -89,7 +92,7 @@ def _bot(settings: Settings, args: argparse.Namespace) -> int:
         print(f"polling Telegram for updates (webhook removed; Redis at {redis_url.redact(settings.redis_url)}); "
               f"Ctrl-C stops", flush=True)
         try:
-            run_polling(notify)
+            run_polling(notify, data_url=settings.redis_url, data_cluster=settings.redis_cluster)
         except KeyboardInterrupt:
             pass
         print("stopped polling")

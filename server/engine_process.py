@@ -24,7 +24,7 @@ import redis
 from base import keys
 from base.catalog import Catalog
 from base.config import Settings
-from base.redis_url import data_client, disconnect
+from base.redis_url import data_client, disconnect, notify_client
 from detectors.stack import DETECTOR_NAMES
 from rules.rulebook import Rulebook
 from server.engine import Engine, publish
@@ -39,9 +39,12 @@ IDLE_WAIT = 0.25  # seconds to wait when this process holds no partition (others
 
 
 class EngineProcess:
-    def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog, me: str | None = None):
+    def __init__(self, settings: Settings, client: redis.Redis, catalog: Catalog, me: str | None = None,
+                 notify: redis.Redis | None = None):
         self.settings = settings
         self.redis: Any = client
+        self.notify = notify  # the notifications' Redis (RQ): ``client`` itself, another, or none
+        self._notify_down = False
         self.catalog = catalog
         self.me = me or engine_id()
         self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
@@ -59,9 +62,9 @@ class EngineProcess:
         self.leases = Leases(self.redis, self.me, keys.partitions(self.partition_count), self.settings.engine_lease)
         self.publish_rules_status()
         self.restored = True
-        if self.settings.redis_cluster:
-            log.warning("on a Redis Cluster alerts are raised, stored and published, but no Telegram "
-                        "notifications are sent: RQ, which delivers them, does not run on a cluster")
+        if self.notify is None:
+            log.warning("on a Redis Cluster without RQ_REDIS_URL alerts are raised, stored and published, but no "
+                        "Telegram notifications are sent: RQ, which delivers them, needs a standalone Redis")
         if self.redis.exists(keys.LEGACY_TICKS):
             log.error("%s holds ticks of a version before partitions: they are not read. Replay them with "
                       "`pasarwatch import` from your exports, then delete the key (docs/architecture.md)",
@@ -86,16 +89,34 @@ class EngineProcess:
                 if wall >= next_sweep:
                     self.sweep(wall)
                     next_sweep = wall + self.settings.stale_sweep
-                if not self.settings.redis_cluster:  # RQ cannot run on a cluster (see start)
-                    # hand new alerts to the notification workers
-                    held = self.leases.partitions if self.leases else None
-                    dispatch_alerts(self.redis, self.catalog, partitions=held)
+                if self.notify is not None:
+                    self.dispatch()
         finally:
             if self._stopping and self.leases is not None:
                 self.leases.leave()  # hand the partitions back now rather than when the leases expire
 
     def stop(self) -> None:
         self._stopping = True
+
+    def dispatch(self) -> None:
+        """Hand new alerts to the notification workers."""
+        held = self.leases.partitions if self.leases else None
+        if self.notify is self.redis:
+            dispatch_alerts(self.redis, self.catalog, partitions=held)
+            return
+        try:
+            dispatch_alerts(self.redis, self.catalog, partitions=held, notify=self.notify)
+        except redis.RedisError as exc:
+            # The notifications' Redis is away: scoring goes on, and the alerts wait, unacknowledged,
+            # in their partitions' streams until it is back. (A fault of the data Redis shows
+            # again in the next turn, which starts the engine over.)
+            if not self._notify_down:
+                log.warning("notifications' Redis unavailable (%s): alerts wait in their streams", exc)
+            self._notify_down = True
+            return
+        if self._notify_down:
+            log.info("notifications' Redis is back: waiting alerts handed on")
+        self._notify_down = False
 
     def balance(self, wall: float) -> None:
         assert self.leases is not None
@@ -232,6 +253,8 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
     if not settings.redis_cluster:
         options["health_check_interval"] = 10
     client = data_client(settings.redis_url, settings.redis_cluster, **options)
+    notify = notify_client(settings.notify_url, settings.redis_url, client, socket_timeout=SOCKET_TIMEOUT,
+                           socket_connect_timeout=2, health_check_interval=10)
     me = engine_id()
     current: list[EngineProcess] = []
     stopping = False
@@ -245,7 +268,7 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
     signal.signal(signal.SIGTERM, stop)
     delay = FIRST_RETRY
     while not stopping:
-        process = EngineProcess(settings, client, catalog, me)
+        process = EngineProcess(settings, client, catalog, me, notify)
         current[:] = [process]
         try:
             process.run()
@@ -260,4 +283,5 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
             log.exception("engine failed; starting over from the checkpoints in %.1f s", MAX_RETRY)
             time.sleep(MAX_RETRY)  # back-off: a fault that repeats must not spin
         finally:
-            disconnect(client)  # a half-read reply must not reach the next run
+            for each in {id(c): c for c in (client, notify) if c is not None}.values():
+                disconnect(each)  # a half-read reply must not reach the next run

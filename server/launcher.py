@@ -113,9 +113,9 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False, engines
     # Engines share the partitions through leases (server/leases.py); web and worker come after them.
     parts = [Part("engine" if engines == 1 else f"engine-{n + 1}", _command("engine")) for n in range(engines)]
     parts += [Part("web", _command("web"))]
-    if settings.redis_cluster:
-        print("  on a Redis Cluster: no notification worker (RQ does not run on a cluster; alerts are still "
-              "raised, stored and shown)", flush=True)
+    if settings.notify_url is None:
+        print("  on a Redis Cluster without RQ_REDIS_URL: no notification worker (RQ needs a standalone Redis; "
+              "alerts are still raised, stored and shown)", flush=True)
     else:
         parts.append(Part("worker", _command("worker")))
     started = len(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,6 +19,7 @@ from prometheus_client.metrics_core import (
     CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
 )
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,6 +33,7 @@ from stores.histograms import LocalHistogram
 
 # Measured in this process by the hub (server/hub.py): Hub code calls WS_SEND.observe(seconds).
 WS_SEND = LocalHistogram(histograms.WS_SEND)
+_SAME: Any = object()  # read()'s default: the notifications' Redis is the data Redis
 
 
 class Snapshot(Collector):
@@ -131,11 +134,15 @@ def families(values: dict, ws_clients: int, ws_delivered: int) -> list[Metric]:
 PER_PARTITION = ("accepted", "processed", "alerts_raised", "deadlettered", "firing", "errors")
 
 
-async def read(redis, partitions: list[Partition], lease: float, now: float | None = None) -> dict:
+async def read(redis, partitions: list[Partition], lease: float, now: float | None = None,
+               notify: Any = _SAME) -> dict:
     """The values kept in Redis, the counters summed over the partitions; a missing or
     unreadable one reads as zero. ``lease``: an engine that renewed its leases less than that
-    long ago is live."""
+    long ago is live. ``notify``: the notifications' Redis, where the Telegram histogram is kept
+    (default: ``redis``; None: there is none)."""
     now = time.time() if now is None else now
+    notify = redis if notify is _SAME else notify
+    shared = histograms.SHARED if notify is redis else histograms.DATA_SHARED
     pipe = redis.pipeline(transaction=False)
     for partition in partitions:
         pipe.get(partition.accepted)
@@ -147,7 +154,7 @@ async def read(redis, partitions: list[Partition], lease: float, now: float | No
     pipe.hgetall(REFUSED)
     pipe.get(keys.RULES_STATUS)
     pipe.zcount(keys.ENGINES, f"({now - lease}", "+inf")
-    for spec in histograms.SHARED:
+    for spec in shared:
         pipe.hgetall(spec.key)
     replies = await pipe.execute(raise_on_error=False)
     each, (refused, rules, engines, *stored) = replies[:len(PER_PARTITION) * len(partitions)], \
@@ -173,8 +180,22 @@ async def read(redis, partitions: list[Partition], lease: float, now: float | No
         "engines": partitioned.number(engines),
         "rules": orjson.loads(rules) if isinstance(rules, bytes) else {},
         "histograms": [histograms.from_redis(spec, fields if isinstance(fields, dict) else None)
-                       for spec, fields in zip(histograms.SHARED, stored)],
+                       for spec, fields in zip(shared, stored)] + await _notify_histograms(notify, shared),
     }
+
+
+async def _notify_histograms(notify: Any, read_already: tuple) -> list[LocalHistogram]:
+    """The histograms of the notifications' Redis when it is another server (empty if it is away)."""
+    found = []
+    for spec in histograms.NOTIFY_SHARED:
+        if spec in read_already:
+            continue
+        try:
+            fields = await notify.hgetall(spec.key) if notify is not None else None
+        except RedisError:
+            fields = None
+        found.append(histograms.from_redis(spec, fields))
+    return found
 
 
 def exposition(metric_families: list[Metric]) -> bytes:
@@ -186,6 +207,7 @@ def exposition(metric_families: list[Metric]) -> bytes:
 async def metrics(request: Request) -> Response:
     hub = request.app.state.hub
     values = await read(request.app.state.redis, request.app.state.partitions,
-                        request.app.state.settings.engine_lease)
+                        request.app.state.settings.engine_lease,
+                        notify=getattr(request.app.state, "notify", request.app.state.redis))
     body = exposition(families(values, len(hub.clients), hub.delivered))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

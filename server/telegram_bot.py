@@ -1,8 +1,9 @@
 """The Telegram bot's edges: the webhook, long polling, webhook registration, and the
 notifications API.
 
-``routes`` (mounted by server/app.py; handlers use ``app.state.redis``, an asyncio Redis, and
-``app.state.catalog``):
+``routes`` (mounted by server/app.py; handlers use ``app.state.redis``, the data Redis,
+``app.state.notify``, the notifications' Redis (None on a Redis Cluster without RQ_REDIS_URL:
+then both routes answer 503), both asyncio clients, and ``app.state.catalog``):
 
 - ``POST /telegram/webhook``: an update from Telegram. Without the header
   ``X-Telegram-Bot-Api-Secret-Token`` equal to TELEGRAM_WEBHOOK_SECRET it gets 403 and changes
@@ -33,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from telegram.error import NetworkError, RetryAfter, TelegramError
 
+from base.redis_url import async_cluster_client
 from server import params
 from server.access import requires
 from server.api import ORJSONResponse, error
@@ -76,13 +78,25 @@ async def telegram_webhook(request: Request) -> Response:
         return error(400, "body", "bad_json", "the body is not JSON")
     if not isinstance(update, dict):
         return error(400, "body", "bad_update", "an update is a JSON object")
+    notify = _notify(request)
+    if notify is None:
+        return _no_notifications()
     try:
         replies = await handle_update(update, request.app.state.redis, request.app.state.catalog,
-                                      partitions=request.app.state.partitions)
+                                      partitions=request.app.state.partitions, notify=notify)
     except BadUpdate as exc:
         return error(400, exc.field, "bad_update", exc.detail)
     await send_replies(settings, replies)
     return ORJSONResponse({"ok": True})
+
+
+def _notify(request: Request) -> Redis | None:
+    return getattr(request.app.state, "notify", request.app.state.redis)
+
+
+def _no_notifications() -> Response:
+    return error(503, "RQ_REDIS_URL", "notifications_unavailable",
+                 "on a Redis Cluster, Telegram notifications need a standalone Redis of their own (RQ_REDIS_URL)")
 
 
 def _too_large() -> Response:
@@ -119,7 +133,9 @@ async def list_notifications(request: Request) -> Response:
     limit = params.whole_number(request.query_params.get("limit") or "100")
     if limit is None or not 1 <= limit <= MAX_LIMIT:
         return error(422, "limit", "bad_query", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    redis: Redis = request.app.state.redis
+    redis = _notify(request)
+    if redis is None:
+        return _no_notifications()
     ids: Any = await redis.zrevrange(store.INDEX, 0, store.INDEX_CAP)  # bytes: redis-py cannot know
     async with redis.pipeline(transaction=False) as pipe:
         for nid in ids:
@@ -140,10 +156,13 @@ routes: list[Route] = [
 # --- command-line helpers ---------------------------------------------------------------------------
 
 def run_polling(settings: NotifySettings | None = None, catalog: Any = None,
-                stop: threading.Event | None = None, poll_timeout: int = POLL_TIMEOUT) -> None:
+                stop: threading.Event | None = None, poll_timeout: int = POLL_TIMEOUT,
+                data_url: str | None = None, data_cluster: bool = False) -> None:
     """Long polling (``pasarwatch bot --poll``): getUpdates in a loop, through the same handlers
     as the webhook, until ``stop`` is set (checked between polls) or the process is interrupted.
-    The webhook is removed first: Telegram refuses getUpdates while one is set."""
+    The webhook is removed first: Telegram refuses getUpdates while one is set. ``settings``'
+    Redis is the notifications'; ``data_url`` the data Redis's (default: the same; a node of a
+    Redis Cluster with ``data_cluster``)."""
     settings = settings or get_settings()
     if not settings.has_token:
         raise RuntimeError("TELEGRAM_BOT_TOKEN is not set")
@@ -151,11 +170,16 @@ def run_polling(settings: NotifySettings | None = None, catalog: Any = None,
         from base.catalog import load_catalog
 
         catalog = load_catalog(settings.catalog_dir)
-    asyncio.run(_poll(settings, catalog, stop or threading.Event(), poll_timeout))
+    asyncio.run(_poll(settings, catalog, stop or threading.Event(), poll_timeout, data_url, data_cluster))
 
 
-async def _poll(settings: NotifySettings, catalog: Any, stop: threading.Event, poll_timeout: int) -> None:
+async def _poll(settings: NotifySettings, catalog: Any, stop: threading.Event, poll_timeout: int,
+                data_url: str | None, data_cluster: bool) -> None:
     redis = Redis.from_url(settings.redis_url)
+    if data_cluster and data_url:
+        data = async_cluster_client(data_url, pool_size=4)
+    else:
+        data = redis if data_url in (None, settings.redis_url) else Redis.from_url(data_url)
     bot = make_bot(settings, polling=True)
     backoff = 1.0
     try:
@@ -176,7 +200,7 @@ async def _poll(settings: NotifySettings, catalog: Any, stop: threading.Event, p
             backoff = 1.0
             for update in updates:
                 try:
-                    replies = await handle_update(update.to_dict(), redis, catalog)
+                    replies = await handle_update(update.to_dict(), data, catalog, notify=redis)
                 except BadUpdate as exc:
                     log.warning("update %s skipped: %s: %s", update.update_id, exc.field, exc.detail)
                     replies = []
@@ -184,6 +208,8 @@ async def _poll(settings: NotifySettings, catalog: Any, stop: threading.Event, p
                 offset = update.update_id + 1
     finally:
         await close_bot(bot)
+        if data is not redis:
+            await data.aclose()
         await redis.aclose()
 
 

@@ -73,8 +73,11 @@ TELEGRAM_SEND = Spec(
     "pasarwatch_telegram_send_seconds",
     "Seconds one Telegram sendMessage call takes, answered or failed.",
     (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
-# Read from Redis by the web process; WS_SEND is measured in the web process itself.
-SHARED = (TICK_COMMIT, ENGINE_BATCH, TELEGRAM_SEND)
+# Read from Redis by the web process; WS_SEND is measured in the web process itself. The
+# Telegram one is kept in the notifications' Redis (RQ_REDIS_URL), the others in the data Redis.
+DATA_SHARED = (TICK_COMMIT, ENGINE_BATCH)
+NOTIFY_SHARED = (TELEGRAM_SEND,)
+SHARED = DATA_SHARED + NOTIFY_SHARED
 
 
 class LocalHistogram:

@@ -1,7 +1,8 @@
 """The system on a real 3-master Redis Cluster (tests/cluster.py): two engines, a web process,
 the same verdicts and alerts as one engine on a single Redis, prices through pub/sub to a
-WebSocket client, and a cluster node restarted (its append-only file on) in the middle of the
-stream with no tick lost."""
+WebSocket client, a cluster node restarted (its append-only file on) in the middle of the
+stream with no tick lost, and Telegram notifications through a standalone Redis of their own
+(RQ_REDIS_URL) to the fake Bot API."""
 from __future__ import annotations
 
 import os
@@ -11,10 +12,14 @@ import sys
 import httpx
 import orjson
 import pytest
+import redis
 from websockets.sync.client import connect
 
 from base.config import PROJECT_ROOT
+from server.telegram_bot import SECRET_HEADER
+from testkit.fakebot import FakeTelegram, message_update
 from testkit.waiting import wait_for
+from tests.redis_server import start_redis
 from tests.system import System
 from tests.test_launcher import Launcher
 from tests.test_engines import ENV, days, outcome, owners, processed, run, same
@@ -71,19 +76,86 @@ def test_two_engines_on_a_cluster_judge_as_one_engine_and_lose_nothing_when_a_no
         system.stop()
 
 
-def test_the_worker_says_notifications_are_not_available_on_a_cluster(tmp_path, redis_cluster):
+def test_without_rq_redis_url_the_worker_says_it_needs_a_standalone_redis(tmp_path, redis_cluster):
     env = {**os.environ, "REDIS_URL": redis_cluster.url, "PASARWATCH_REDIS_CLUSTER": "true",
            "PASARWATCH_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(PROJECT_ROOT)}
+    env.pop("RQ_REDIS_URL", None)
     result = subprocess.run([sys.executable, "-m", "server.cli", "worker"], env=env, cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "not available on a Redis Cluster" in result.stderr, result.stderr
+    assert "set RQ_REDIS_URL" in result.stderr, result.stderr
+
+
+SUBSCRIBER = 7001
+SECRET = "cluster-webhook-secret"
+# Every alert to the subscribers of its commodity, gathered for a second: the test does not wait
+# for the shipped 30 s group_wait, nor for the morning (the shipped routes hold info alerts at night).
+QUICK_ROUTING = """receivers:
+  - name: pelanggan
+    topics: true
+route:
+  receiver: pelanggan
+  group_by: [commodity, province]
+  group_wait: 1s
+  group_interval: 1s
+"""
+
+
+@pytest.mark.timeout(300)
+def test_on_a_cluster_with_rq_redis_url_a_subscriber_hears_of_an_alert(tmp_path, redis_cluster):
+    for i in range(len(redis_cluster.ports)):  # what the module's other tests left
+        redis_cluster.client(i).flushall()
+    notify_redis = start_redis(tmp_path / "notify")
+    with FakeTelegram() as fake:
+        system = System(tmp_path / "cluster", cluster_url=redis_cluster.url, env={
+            **ENV, "RQ_REDIS_URL": notify_redis.url, "TELEGRAM_BOT_TOKEN": "123:TEST",
+            "TELEGRAM_BASE_URL": fake.base_url, "TELEGRAM_WEBHOOK_SECRET": SECRET, "TELEGRAM_TIMEOUT": "10",
+            "PASARWATCH_NOTIFY_GROUP_WINDOW": "1"})
+        (system.rules_dir / "routing.yaml").write_text(QUICK_ROUTING)
+        try:
+            system.start("web")
+            for name in ("engine-1", "engine-2", "worker"):
+                system.start_process(name, name.split("-")[0])
+            # The subscription goes through the bot's webhook into the notifications' Redis.
+            response = system.http.post("/telegram/webhook", headers={SECRET_HEADER: SECRET}, content=orjson.dumps(
+                message_update(SUBSCRIBER, "/langganan semua", update_id=1)))
+            assert response.status_code == 200, response.text
+            assert "Berlangganan" in fake.messages(SUBSCRIBER)[0]["text"]
+            sent = 0
+            for day in days():
+                post_until_accepted(system, numbered(day, sent))
+                sent += len(day)
+                wait_for(lambda: processed(system) >= sent, 60, f"{sent} ticks processed")
+                if system.alerts(state="firing"):
+                    break
+            assert system.alerts(state="firing"), "the sample raised no alert"
+            fake.wait_until(lambda: len(fake.messages(SUBSCRIBER)) >= 2, 60,
+                            f"a notification (worker log: {system.log('worker')[-3000:]}; "
+                            f"engine logs: {system.log('engine-1')[-1500:]} {system.log('engine-2')[-1500:]})")
+            notification = fake.messages(SUBSCRIBER)[1]["text"]
+            assert "Rp" in notification, notification
+            listed = wait_for(lambda: system.http.get("/api/v1/notifications", params={"state": "sent"}).json()[
+                "notifications"], 30, "the notification recorded as sent")
+            assert {n["chat"] for n in listed} == {SUBSCRIBER}
+            # Its records, queue and subscriptions are in the standalone Redis, not in the cluster.
+            with redis.Redis.from_url(notify_redis.url) as notify:
+                assert notify.keys("pw:notif:*") and notify.keys("rq:*") and notify.keys("pw:sub:*")
+            for i in range(len(redis_cluster.ports)):
+                node = redis_cluster.client(i)
+                assert not [k for k in node.keys("*") if k.startswith((b"pw:notif", b"pw:sub", b"rq:"))]
+            metrics = system.http.get("/metrics").text
+            assert "pasarwatch_telegram_send_seconds_count" in metrics
+            count = [line for line in metrics.splitlines() if line.startswith("pasarwatch_telegram_send_seconds_count")]
+            assert float(count[0].split()[-1]) >= 1, count
+        finally:
+            system.stop()
+            notify_redis.stop()
 
 
 @pytest.mark.timeout(180)
 def test_up_with_two_engines_runs_on_a_cluster_without_a_notification_worker(tmp_path, redis_cluster):
     launcher = Launcher(tmp_path, "--engines", "2", REDIS_URL=redis_cluster.url, PASARWATCH_REDIS_CLUSTER="true",
-                        PASARWATCH_PARTITIONS="4", PASARWATCH_ENGINE_LEASE="2")
+                        PASARWATCH_PARTITIONS="4", PASARWATCH_ENGINE_LEASE="2", TELEGRAM_WEBHOOK_SECRET=SECRET)
     try:
         launcher.wait_serving(tmp_path / "var")
 
@@ -96,5 +168,11 @@ def test_up_with_two_engines_runs_on_a_cluster_without_a_notification_worker(tmp
         assert "no notification worker" in log
         assert "started engine-1" in log and "started engine-2" in log and "started web" in log
         assert "started worker" not in log
+        # The notifications API and the bot's webhook say why there is nothing to show or take.
+        for method, path in (("GET", "/api/v1/notifications"), ("POST", "/telegram/webhook")):
+            response = httpx.request(method, launcher.url + path, timeout=5, json={"update_id": 1},
+                                     headers={SECRET_HEADER: SECRET})
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["errors"][0]["field"] == "RQ_REDIS_URL"
     finally:
         launcher.stop()

@@ -28,9 +28,9 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: no REDIS_URL, no data directory setting."""
+    """The environment of a fresh shell: no REDIS_URL or RQ_REDIS_URL, no data directory setting."""
     env = {k: v for k, v in os.environ.items()
-           if k != "REDIS_URL" and not k.startswith(("PASARWATCH_", "TELEGRAM_"))}
+           if k not in ("REDIS_URL", "RQ_REDIS_URL") and not k.startswith(("PASARWATCH_", "TELEGRAM_"))}
     return {**env, "PYTHONPATH": str(PROJECT_ROOT), **extra}
 
 

@@ -247,3 +247,44 @@ def test_two_processes_flushing_one_group_at_once_make_its_notifications_once(cl
     assert all(store.load(client, nid.decode()).count == 3 for nid in client.zrange(store.INDEX, 0, -1))
     for connection in connections:
         connection.close()
+
+
+@pytest.fixture
+def notify_client(tmp_path):
+    """A second real Redis: the notifications' (RQ_REDIS_URL), apart from the alert streams'."""
+    server = start_redis(tmp_path / "notify")
+    connection = redis.Redis.from_url(server.url)
+    yield connection
+    connection.close()
+    server.stop()
+
+
+def test_with_a_notification_redis_of_its_own_alerts_are_read_from_the_data_and_queued_in_the_other(
+        client, notify_client):
+    subscribe(notify_client, 1, "cabai-rawit-merah")
+    alert = add_alert(client, 1)
+    t0 = time.time()
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0, notify=notify_client) == 1
+    assert client.xpending(ALERTS, GROUP)["pending"] == 0  # acknowledged in the data Redis
+    dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window, notify=notify_client)
+    pair = store.pair_id(alert, 1)
+    assert queued_jobs(notify_client) == [store.job_id(pair)]
+    assert store.load(notify_client, pair).state == "pending"
+    # Nothing of the notifications is written beside the data, nor the other way round.
+    assert not [k for k in client.keys("*") if k.startswith((b"pw:notif", b"pw:sub", b"rq:"))]
+    assert notify_client.keys("pw:{p*") == []
+
+
+def test_an_alert_taken_into_its_groups_but_not_acknowledged_is_taken_once(client, notify_client):
+    subscribe(notify_client, 1, "cabai-rawit-merah")
+    alert = add_alert(client, 1)
+    t0 = time.time()
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0, notify=notify_client) == 1
+    # The engine died between the groups' transaction in one Redis and the XACK in the other: the
+    # entry is read again, as an entry never acknowledged is.
+    client.xgroup_setid(ALERTS, GROUP, "0")
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + 1, notify=notify_client) == 0
+    assert client.xpending(ALERTS, GROUP)["pending"] == 0
+    dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window, notify=notify_client)
+    assert queued_jobs(notify_client) == [store.job_id(store.pair_id(alert, 1))]
+    assert store.load(notify_client, store.pair_id(alert, 1)).count == 1

@@ -1,7 +1,9 @@
 """What the bot says back: its commands and button presses, over plain update dicts.
 
-``handle_update(update, redis, catalog)`` takes one Telegram update as JSON (a dict), reads
-and writes Redis (an asyncio client), and returns the replies to make as ``Reply`` values;
+``handle_update(update, redis, catalog, notify=...)`` takes one Telegram update as JSON (a
+dict), reads and writes Redis (asyncio clients: prices, firing alerts and acknowledgements in
+the data Redis, subscriptions and mutes in the notifications' one, by default the same), and
+returns the replies to make as ``Reply`` values;
 it never talks to Telegram itself, so the webhook and long polling share it and tests can
 look at its answers.
 
@@ -62,43 +64,47 @@ class Context:
     chat: int
     user: str
     args: list[str]
-    redis: Any
+    redis: Any  # the data Redis: prices, firing alerts
     catalog: Any
     now: float
     partitions: list[Partition]
+    notify: Any  # the notifications' Redis: subscriptions, mutes
 
 
 Handler = Callable[[Context], Awaitable[list[Reply]]]
 
 
 async def handle_update(update: dict, redis: Any, catalog: Any, now: float | None = None,
-                        partitions: list[Partition] | None = None) -> list[Reply]:
+                        partitions: list[Partition] | None = None, notify: Any = None) -> list[Reply]:
     """The replies to one update; an update seen before (Telegram redelivers) gets none.
 
+    ``redis``: the data Redis; ``notify``: the notifications' Redis (default: ``redis``).
     ``partitions``: where the engines keep prices and firing alerts (read from Redis if not given).
     Raises BadUpdate, before anything is recorded, for an update of the wrong shape.
     """
     check_update(update)
     now = time.time() if now is None else now
+    notify = redis if notify is None else notify
     update_id = update.get("update_id")
     marker = keys.TG_UPDATE.of(update_id=update_id)
-    if update_id is not None and not await redis.set(marker, 1, nx=True, ex=UPDATE_SEEN_TTL):
+    if update_id is not None and not await notify.set(marker, 1, nx=True, ex=UPDATE_SEEN_TTL):
         return []
     try:
         if partitions is None:
             partitions = await partitioned.stored_async(redis)
         if isinstance(update.get("callback_query"), dict):
-            return await handle_callback(update["callback_query"], redis, now, partitions)
+            return await handle_callback(update["callback_query"], redis, now, partitions, notify)
         if isinstance(update.get("message"), dict):
-            return await handle_message(update["message"], redis, catalog, now, partitions)
+            return await handle_message(update["message"], redis, catalog, now, partitions, notify)
         return []
     except Exception:
         if update_id is not None:
-            await redis.delete(marker)  # let Telegram's redelivery try again
+            await notify.delete(marker)  # let Telegram's redelivery try again
         raise
 
 
-async def handle_message(msg: dict, redis: Any, catalog: Any, now: float, partitions: list[Partition]) -> list[Reply]:
+async def handle_message(msg: dict, redis: Any, catalog: Any, now: float, partitions: list[Partition],
+                         notify: Any = None) -> list[Reply]:
     chat = (msg.get("chat") or {}).get("id")
     text = msg.get("text") or ""
     if chat is None:
@@ -111,7 +117,8 @@ async def handle_message(msg: dict, redis: Any, catalog: Any, now: float, partit
     if handler is None:
         return [message(chat, f"Perintah /{esc(command, 32)} tidak dikenal. Ketik /bantuan.")]
     try:
-        return await handler(Context(chat, user_name(msg.get("from")), args, redis, catalog, now, partitions))
+        return await handler(Context(chat, user_name(msg.get("from")), args, redis, catalog, now, partitions,
+                                     redis if notify is None else notify))
     except Unknown as exc:
         return [message(chat, str(exc))]
 
@@ -244,7 +251,7 @@ async def cmd_subscribe(ctx: Context) -> list[Reply]:
         return [message(ctx.chat, "Contoh: <code>/langganan cabai rawit merah jawa barat</code> "
                                   "atau <code>/langganan beras-medium</code> (seluruh Indonesia).")]
     commodity, province = resolve_topic(ctx.catalog, ctx.args)
-    async with ctx.redis.pipeline() as pipe:
+    async with ctx.notify.pipeline() as pipe:
         subs.subscribe(pipe, ctx.chat, commodity, province)
         await pipe.execute()
     return [message(ctx.chat, f"✅ Berlangganan {topic_label(ctx.catalog, commodity, province)}. "
@@ -253,10 +260,10 @@ async def cmd_subscribe(ctx: Context) -> list[Reply]:
 
 async def cmd_unsubscribe(ctx: Context) -> list[Reply]:
     if not ctx.args:
-        count = await subs.unsubscribe_all(ctx.redis, ctx.chat)
+        count = await subs.unsubscribe_all(ctx.notify, ctx.chat)
         return [message(ctx.chat, f"Berhenti dari {count} langganan. Tidak ada lagi peringatan untuk chat ini.")]
     commodity, province = resolve_topic(ctx.catalog, ctx.args)
-    async with ctx.redis.pipeline() as pipe:
+    async with ctx.notify.pipeline() as pipe:
         subs.unsubscribe(pipe, ctx.chat, commodity, province)
         removed, _ = await pipe.execute()
     label = topic_label(ctx.catalog, commodity, province)
@@ -266,8 +273,8 @@ async def cmd_unsubscribe(ctx: Context) -> list[Reply]:
 
 
 async def cmd_list(ctx: Context) -> list[Reply]:
-    members = sorted(await ctx.redis.smembers(subs.chat_key(ctx.chat)))
-    mute_until = await ctx.redis.get(subs.chat_mute_key(ctx.chat))
+    members = sorted(await ctx.notify.smembers(subs.chat_key(ctx.chat)))
+    mute_until = await ctx.notify.get(subs.chat_mute_key(ctx.chat))
     lines = [f"• {topic_label(ctx.catalog, *subs.parse_topic(m))}" for m in members[:50]]
     text = ("<b>Langganan chat ini:</b>\n" + "\n".join(lines)) if lines else \
         "Chat ini belum berlangganan apa pun. Contoh: <code>/langganan cabai rawit merah</code>"
@@ -282,7 +289,7 @@ async def cmd_mute(ctx: Context) -> list[Reply]:
         return [message(ctx.chat, "Contoh: <code>/bisukan 2h</code>, <code>/bisukan 30 menit</code>, "
                                   "<code>/bisukan 1 hari</code>; <code>/bisukan off</code> untuk mengakhiri.")]
     seconds = min(seconds, MAX_MUTE)
-    async with ctx.redis.pipeline() as pipe:
+    async with ctx.notify.pipeline() as pipe:
         subs.mute_chat(pipe, ctx.chat, seconds, ctx.now)
         await pipe.execute()
     if seconds == 0:
@@ -343,20 +350,22 @@ COMMANDS: dict[str, Handler] = {
 
 # --- buttons ---------------------------------------------------------------------------------------
 
-async def handle_callback(query: dict, redis: Any, now: float, partitions: list[Partition]) -> list[Reply]:
+async def handle_callback(query: dict, redis: Any, now: float, partitions: list[Partition],
+                          notify: Any = None) -> list[Reply]:
     """ "m:{id}" mutes the notification's alerts for this chat for an hour; "a:{id}" acknowledges them."""
+    notify = redis if notify is None else notify
     answer_id = query.get("id")
     msg = query.get("message") or {}
     chat = (msg.get("chat") or {}).get("id")
     action, _, nid = str(query.get("data") or "").partition(":")
-    data = await redis.hgetall(store.record_key(nid)) if nid else {}
+    data = await notify.hgetall(store.record_key(nid)) if nid else {}
     record = store.Record.from_hash(data) if data else None
     if record is None or record.chat != chat or action not in ("m", "a"):
         return [Reply("answerCallbackQuery", {"callback_query_id": answer_id,
                                               "text": "Pemberitahuan ini sudah kedaluwarsa."})]
     by = user_name(query.get("from"))
     if action == "m":
-        async with redis.pipeline() as pipe:
+        async with notify.pipeline() as pipe:
             for key in record.keys:
                 subs.mute_alert(pipe, chat, key, MUTE_BUTTON_SECONDS, now)
             await pipe.execute()

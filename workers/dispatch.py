@@ -2,17 +2,20 @@
 flushed into notifications when Alertmanager's timers say so (``workers.groups``).
 
 The engines append alert events to their partitions' streams ``alerts`` (``pw:{pN}:alerts``)
-and call ``dispatch_alerts`` after each batch (at least once a second). It reads every
-partition's stream through its own consumer group ``notify`` there (one XREADGROUP for all of
-them), so a restart resumes where it stopped; an event's ``id`` is unique across partitions.
-Each event goes into the group of each
-receiver its routes name (``routes.receivers``: group key, ``group_wait``, ``group_interval``,
-``repeat_interval`` from ``rules/routing.yaml``), in one Redis transaction with the XACK of
-its entry and a marker, so an event re-read after a crash is never taken twice. Then every
-group that is due is flushed: one notification per chat, whose RQ job (id ``notif-{id}``)
-delivers it at once. A receiver held by quiet hours gets the event when its window opens (a
-scheduled job, ``release_held``). An event that tells nobody (silenced, inhibited, awaiting
-confirmation) takes its alert out of the groups that hold it, unannounced.
+in the data Redis and call ``dispatch_alerts`` after each batch (at least once a second). It
+reads every partition's stream through its own consumer group ``notify`` there (one
+XREADGROUP for all of them), so a restart resumes where it stopped; an event's ``id`` is
+unique across partitions. Each event goes into the group of each receiver its routes name
+(``routes.receivers``: group key, ``group_wait``, ``group_interval``, ``repeat_interval`` from
+``rules/routing.yaml``) in the notifications' Redis (RQ_REDIS_URL, by default the data Redis),
+in one transaction with a marker; the entries are acknowledged in the data Redis after that,
+so an event re-read after a crash in between finds its marker and is never taken twice. The
+two may be different servers (a Redis Cluster holds the data, and RQ cannot run on one), so
+no transaction spans both. Then every group that is due is flushed: one notification per
+chat, whose RQ job (id ``notif-{id}``) delivers it at once. A receiver held by quiet hours
+gets the event when its window opens (a scheduled job, ``release_held``). An event that tells
+nobody (silenced, inhibited, awaiting confirmation) takes its alert out of the groups that hold
+it, unannounced.
 
 ``recover_stalled`` is the safety net for crashed workers: a pending notification whose
 deadline passed while no worker holds its lease gets a fresh job; the worker's sweep also
@@ -69,57 +72,52 @@ return redis.call('HINCRBY', KEYS[3], 'recoveries', 1)
 """
 
 
-def dispatch_alerts(redis: redis.Redis, catalog: Any, settings: NotifySettings | None = None,
-                    now: float | None = None, partitions: list[Partition] | None = None) -> int:
+def dispatch_alerts(data: Any, catalog: Any, settings: NotifySettings | None = None,
+                    now: float | None = None, partitions: list[Partition] | None = None,
+                    notify: redis.Redis | None = None) -> int:
     """Take new alert events of every partition into their groups and flush the groups that are
-    due; returns how many (alert, chat) pairs the new events reach now. ``partitions``: all of
-    them (read from Redis if not given)."""
+    due; returns how many (alert, chat) pairs the new events reach now. ``data``: the Redis (or
+    cluster client) of the alert streams; ``notify``: the notifications' Redis, where RQ runs
+    (default: ``data``). ``partitions``: all of them (read from Redis if not given)."""
     settings = settings or get_settings()
-    partitions = partitioned.stored(redis) if partitions is None else partitions
-    queue = Queue(QUEUE, connection=redis)
+    notify = data if notify is None else notify
+    partitions = partitioned.stored(data) if partitions is None else partitions
+    queue = Queue(QUEUE, connection=notify)
     staged = 0
     # "0" first: entries read before a crash but never acknowledged; then new ones.
     for start in ("0", ">"):
         while True:
-            streams = _read(redis, partitions, start)
+            streams = _read(data, partitions, start)
             if not streams:
                 break
             for stream, entries in streams:
-                staged += _take(redis, catalog, settings, queue, stream, entries, now)
-    groups.flush_due(redis, catalog, settings, now)
-    maybe_recover(redis, settings)
+                staged += _take(notify, catalog, settings, queue, entries, now)
+                # Only once every entry is taken: one re-read after a crash finds its marker.
+                data.xack(stream, GROUP, *(entry_id for entry_id, _ in entries))
+    groups.flush_due(notify, catalog, settings, now)
+    maybe_recover(notify, settings)
     return staged
 
 
-def _take(redis: redis.Redis, catalog: Any, settings: NotifySettings, queue: Queue, stream: bytes | str,
-          entries: list, now: float | None) -> int:
-    """The entries read from one partition's alert stream into their groups (each XACKed there)."""
+def _take(notify: redis.Redis, catalog: Any, settings: NotifySettings, queue: Queue, entries: list,
+          now: float | None) -> int:
+    """The entries read from one partition's alert stream into their groups in ``notify``."""
     staged = 0
-    nothing_to_do = []
     for entry_id, fields in entries:
         alert = _read_alert(entry_id, fields)
         if alert is None:
-            nothing_to_do.append(entry_id)
             continue
         alert.setdefault("id", entry_id.decode())
         if not _tells_nobody(alert):
             _hold_for_later(queue, alert)
-            staged += stage_alert(redis, catalog, alert, settings, entry_id, now=now, stream=stream)
-        elif groups.holds(redis, str(alert.get("key"))):
-            groups.stage(redis, alert, [], groups.marker_of(alert), _now(now), _acker(stream, entry_id), mute=True)
-        else:
-            nothing_to_do.append(entry_id)
-    if nothing_to_do:  # unreadable, or muted/unrouted with nothing to take back: one XACK
-        redis.xack(stream, GROUP, *nothing_to_do)
+            staged += stage_alert(notify, catalog, alert, settings, now=now)
+        elif groups.holds(notify, str(alert.get("key"))):
+            groups.stage(notify, alert, [], groups.marker_of(alert), _now(now), mute=True)
     return staged
 
 
 def _now(now: float | None) -> float:
     return time.time() if now is None else now
-
-
-def _acker(stream: bytes | str, entry_id: bytes) -> Any:
-    return lambda pipe: pipe.xack(stream, GROUP, entry_id)
 
 
 def _read(client: redis.Redis, partitions: list[Partition], start: str) -> list:
@@ -231,14 +229,12 @@ def targets_now(alert: dict, settings: NotifySettings, now: float) -> list[Targe
 
 
 def stage_alert(client: redis.Redis, catalog: Any, alert: dict, settings: NotifySettings,
-                entry_id: bytes | None = None, scope: str = "", now: float | None = None,
-                stream: bytes | str | None = None) -> int:
-    """Take the alert into its groups now (and ack its entry ``entry_id`` of the partition's alert
-    ``stream`` in the same step); returns how many chats it reaches now, 0 if it was taken before."""
+                scope: str = "", now: float | None = None) -> int:
+    """Take the alert into its groups now; returns how many chats it reaches now, 0 if it was
+    taken before."""
     now = _now(now)
     targets = targets_now(alert, settings, now)
-    ack = _acker(stream, entry_id) if entry_id is not None and stream is not None else None
-    if not groups.stage(client, alert, targets, groups.marker_of(alert, scope), now, ack):
+    if not groups.stage(client, alert, targets, groups.marker_of(alert, scope), now):
         return 0
     return len({chat for t in targets for chat in recipients(client, t.narrow(alert), catalog)})
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,14 +122,12 @@ class _Loaded:
         return GroupState.from_json(self.meta["state"]) if self.meta else None
 
 
-def stage(client: Any, alert: dict, targets: list[Target], marker: str, now: float,
-          on_commit: Callable[[Any], None] | None = None, mute: bool = False) -> bool:
+def stage(client: Any, alert: dict, targets: list[Target], marker: str, now: float, mute: bool = False) -> bool:
     """Take ``alert`` into the groups of ``targets``; False if its marker says it already was.
 
     A resolve also reaches the other groups that hold the alert (a routing change must not
     leave it firing there); with ``mute`` (the event tells nobody: silenced, inhibited,
     awaiting confirmation) the alert leaves every group it is in, unannounced.
-    ``on_commit`` adds commands to the transaction (the stream entry's XACK).
     """
     key = str(alert.get("key"))
     targets = list({t.gid: t for t in targets}.values())  # two routes, one group: taken once
@@ -167,8 +164,6 @@ def stage(client: Any, alert: dict, targets: list[Target], marker: str, now: flo
                         else:  # the resolve goes where the firing alert went
                             _admit(pipe, gid, found, {**alert, "routes": found.current.get("routes")}, now, None)
                     pipe.set(staged_key(marker), 1, ex=store.RETENTION)
-                if on_commit is not None:
-                    on_commit(pipe)
                 pipe.execute()
                 return fresh
             except WatchError:

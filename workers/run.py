@@ -41,8 +41,8 @@ def sweep_forever(settings: NotifySettings, stop: threading.Event) -> None:
 
 
 def main(redis_url: str | None = None, burst: bool = False, name: str | None = None) -> int:
-    """Run the worker until stopped (SIGINT/SIGTERM: RQ's warm shutdown); ``redis_url``
-    overrides REDIS_URL."""
+    """Run the worker until stopped (SIGINT/SIGTERM: RQ's warm shutdown); ``redis_url``, the
+    notifications' Redis, overrides RQ_REDIS_URL and REDIS_URL."""
     logging.basicConfig(level=os.environ.get("PASARWATCH_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
@@ -67,14 +67,20 @@ def main(redis_url: str | None = None, burst: bool = False, name: str | None = N
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=None, help="Redis URL (default: REDIS_URL, else the running "
-                                                    "`pasarwatch up`'s, from DATA_DIR/redis.url)")
+    parser.add_argument("--url", default=None, help="the notifications' Redis URL (default: RQ_REDIS_URL, else "
+                                                    "REDIS_URL, else the running `pasarwatch up`'s, from "
+                                                    "DATA_DIR/redis.url)")
     parser.add_argument("--burst", action="store_true", help="stop once the queue is empty")
     parser.add_argument("--name", default=None, help="worker name (default: random)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    url = args.url or settings.rq_redis_url
+    if not url and settings.redis_cluster:
+        print("python -m workers.run: on a Redis Cluster, give the notifications a standalone Redis "
+              "(RQ_REDIS_URL or --url): RQ does not run on a cluster", file=sys.stderr)
+        return 2
     try:
-        url = args.url or locate(settings.data_dir, settings.redis_url).url
+        url = url or locate(settings.data_dir, settings.redis_url).url
     except RedisUnavailable as exc:
         print(f"python -m workers.run: {exc}", file=sys.stderr)
         return 2

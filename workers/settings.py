@@ -21,7 +21,7 @@ from base.config import ENVIRONMENT
 
 @dataclass(frozen=True)
 class NotifySettings:
-    redis_url: str
+    redis_url: str  # the notifications' Redis: RQ_REDIS_URL, else REDIS_URL (base.config.Settings.notify_url)
     bot_token: str
     base_url: str
     webhook_secret: str
@@ -49,7 +49,7 @@ class NotifySettings:
         intervals = tuple(int(float(part)) for part in get("PASARWATCH_NOTIFY_RETRY_INTERVALS").split(",")
                           if part.strip())
         return cls(
-            redis_url=get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            redis_url=get("RQ_REDIS_URL") or get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             bot_token=get("TELEGRAM_BOT_TOKEN").strip(),
             base_url=get("TELEGRAM_BASE_URL").strip(),
             webhook_secret=get("TELEGRAM_WEBHOOK_SECRET"),
