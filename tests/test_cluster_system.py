@@ -176,3 +176,22 @@ def test_up_with_two_engines_runs_on_a_cluster_without_a_notification_worker(tmp
             assert response.json()["errors"][0]["field"] == "RQ_REDIS_URL"
     finally:
         launcher.stop()
+
+
+@pytest.mark.timeout(180)
+def test_up_on_a_cluster_with_rq_redis_url_runs_the_notification_worker_on_that_redis(tmp_path, redis_cluster):
+    notify_server = start_redis(tmp_path / "notify")
+    launcher = Launcher(tmp_path, "--engines", "2", REDIS_URL=redis_cluster.url, PASARWATCH_REDIS_CLUSTER="true",
+                        PASARWATCH_PARTITIONS="4", PASARWATCH_ENGINE_LEASE="2", RQ_REDIS_URL=notify_server.url)
+    try:
+        launcher.wait_serving(tmp_path / "var")
+        with redis.Redis.from_url(notify_server.url) as notify:
+            # The worker registers itself with RQ in the notifications' Redis.
+            wait_for(lambda: notify.smembers("rq:workers"), 60, f"the worker to start (log: {launcher.log()[-3000:]})")
+        log = launcher.log()
+        assert "started worker" in log and "no notification worker" not in log
+        response = httpx.get(launcher.url + "/api/v1/notifications", timeout=5)
+        assert response.status_code == 200 and response.json()["notifications"] == []
+    finally:
+        launcher.stop()
+        notify_server.stop()
