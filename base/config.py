@@ -34,6 +34,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "RQ_REDIS_URL": ("", "a standalone Redis for Telegram notifications: RQ's queue and the notification records, "
                          "groups, subscriptions, mutes and rate limits (default: the data Redis, REDIS_URL; on a "
                          "Redis Cluster there is no default and the worker refuses to start without it)"),
+    "PASARWATCH_SILENCE_RETENTION_DAYS": ("90", "days an expired silence is kept for audit (and at most the newest "
+                                          "10,000 expired ones); older ones are forgotten when silences change"),
     "PASARWATCH_PARTITIONS": ("8", "tick partitions (by commodity), each owned by one engine at a time: fixed when "
                               "a data directory's Redis is first written (a different value later is ignored, "
                               "with a warning); at most this many engines share the work"),
@@ -133,6 +135,7 @@ class Settings:
     engine_lease: float = 5.0
     redis_cluster: bool = False
     rq_redis_url: str = ""
+    silence_retention_days: float = 90.0
 
     @property
     def notify_url(self) -> str | None:
@@ -190,6 +193,7 @@ class Settings:
             engine_lease=max(1.0, float(_env("PASARWATCH_ENGINE_LEASE"))),
             redis_cluster=_env("PASARWATCH_REDIS_CLUSTER").lower() in ("1", "true", "yes"),
             rq_redis_url=_env("RQ_REDIS_URL"),
+            silence_retention_days=float(_env("PASARWATCH_SILENCE_RETENTION_DAYS")),
         )
 
 

@@ -128,7 +128,8 @@ HISTOGRAM = _pattern("pw:metrics:hist:{name}", "hash",
 HISTOGRAM_PREFIX = HISTOGRAM.prefix
 
 # Silences and acknowledgements (stores/silences.py, server/silences.py); one hash tag: one slot
-SILENCES = _key("pw:{{silences}}", "hash", "silence id -> JSON silence (expired ones kept for audit)")
+SILENCES = _key("pw:{{silences}}", "hash",
+                "silence id -> JSON silence (expired ones kept for audit: PASARWATCH_SILENCE_RETENTION_DAYS)")
 SILENCE_ENDS = _key("pw:{{silences}}:ends", "zset", "silence id by ends_at: the engine reads only the live ones")
 ACKS = _key("pw:acks", "hash", "alert key -> JSON {by, at, comment}")
 

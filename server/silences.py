@@ -8,7 +8,9 @@
   matcher naming a label no alert of the rules in force carries (``unknown_label``) or a value
   no alert has (``unknown_value``); 409 when ``MAX_LIVE`` silences are already active or pending
 - ``GET /api/v1/silences?state=active|pending|expired`` -> {"silences": [...]} (newest first)
-- ``GET /api/v1/silences/{id}``, ``DELETE /api/v1/silences/{id}`` (expires it; kept for audit)
+- ``GET /api/v1/silences/{id}``, ``DELETE /api/v1/silences/{id}`` (expires it; kept for audit
+  PASARWATCH_SILENCE_RETENTION_DAYS, and at most the newest ``EXPIRED_KEPT``: each change
+  forgets what is older)
 - ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
   ``{"type": "ack", "key", "by", "at"}`` on ``pw:events``
 
@@ -31,7 +33,7 @@ from starlette.routing import Route
 from rules.silences import SilenceError, expire, new_silence, silence_state
 from server.access import requires
 from stores import partitioned
-from stores.silences import acknowledge, announce, save_silence
+from stores.silences import EXPIRED_KEPT, acknowledge, announce, forget_silences, save_silence, stale_silences
 from base import keys
 from base.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
@@ -81,12 +83,23 @@ async def create_silence(request: Request) -> Response:
         return _errors([{"field": "body", "reason": "too_many_silences",
                          "detail": f"{live} silences are active or pending, the most there can be; "
                                    "expire some first (DELETE /api/v1/silences/{id})"}], 409)
+    await _save(request, silence)
+    return _json({"silence": {**silence, "state": silence_state(silence, time.time())}}, 201)
+
+
+async def _save(request: Request, silence: dict) -> None:
+    """Store a new or changed silence, forgetting expired ones past their retention, and announce it."""
+    redis = request.app.state.redis
+    retention = request.app.state.settings.silence_retention_days * 86400
+    now = time.time()
+    # One that is over by now (expired through the API) counts among the expired it keeps.
+    stale = await stale_silences(redis, now, retention, EXPIRED_KEPT - (silence["ends_at"] <= now))
     events: list[bytes] = []
-    async with request.app.state.redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=True) as pipe:
+        forget_silences(pipe, [i for i in stale if i != silence["id"].encode()])
         save_silence(pipe, silence, events)
         await pipe.execute()
-    await announce(request.app.state.redis, events)
-    return _json({"silence": {**silence, "state": silence_state(silence, time.time())}}, 201)
+    await announce(redis, events)
 
 
 @requires("read")
@@ -123,11 +136,7 @@ async def delete_silence(request: Request) -> Response:
     now = time.time()
     ended = expire(silence, now, request.query_params.get("by"))
     if ended is not silence:
-        events: list[bytes] = []
-        async with request.app.state.redis.pipeline(transaction=True) as pipe:
-            save_silence(pipe, ended, events)
-            await pipe.execute()
-        await announce(request.app.state.redis, events)
+        await _save(request, ended)
     return _json({"silence": {**ended, "state": silence_state(ended, now)}})
 
 

@@ -21,6 +21,26 @@ def save_silence(pipe: Any, silence: dict, events: list[bytes]) -> None:
     events.append(orjson.dumps({"type": "silence", "silence": silence}))
 
 
+EXPIRED_KEPT = 10_000  # expired silences kept for audit at most (the newest)
+FORGET_BATCH = 100  # forgotten per change at most: a change costs little, and each forgets more than it adds
+
+
+async def stale_silences(redis: Any, now: float, retention: float, keep: int = EXPIRED_KEPT) -> list[bytes]:
+    """Ids of the expired silences to forget (redis.asyncio): ended more than ``retention``
+    seconds before ``now``, or older than the newest ``keep`` expired ones; at most FORGET_BATCH."""
+    old = await redis.zrangebyscore(keys.SILENCE_ENDS, "-inf", now - retention, start=0, num=FORGET_BATCH)
+    over = await redis.zcount(keys.SILENCE_ENDS, "-inf", now) - keep
+    oldest = await redis.zrange(keys.SILENCE_ENDS, 0, min(over, FORGET_BATCH) - 1) if over > 0 else []
+    return sorted(set(old) | set(oldest))
+
+
+def forget_silences(pipe: Any, ids: list[bytes]) -> None:
+    """Queue deleting the silences ``ids`` (from ``stale_silences``)."""
+    if ids:
+        pipe.hdel(keys.SILENCES, *ids)
+        pipe.zrem(keys.SILENCE_ENDS, *ids)
+
+
 def acknowledge(pipe: Any, alert_key: str, by: str, at: float, events: list[bytes], comment: str = "") -> dict:
     """Queue recording an acknowledgement (returned); its announcement goes to ``events``."""
     ack = {"by": by, "at": at, "comment": comment}

@@ -21,9 +21,10 @@ from rules.silences import SilenceError, expire, is_silenced, new_silence, silen
 from server import auth
 from base import keys
 from server.access import Gate
-from base.keys import ACKS, SILENCES
+from base.config import Settings
+from base.keys import ACKS, SILENCE_ENDS, SILENCES
 from server.silences import MAX_LIVE, routes
-from stores.silences import active_silences, save_silence
+from stores.silences import EXPIRED_KEPT, active_silences, save_silence
 from tests import partitions
 from tests.redis_server import start_redis
 
@@ -118,6 +119,7 @@ def api(tmp_path):
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gate = open_reads()
+    app.state.settings = Settings.from_env()
     app.state.partitions = partitions.fix(client, 2)  # an alert is found firing in whichever it is
     operator = auth.issue(client, "person", "budi", "operator")
     with TestClient(app, headers={"authorization": f"Bearer {operator}"}) as http:
@@ -147,6 +149,47 @@ def test_silences_are_created_listed_expired_and_kept_for_audit(api):
     assert kept["state"] == "expired" and kept["author"] == "budi" and kept["expired_by"] == "ani"
     assert [x["id"] for x in http.get("/api/v1/silences", params={"state": "expired"}).json()["silences"]] == [s["id"]]
     assert client.hexists(SILENCES, s["id"])
+
+
+def store_expired(client: redis.Redis, count: int, ended_at: float, prefix: str = "old") -> list[str]:
+    """``count`` silences that ended at ``ended_at`` (and one second apart before it), as the API stores them."""
+    ids = []
+    with client.pipeline() as pipe:
+        for n in range(count):
+            s = {**silence(), "id": f"{prefix}-{n:05d}", "ends_at": ended_at - n, "created_at": ended_at - n - 3600}
+            save_silence(pipe, s, [])
+            ids.append(s["id"])
+        pipe.execute()
+    return ids
+
+
+def test_expired_silences_are_kept_for_their_retention_and_then_forgotten(api):
+    http, client = api
+    now = time.time()
+    days = Settings.from_env().silence_retention_days
+    [too_old] = store_expired(client, 1, now - days * 86400 - 60)
+    [recent] = store_expired(client, 1, now - 86400, prefix="recent")
+    created = http.post("/api/v1/silences", json={"matchers": ['commodity="cabai-rawit-merah"'], "duration": "1h",
+                                                  "author": "budi", "comment": "x"}).json()["silence"]
+    assert not client.hexists(SILENCES, too_old) and client.zscore(SILENCE_ENDS, too_old) is None
+    listed = {s["id"] for s in http.get("/api/v1/silences", params={"state": "expired"}).json()["silences"]}
+    assert listed == {recent}
+    assert http.get(f"/api/v1/silences/{too_old}").status_code == 404
+    assert client.hexists(SILENCES, created["id"])
+
+
+def test_at_most_the_newest_expired_silences_are_kept_however_many_are_made(api):
+    http, client = api
+    store_expired(client, EXPIRED_KEPT + 5, time.time() - 60)
+    live = http.post("/api/v1/silences", json={"matchers": ['commodity="cabai-rawit-merah"'], "duration": "1h",
+                                               "author": "budi", "comment": "x"}).json()["silence"]
+    assert client.hlen(SILENCES) == EXPIRED_KEPT + 1  # the newest expired ones and the new live one
+    assert not client.hexists(SILENCES, f"old-{EXPIRED_KEPT + 4:05d}")  # the oldest went first
+    assert client.hexists(SILENCES, "old-00000")
+    # Expiring the live one makes one more expired: one older goes.
+    assert http.delete(f"/api/v1/silences/{live['id']}").status_code == 200
+    assert client.hlen(SILENCES) == EXPIRED_KEPT and client.zcard(SILENCE_ENDS) == EXPIRED_KEPT
+    assert client.hexists(SILENCES, live["id"])
 
 
 def test_a_bad_silence_gets_422_with_every_error_and_stores_nothing(api):
