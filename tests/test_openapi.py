@@ -26,6 +26,7 @@ from starlette.routing import Route
 from base.catalog import load_catalog
 from server import auth, openapi
 from server.app import create_app
+from server.openapi_schemas import NDJSON
 from base.config import Settings
 from tests.system import System
 
@@ -41,7 +42,7 @@ RUNS = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] 
     if PATHS[path][method.lower()].get("parameters") or "requestBody" in PATHS[path][method.lower()]]
 
 
-@schemathesis.serializer(openapi.NDJSON)
+@schemathesis.serializer(NDJSON)
 def _ndjson(ctx, value) -> bytes:
     # The NDJSON body is described as text: generated text goes out as is.
     return value.encode() if isinstance(value, str) else orjson.dumps(value)
