@@ -8,7 +8,7 @@ above its own average of the last ``window`` reports. Every market of the commod
 same panel, so the markets that move first (the leaders) warn the ones that follow, and one
 market's entry error barely moves the median. It is Badan Pangan's sustained-deviation idea
 (a price well above its own recent average) taken over the whole panel; the rule that reads it
-(``rules/pending/kenaikan-serentak.yaml``) asks for it to hold.
+(``rules/kenaikan-serentak.yaml``) pairs it with the odds of passing the HAP/HET.
 
 Not scored until ``min_markets`` markets have a ratio; a market's ratio needs ``min_history``
 prices of its own first. Only accepted (not quarantined) ticks are learned.

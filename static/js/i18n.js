@@ -223,7 +223,7 @@ export const STRINGS = {
     "rule.di-atas-hap": "Price above the government reference price (HAP)",
     "rule.data-terhenti": "Market stopped sending prices",
     "rule.kriteria-krisis": "Price above its HAP/HET for 15 days (Badan Pangan's draft crisis criterion)",
-    "rule.kenaikan-serentak": "Prices rising together across this region's markets: watch for a surge",
+    "rule.kenaikan-serentak": "Prices rising together across this region's markets, or past the HAP well above usual: watch for a surge",
     "rule.peluang-lewat-hap": "Price likely to pass its HAP/HET within 14 days",
     "rule.peluang-naik-10": "Price likely to rise 10% or more within 14 days",
     "feed.title": "Alerts",
