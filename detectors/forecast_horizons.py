@@ -83,6 +83,50 @@ NO_BOUNDS = (0, 0, 0, 0)
 # (the monthly provincial panel) gets the last price, with intervals around it.
 MAX_MODEL_GAP = 4 * 86400.0
 GAP_ALPHA = 0.05
+# A sparse series (warm, reported less often than every MAX_MODEL_GAP: the monthly provincial
+# panel) has too few residuals of its own at long horizons (a 14-month residual needs 14 months
+# of history). Its intervals are built from the residuals of every sparse series of its
+# commodity (``ResidualPool``, kept by the stack), with a larger ACI step: a monthly series
+# sees a few dozen outcomes, too few for the daily step to move its level. The step was chosen
+# among 0.02, 0.05, 0.1, 0.15 and 0.2 on the monthly panel's 2018-2022 coverage only.
+POOL_GAMMA = 0.15
+
+
+class ResidualPool:
+    """The recent residuals of a commodity's sparse series, pooled per horizon (sorted).
+
+    Not checkpointed: it is the union of the windows of its members (the sparse series of the
+    commodity, ``HorizonForecast.sparse``), which are, so the stack rebuilds it from restored
+    series (``add``) and every member keeps it in step with its own window as it learns.
+
+    >>> pool = ResidualPool((1, 7))
+    >>> pool.insert(0, 30); pool.insert(0, -10); pool.remove(0, 30)
+    >>> pool.sorted[0], pool.sorted[1]
+    ([-10], [])
+    """
+
+    def __init__(self, horizons: tuple[int, ...] = HORIZONS):
+        self.horizons = tuple(horizons)
+        self.sorted: list[list[int]] = [[] for _ in self.horizons]
+
+    def insert(self, i: int, residual: int) -> None:
+        bisect.insort(self.sorted[i], residual)
+
+    def remove(self, i: int, residual: int) -> None:
+        ordered = self.sorted[i]
+        del ordered[bisect.bisect_left(ordered, residual)]
+
+    def add(self, model: HorizonForecast) -> None:
+        """Add a member's windows (a restored sparse series)."""
+        for i, window in enumerate(model._residuals):
+            for residual in window:
+                bisect.insort(self.sorted[i], residual)
+
+    def discard(self, model: HorizonForecast) -> None:
+        """Take a member's windows out (it is no longer sparse, or its state is replaced)."""
+        for i, window in enumerate(model._residuals):
+            for residual in window:
+                self.remove(i, residual)
 
 
 class HorizonForecast:
@@ -118,17 +162,21 @@ class HorizonForecast:
         self._residuals: list[deque[int]] = [deque(maxlen=window) for _ in self.horizons]
         self._alpha = [[1.0 - level for level in LEVELS] for _ in self.horizons]
         self._sorted: list[list[int]] = [[] for _ in self.horizons]
+        # The commodity's pool of sparse series' residuals, attached by the stack (not stored).
+        self.pool: ResidualPool | None = None
 
-    # -- state: the sorted copies are rebuilt, not stored -----------------------------------------
+    # -- state: the sorted copies and the pool are rebuilt, not stored ----------------------------
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_sorted"]
+        state.pop("pool", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._sorted = [sorted(window) for window in self._residuals]
+        self.pool = None
 
     # -- learning -----------------------------------------------------------------------------------
 
@@ -142,9 +190,12 @@ class HorizonForecast:
         # One pass per horizon with local names: this runs for every accepted tick.
         y = math.log(x["price"])
         outcome = round(y * RESIDUAL_UNITS)
-        gamma, low, high = self.gamma, ALPHA_RANGE[0], ALPHA_RANGE[1]
+        sparse = self.sparse()
+        # A sparse series' window is part of its commodity's pool: kept in step below.
+        pool = self.pool if sparse else None
+        gamma, low, high = POOL_GAMMA if sparse else self.gamma, ALPHA_RANGE[0], ALPHA_RANGE[1]
         per_horizon = tuple(zip(self.horizons, self._pending, self._alpha, self._residuals, self._sorted))
-        for h, pending, alphas, window, ordered in per_horizon:
+        for i, (h, pending, alphas, window, ordered) in enumerate(per_horizon):
             if len(pending) < h * ENTRY:
                 continue
             origin, model, flags, lo80, hi80, lo95, hi95 = pending[:ENTRY]
@@ -158,8 +209,12 @@ class HorizonForecast:
                 alphas[1] = low if a95 < low else high if a95 > high else a95
             if len(window) == window.maxlen:
                 del ordered[bisect.bisect_left(ordered, window[0])]
+                if pool is not None:
+                    pool.remove(i, window[0])
             window.append(residual)
             bisect.insort(ordered, residual)
+            if pool is not None:
+                pool.insert(i, residual)
         if self._last is None:
             self._slow = self._fast = y
         else:
@@ -174,13 +229,25 @@ class HorizonForecast:
         consensus = x.get("consensus")
         self._gap = gap = consensus - y if consensus is not None else None
         self._n += 1
+        if self.pool is not None and self.sparse() != sparse:
+            # Became sparse (warm, and its spacing grew past MAX_MODEL_GAP), or stopped being.
+            if sparse:
+                self.pool.discard(self)
+            else:
+                self.pool.add(self)
+            sparse = not sparse
+        else:
+            sparse = self.sparse()
         # What _model_point and _bounds compute for each horizon, with the terms they share
         # taken once (the same operations in the same order: the same floats).
         daily = self.reported_daily()
         warm = self._n >= self.warmup
         table = WEIGHTS if gap is not None else WEIGHTS_ALONE
         to_slow, from_fast, gap_term = self._slow - y, y - self._fast, gap or 0.0
-        for h, pending, alphas, _, ordered in per_horizon:
+        pooled = self.pool.sorted if sparse and self.pool is not None else None
+        for i, (h, pending, alphas, _, ordered) in enumerate(per_horizon):
+            if pooled is not None:
+                ordered = pooled[i]
             weights = table[h]
             if weights is None or not warm:
                 offset = 0
@@ -208,6 +275,11 @@ class HorizonForecast:
         return y + weights[0] * (self._slow - y) + weights[1] * (y - self._fast) + \
             weights[2] * (self._gap or 0.0)
 
+    def sparse(self) -> bool:
+        """Warm, and reported less often than every MAX_MODEL_GAP (the monthly panel): its
+        intervals come from its commodity's pool of sparse series' residuals."""
+        return self._n >= self.warmup and self._spacing is not None and self._spacing > MAX_MODEL_GAP
+
     def reported_daily(self) -> bool:
         """Warm, and reported about daily, as the data the weights and the odds' recalibration
         were fitted on."""
@@ -232,6 +304,15 @@ class HorizonForecast:
         return [_inner_quantile(ordered, level, last) for level in
                 (0.5 * a80, 1.0 - 0.5 * a80, 0.5 * a95, 1.0 - 0.5 * a95)]
 
+    def _issued(self, i: int) -> list[int] | None:
+        """The residual bounds of the interval issued at the last tick (``_bounds`` then, or
+        from the pool), as stored with its pending forecast: what a sparse series serves, so
+        that a reader of its checkpoint alone (the API) serves what the engine issued."""
+        pending = self._pending[i]
+        if len(pending) < ENTRY or not pending[-ENTRY + 2] & ISSUED:
+            return None
+        return pending[-4:]
+
     def warm(self) -> bool:
         return self._n >= self.warmup and all(len(ordered) >= MIN_RESIDUALS for ordered in self._sorted)
 
@@ -246,7 +327,7 @@ class HorizonForecast:
         if self._last is None:
             return None
         i = self.horizons.index(h)
-        bounds = self._bounds(i)
+        bounds = self._issued(i) if self.sparse() else self._bounds(i)
         if bounds is None:
             return None
         point = self._point(h, self._last)

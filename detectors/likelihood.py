@@ -14,6 +14,12 @@ probability of 1e-5. As HTM does, only the first of several consecutive "red" va
 below ``red``) keeps its score; the ones after it are reported at the ``yellow`` level, so a long
 anomaly is reported once.
 
+Unlike HTM, the tail probability is multiplied by ``n / multiplicity`` once ``n`` values are
+more than ``multiplicity``: a series tested on every value meets a 1e-5 tail about once per
+100,000 values by chance, so the longer it runs, the more such alarms it collects; the bar rises
+with its length instead (a running multiple-comparison correction, known at every value). It
+was chosen on the odd-numbered NAB files (docs/detection.md, row 25).
+
 >>> lik = AnomalyLikelihood(learning=50)
 >>> import random
 >>> rng = random.Random(1)
@@ -49,6 +55,7 @@ class AnomalyLikelihood(Transient):
         min_var: float = 0.0003,
         red: float = 1e-5,
         yellow: float = 1e-3,
+        multiplicity: int = 5000,
     ):
         # Defaults are HTM's (learning period 288, averaging window 10, mean >= 0.03 and
         # variance >= 0.0003, red 0.99999, yellow 0.999); alpha 0.001 weighs about the last
@@ -59,6 +66,7 @@ class AnomalyLikelihood(Transient):
         self.min_var = min_var
         self.red = red
         self.yellow = yellow
+        self.multiplicity = multiplicity
         self._recent: deque[float] = deque(maxlen=short)
         self._n = 0
         self._mean = 0.0
@@ -75,6 +83,8 @@ class AnomalyLikelihood(Transient):
     # anything changed (detectors/memo.py): (raw, values learned, tail).
     TRANSIENT = ("_memo",)
     _memo: tuple[float, int, float] | None = None
+    # Checkpoints written before the correction existed get it too.
+    multiplicity: int = 5000
 
     def _tail(self, raw: float) -> float:
         memo = self._memo
@@ -95,6 +105,8 @@ class AnomalyLikelihood(Transient):
         tail = self._tail(raw)
         if tail <= self.red and self._last_tail <= self.red:
             tail = self.yellow
+        if self._n > self.multiplicity:
+            tail = min(1.0, tail * self._n / self.multiplicity)
         return min(math.log(tail + 1e-10) / LOG_FLOOR, 1.0)
 
     def learn_one(self, raw: float) -> None:

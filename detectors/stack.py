@@ -63,6 +63,7 @@ from detectors.ceiling import CeilingPrice, Reference
 from detectors.contained import describe_error, guarded
 from detectors.crossmarket import DAY, CrossMarket
 from detectors.forecast import ForecastResidual
+from detectors.forecast_horizons import ResidualPool
 from detectors.iqr import IQRFences
 from detectors.ipa import IPA
 from detectors.series import SeriesState
@@ -149,6 +150,28 @@ class DetectorStack:
         self._series: dict[tuple[str, str], SeriesState] = {}
         self._panels: dict[str, CrossMarket] = {}
         self._surges: dict[str, PanelSurge] = {}
+        # Per commodity, its sparse series' forecast residuals (detectors/forecast_horizons.py):
+        # rebuilt from the series, never stored.
+        self._pools: dict[str, ResidualPool] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_pools", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pools = {}
+        for (commodity, _), series in self._series.items():
+            self._join_pool(commodity, series)
+
+    def _join_pool(self, commodity: str, series: SeriesState) -> None:
+        pool = self._pools.get(commodity)
+        if pool is None:
+            pool = self._pools[commodity] = ResidualPool()
+        series.horizons.pool = pool
+        if series.horizons.sparse():
+            pool.add(series.horizons)
 
     # -- state, one piece at a time, for checkpoints ------------------------------------------
 
@@ -156,7 +179,11 @@ class DetectorStack:
         return self._series.get(key)
 
     def set_series_state(self, key: tuple[str, str], state: SeriesState) -> None:
+        old = self._series.get(key)
+        if old is not None and old.horizons.pool is not None and old.horizons.sparse():
+            old.horizons.pool.discard(old.horizons)
         self._series[key] = state
+        self._join_pool(key[0], state)
 
     def panel_state(self, commodity: str) -> CrossMarket | None:
         return self._panels.get(commodity)
@@ -223,6 +250,7 @@ class DetectorStack:
         series = self._series.get((commodity, market))
         if series is None:
             series = self._series[(commodity, market)] = self._new_series()
+            self._join_pool(commodity, series)
         panel = self._panel(commodity)
         x = _features(tick)
 
