@@ -42,6 +42,40 @@ def ladder(value: str, enter: float, exit_: float, for_: int, keep: int, gate: s
             f"    for: {for_}\n    keep_firing_for: {keep}\n")
 
 
+def plain(when: str, for_: int, keep: int) -> str:
+    return f"    when: >-\n      ({when}) and not quarantined\n    for: {for_}\n    keep_firing_for: {keep}\n"
+
+
+def round_two() -> dict[str, list[str]]:
+    """Issue 18's second round (docs/detection.md, families A-G; H, thresholds per commodity, and
+    the leader variants of the detector are not rule grids and are not repeated here)."""
+    grid = itertools.product
+    surge_odds = "surge.score >= {s} and forecast.p_above_reference >= {p}"
+    past_hap = "ceiling.score >= {c} and change >= {d}"
+    return {
+        "A. surge ladder and HAP odds": [
+            ladder("surge.score", e, round(e - d, 2), f, k, f"forecast.p_above_reference >= {p} and not quarantined")
+            for e, d, p, f, k in grid((1.1, 1.15, 1.2, 1.25), (0, 0.05), (0.05, 0.1, 0.2, 0.3), (1, 2), (5, 10, 20))],
+        "B. surge and above the usual level": [
+            plain(f"surge.score >= {s} and change >= {d}", f, k)
+            for s, d, f, k in grid((1.1, 1.15, 1.2), (0.1, 0.2, 0.3), (1, 2, 3), (5, 10, 20))],
+        "C. surge and near the HAP": [
+            plain(f"surge.score >= {s} and ceiling.score >= {c}", f, k)
+            for s, c, f, k in grid((1.1, 1.15, 1.2), (0.7, 0.8, 0.9), (1, 2), (5, 10, 20))],
+        "D. surge ladder alone": [
+            ladder("surge.score", e, e, f, k) for e, f, k in grid((1.2, 1.25, 1.3, 1.35, 1.4), (1, 2, 3, 5), (5, 10, 20))],
+        "E. surge and HAP odds, or past the HAP well above the usual level": [
+            plain(f"({surge_odds.format(s=1.2, p=p)}) or ({past_hap.format(c=c, d=d)})", f, k)
+            for p, c, d, f, k in grid((0.05, 0.1), (1.0, 1.2), (0.1, 0.2, 0.3), (1, 2, 3), (5, 10))],
+        "F. surge, or a lower surge near the HAP": [
+            plain(f"surge.score >= {hi} or (surge.score >= {lo} and ceiling.score >= {c})", f, k)
+            for hi, lo, c, f, k in grid((1.2, 1.25, 1.3), (1.1, 1.15), (0.7, 0.8, 0.9), (1, 2), (5, 10))],
+        "G. surge, HAP odds and above the usual level": [
+            plain(f"{surge_odds.format(s=s, p=p)} and change >= {d}", f, k)
+            for s, p, d, f, k in grid((1.1, 1.15, 1.2), (0.05, 0.1), (0, 0.05, 0.1), (1, 2, 3), (5, 10))],
+    }
+
+
 def candidates() -> dict[str, list[str]]:
     """Family -> rule bodies (the YAML under ``- name:``)."""
     grid = itertools.product
@@ -60,6 +94,7 @@ def candidates() -> dict[str, list[str]]:
         families["surge and HAP odds"] = [
             ladder("surge.score", e, e, 1, k, f"forecast.p_above_reference >= {t} and not quarantined")
             for e, t, k in grid((1.1, 1.15, 1.2), (0.1, 0.2, 0.3), (5, 10))]
+        families.update(round_two())
     return families
 
 
