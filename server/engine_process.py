@@ -45,6 +45,7 @@ class EngineProcess:
         self.redis: Any = client
         self.notify = notify  # the notifications' Redis (RQ): ``client`` itself, another, or none
         self._notify_down = False
+        self._notify_retry_at = 0.0  # monotonic: while it is away, tried again only then
         self.catalog = catalog
         self.me = me or engine_id()
         self.rulebook = Rulebook(settings.rules_dir, catalog, set(DETECTOR_NAMES))
@@ -104,6 +105,8 @@ class EngineProcess:
         if self.notify is self.redis:
             dispatch_alerts(self.redis, self.catalog, partitions=held)
             return
+        if self._notify_down and time.monotonic() < self._notify_retry_at:
+            return  # each try may cost a timeout: not every loop
         try:
             dispatch_alerts(self.redis, self.catalog, partitions=held, notify=self.notify)
         except redis.RedisError as exc:
@@ -113,6 +116,7 @@ class EngineProcess:
             if not self._notify_down:
                 log.warning("notifications' Redis unavailable (%s): alerts wait in their streams", exc)
             self._notify_down = True
+            self._notify_retry_at = time.monotonic() + NOTIFY_RETRY
             return
         if self._notify_down:
             log.info("notifications' Redis is back: waiting alerts handed on")
@@ -235,6 +239,10 @@ class EngineProcess:
 FIRST_RETRY, MAX_RETRY = 0.1, 2.0
 # Above the blocking read; a Redis that stops answering (not closing) is an outage too.
 SOCKET_TIMEOUT = 15.0
+# The notifications' Redis is not worth a lease: a command to it that hangs must end well
+# within the engine's lease (PASARWATCH_ENGINE_LEASE, at least 1 s), and while it is away
+# the dispatcher tries it again only this often (seconds).
+NOTIFY_TIMEOUT_SHARE, NOTIFY_RETRY = 0.25, 5.0
 
 
 def run_engine(settings: Settings, catalog: Catalog) -> None:
@@ -253,8 +261,9 @@ def run_engine(settings: Settings, catalog: Catalog) -> None:
     if not settings.redis_cluster:
         options["health_check_interval"] = 10
     client = data_client(settings.redis_url, settings.redis_cluster, **options)
-    notify = notify_client(settings.notify_url, settings.redis_url, client, socket_timeout=SOCKET_TIMEOUT,
-                           socket_connect_timeout=2, health_check_interval=10)
+    notify_timeout = settings.engine_lease * NOTIFY_TIMEOUT_SHARE
+    notify = notify_client(settings.notify_url, settings.redis_url, client, socket_timeout=notify_timeout,
+                           socket_connect_timeout=min(2.0, notify_timeout), health_check_interval=10)
     me = engine_id()
     current: list[EngineProcess] = []
     stopping = False

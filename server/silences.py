@@ -9,8 +9,8 @@
   no alert has (``unknown_value``); 409 when ``MAX_LIVE`` silences are already active or pending
 - ``GET /api/v1/silences?state=active|pending|expired`` -> {"silences": [...]} (newest first)
 - ``GET /api/v1/silences/{id}``, ``DELETE /api/v1/silences/{id}`` (expires it; kept for audit
-  PASARWATCH_SILENCE_RETENTION_DAYS, and at most the newest ``EXPIRED_KEPT``: each change
-  forgets what is older)
+  PASARWATCH_SILENCE_RETENTION_DAYS, and at most the newest ``EXPIRED_KEPT``: right after each
+  change no more are kept; silences that run out between changes wait for the next)
 - ``POST /api/v1/alerts/{key}/ack`` {by, comment} -> {"ack": {...}}; publishes
   ``{"type": "ack", "key", "by", "at"}`` on ``pw:events``
 
@@ -33,7 +33,7 @@ from starlette.routing import Route
 from rules.silences import SilenceError, expire, new_silence, silence_state
 from server.access import requires
 from stores import partitioned
-from stores.silences import EXPIRED_KEPT, acknowledge, announce, forget_silences, save_silence, stale_silences
+from stores.silences import acknowledge, announce, save_forgetting
 from base import keys
 from base.keys import RULES_STATUS  # the engine's Rulebook.status(): its labels check new silences
 
@@ -91,14 +91,7 @@ async def _save(request: Request, silence: dict) -> None:
     """Store a new or changed silence, forgetting expired ones past their retention, and announce it."""
     redis = request.app.state.redis
     retention = request.app.state.settings.silence_retention_days * 86400
-    now = time.time()
-    # One that is over by now (expired through the API) counts among the expired it keeps.
-    stale = await stale_silences(redis, now, retention, EXPIRED_KEPT - (silence["ends_at"] <= now))
-    events: list[bytes] = []
-    async with redis.pipeline(transaction=True) as pipe:
-        forget_silences(pipe, [i for i in stale if i != silence["id"].encode()])
-        save_silence(pipe, silence, events)
-        await pipe.execute()
+    events = await save_forgetting(redis, silence, time.time(), retention)
     await announce(redis, events)
 
 

@@ -22,23 +22,40 @@ def save_silence(pipe: Any, silence: dict, events: list[bytes]) -> None:
 
 
 EXPIRED_KEPT = 10_000  # expired silences kept for audit at most (the newest)
-FORGET_BATCH = 100  # forgotten per change at most: a change costs little, and each forgets more than it adds
+# Forgotten per change at most: more than the live silences that can run out between two changes
+# (server/silences.py's MAX_LIVE, 1,000), so each change brings the count back within the bound;
+# a larger backlog (kept before retention existed) goes this many per change.
+FORGET_BATCH = 2_000
+
+# Store one silence and forget, in the same atomic step, the oldest expired ones past the bound:
+# read and delete in one script, so two web processes changing silences at once cannot both
+# count the same expired ones (each would then forget too few). The expired with the lowest
+# ends are the oldest, so the n lowest of the zset are the ones to go, for both rules at once.
+# KEYS: SILENCES, SILENCE_ENDS. ARGV: id, silence JSON, ends_at, now, retention, keep, batch.
+SAVE_AND_FORGET = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local now = tonumber(ARGV[4])
+local too_old = redis.call('ZCOUNT', KEYS[2], '-inf', now - tonumber(ARGV[5]))
+local over = redis.call('ZCOUNT', KEYS[2], '-inf', now) - tonumber(ARGV[6])
+local n = math.min(math.max(too_old, over), tonumber(ARGV[7]))
+if n <= 0 then return 0 end
+local ids = redis.call('ZRANGE', KEYS[2], 0, n - 1)
+redis.call('HDEL', KEYS[1], unpack(ids))
+redis.call('ZREM', KEYS[2], unpack(ids))
+return n
+"""
 
 
-async def stale_silences(redis: Any, now: float, retention: float, keep: int = EXPIRED_KEPT) -> list[bytes]:
-    """Ids of the expired silences to forget (redis.asyncio): ended more than ``retention``
-    seconds before ``now``, or older than the newest ``keep`` expired ones; at most FORGET_BATCH."""
-    old = await redis.zrangebyscore(keys.SILENCE_ENDS, "-inf", now - retention, start=0, num=FORGET_BATCH)
-    over = await redis.zcount(keys.SILENCE_ENDS, "-inf", now) - keep
-    oldest = await redis.zrange(keys.SILENCE_ENDS, 0, min(over, FORGET_BATCH) - 1) if over > 0 else []
-    return sorted(set(old) | set(oldest))
-
-
-def forget_silences(pipe: Any, ids: list[bytes]) -> None:
-    """Queue deleting the silences ``ids`` (from ``stale_silences``)."""
-    if ids:
-        pipe.hdel(keys.SILENCES, *ids)
-        pipe.zrem(keys.SILENCE_ENDS, *ids)
+async def save_forgetting(redis: Any, silence: dict, now: float, retention: float,
+                          keep: int = EXPIRED_KEPT) -> list[bytes]:
+    """Store ``silence`` (redis.asyncio) and forget the expired silences ended more than
+    ``retention`` seconds before ``now`` or older than the newest ``keep`` expired ones (at most
+    FORGET_BATCH), atomically; returns the announcement to publish."""
+    script = redis.register_script(SAVE_AND_FORGET)
+    await script(keys=[keys.SILENCES, keys.SILENCE_ENDS],
+                 args=[silence["id"], orjson.dumps(silence), silence["ends_at"], now, retention, keep, FORGET_BATCH])
+    return [orjson.dumps({"type": "silence", "silence": silence})]
 
 
 def acknowledge(pipe: Any, alert_key: str, by: str, at: float, events: list[bytes], comment: str = "") -> dict:

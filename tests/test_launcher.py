@@ -287,3 +287,22 @@ def test_up_with_two_engines_runs_two_that_share_the_partitions(tmp_path):
         assert partitioned.total(client, "processed") == 200
     finally:
         launcher.stop()
+
+
+def test_the_demo_never_writes_into_a_deployments_notifications_redis(tmp_path):
+    from tests.redis_server import start_redis
+
+    deployment = start_redis(tmp_path / "deployment-notify")  # RQ_REDIS_URL left in the shell
+    launcher = Launcher(tmp_path, "--demo", RQ_REDIS_URL=deployment.url)
+    try:
+        launcher.wait_serving(tmp_path / "var" / "demo")
+        wait_for(lambda: "started worker" in launcher.log(), 30, f"the demo's worker (log: {launcher.log()[-2000:]})")
+        demo_url = (tmp_path / "var" / "demo" / "redis.url").read_text().strip()
+        with redis.Redis.from_url(demo_url) as demo:
+            wait_for(lambda: demo.smembers("rq:workers"), 60, "the demo's worker registered in the demo's Redis")
+        with redis.Redis.from_url(deployment.url) as notify:
+            assert notify.keys("*") == []
+        assert "RQ_REDIS_URL is ignored" in launcher.log()
+    finally:
+        launcher.stop()
+        deployment.stop()

@@ -1,9 +1,11 @@
 """Silences and acknowledgements: validation, the HTTP API on a real Redis, and the engine."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -23,7 +25,7 @@ from base import keys
 from server.access import Gate
 from base.config import Settings
 from base.keys import ACKS, SILENCE_ENDS, SILENCES
-from server.silences import MAX_LIVE, routes
+from server.silences import MAX_LIVE, _save, routes
 from stores.silences import EXPIRED_KEPT, active_silences, save_silence
 from tests import partitions
 from tests.redis_server import start_redis
@@ -190,6 +192,54 @@ def test_at_most_the_newest_expired_silences_are_kept_however_many_are_made(api)
     assert http.delete(f"/api/v1/silences/{live['id']}").status_code == 200
     assert client.hlen(SILENCES) == EXPIRED_KEPT and client.zcard(SILENCE_ENDS) == EXPIRED_KEPT
     assert client.hexists(SILENCES, live["id"])
+
+
+def expired_count(client: redis.Redis) -> int:
+    return client.zcount(SILENCE_ENDS, "-inf", time.time())
+
+
+def test_silences_that_ran_out_between_changes_are_forgotten_at_the_next_change(api):
+    """As many live silences as there can be run out with the newest expired already kept: the
+    next change brings the count back to the bound (it forgets more than one batch of 100)."""
+    http, client = api
+    store_expired(client, EXPIRED_KEPT, time.time() - 3600)
+    store_expired(client, MAX_LIVE, time.time() - 1, prefix="ran-out")
+    http.post("/api/v1/silences", json={"matchers": ['commodity="cabai-rawit-merah"'], "duration": "1h",
+                                        "author": "budi", "comment": "x"})
+    assert expired_count(client) == EXPIRED_KEPT
+    # The oldest went (store_expired numbers them newest first): MAX_LIVE of them, in one change.
+    assert not client.hexists(SILENCES, f"old-{EXPIRED_KEPT - MAX_LIVE:05d}")
+    assert client.hexists(SILENCES, f"old-{EXPIRED_KEPT - MAX_LIVE - 1:05d}") and client.hexists(SILENCES, "ran-out-00000")
+
+
+def test_two_web_processes_expiring_silences_at_once_keep_the_bound(api):
+    """Each change reads what to forget and writes in one step: two at once (two web processes)
+    cannot both count the same expired silences and forget one too few."""
+    http, client = api
+    store_expired(client, EXPIRED_KEPT, time.time() - 60)
+    live = [{**silence(), "id": f"live-{n}", "ends_at": time.time() + 3600} for n in range(4)]
+    with client.pipeline() as pipe:
+        for s in live:
+            save_silence(pipe, s, [])
+        pipe.execute()
+    url = client.connection_pool.connection_kwargs
+    settings = Settings.from_env()
+
+    def web_process(connection: AsyncRedis) -> SimpleNamespace:  # what _save reads of a request
+        return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(redis=connection, settings=settings)))
+
+    async def expire_all_at_once() -> None:
+        connections = [AsyncRedis(host=url["host"], port=url["port"], password=url.get("password")) for _ in live]
+        try:
+            await asyncio.gather(*(_save(web_process(connection), {**s, "ends_at": time.time()})
+                                   for connection, s in zip(connections, live)))
+        finally:
+            for connection in connections:
+                await connection.aclose()
+
+    asyncio.run(expire_all_at_once())
+    assert expired_count(client) == EXPIRED_KEPT
+    assert all(client.hexists(SILENCES, s["id"]) for s in live)
 
 
 def test_a_bad_silence_gets_422_with_every_error_and_stores_nothing(api):

@@ -288,3 +288,47 @@ def test_an_alert_taken_into_its_groups_but_not_acknowledged_is_taken_once(clien
     dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window, notify=notify_client)
     assert queued_jobs(notify_client) == [store.job_id(store.pair_id(alert, 1))]
     assert store.load(notify_client, store.pair_id(alert, 1)).count == 1
+
+
+def test_with_a_notification_redis_of_its_own_a_silence_in_the_data_redis_keeps_a_flush_quiet(
+        client, notify_client):
+    """A silence made after an alert was taken into its group is stored beside the data (the API
+    writes it there); the group's flush must still read it."""
+    from rules.silences import new_silence
+    from stores.silences import save_silence
+
+    subscribe(notify_client, 1, "cabai-rawit-merah")
+    add_alert(client, 1)
+    t0 = time.time()
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0, notify=notify_client) == 1
+    silence = new_silence({"matchers": ['commodity="cabai-rawit-merah"'], "duration": "4h", "author": "budi",
+                           "comment": "panen"}, now=t0)
+    with client.pipeline() as pipe:
+        save_silence(pipe, silence, [])
+        pipe.execute()
+    dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window, notify=notify_client)
+    assert queued_jobs(notify_client) == [], "the silenced alert was notified"
+
+
+def test_an_entry_staged_whose_xack_failed_is_read_again_from_the_pending_list_and_taken_once(
+        client, notify_client, monkeypatch):
+    """The crash between the two Redis as it happens: the entry was read with ">" (so it is in the
+    consumer's pending list, not re-readable with ">"), staged, and its XACK never arrived."""
+    subscribe(notify_client, 1, "cabai-rawit-merah")
+    alert = add_alert(client, 1)
+    t0 = time.time()
+    real_xack = client.xack
+
+    def lost(*args):
+        raise redis.ConnectionError("the data Redis went away before the XACK")
+
+    monkeypatch.setattr(client, "xack", lost)
+    with pytest.raises(redis.ConnectionError):
+        dispatch_alerts(client, CATALOG, SETTINGS, now=t0, notify=notify_client)
+    assert client.xpending(ALERTS, GROUP)["pending"] == 1
+    monkeypatch.setattr(client, "xack", real_xack)
+    assert dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + 1, notify=notify_client) == 0
+    assert client.xpending(ALERTS, GROUP)["pending"] == 0
+    dispatch_alerts(client, CATALOG, SETTINGS, now=t0 + SETTINGS.group_window, notify=notify_client)
+    assert queued_jobs(notify_client) == [store.job_id(store.pair_id(alert, 1))]
+    assert store.load(notify_client, store.pair_id(alert, 1)).count == 1

@@ -23,6 +23,7 @@ flushes due groups while the engine is down.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -37,6 +38,7 @@ from rq.job import Job
 
 from base import keys
 from base.keys import Partition
+from base.redis_url import data_client
 from stores import partitioned
 from workers import groups
 from workers import notifications as store
@@ -94,8 +96,9 @@ def dispatch_alerts(data: Any, catalog: Any, settings: NotifySettings | None = N
                 staged += _take(notify, catalog, settings, queue, entries, now)
                 # Only once every entry is taken: one re-read after a crash finds its marker.
                 data.xack(stream, GROUP, *(entry_id for entry_id, _ in entries))
-    groups.flush_due(notify, catalog, settings, now)
-    maybe_recover(notify, settings)
+    # Silences are the data's (the API writes them there): a flush reads them from ``data``.
+    groups.flush_due(notify, catalog, settings, now, silences=data)
+    maybe_recover(notify, settings, data)
     return staged
 
 
@@ -156,9 +159,10 @@ def ensure_groups(client: redis.Redis, partitions: list[Partition]) -> None:
 _last_sweep_try = 0.0
 
 
-def maybe_recover(client: redis.Redis, settings: NotifySettings) -> int:
+def maybe_recover(client: redis.Redis, settings: NotifySettings, data: Any = None) -> int:
     """``recover_stalled`` and ``flush_groups`` at most once per sweep interval across all
-    processes; returns how many notifications were queued."""
+    processes; returns how many notifications were queued. ``data``: the Redis of the silences
+    (default: ``client``)."""
     global _last_sweep_try
     # Checked locally first: the engine calls dispatch_alerts after every batch.
     if time.monotonic() - _last_sweep_try < settings.sweep_interval:
@@ -166,15 +170,16 @@ def maybe_recover(client: redis.Redis, settings: NotifySettings) -> int:
     _last_sweep_try = time.monotonic()
     if not client.set(SWEEP_KEY, 1, nx=True, px=max(1, int(settings.sweep_interval * 1000))):
         return 0
-    return recover_stalled(client, settings) + flush_groups(client, settings)
+    return recover_stalled(client, settings) + flush_groups(client, settings, data)
 
 
-def flush_groups(client: redis.Redis, settings: NotifySettings) -> int:
+def flush_groups(client: redis.Redis, settings: NotifySettings, data: Any = None) -> int:
     """Flush the groups that are due: what the engine's dispatcher does each call, done by the
-    worker's sweep too, so that timers still fire while the engine is down."""
+    worker's sweep too, so that timers still fire while the engine is down. ``data``: the Redis
+    of the silences (default: ``client``)."""
     from workers.delivery import worker_catalog
 
-    return groups.flush_due(client, worker_catalog(settings.catalog_dir), settings)
+    return groups.flush_due(client, worker_catalog(settings.catalog_dir), settings, silences=data)
 
 
 def recover_stalled(client: redis.Redis, settings: NotifySettings, now: float | None = None) -> int:
@@ -263,6 +268,15 @@ def _scope(alert: dict, receiver: dict) -> str:
     return f"{alert['id']}|{receiver.get('name')}|{receiver.get('route')}"
 
 
+@functools.cache
+def data_redis(settings: NotifySettings) -> Any:
+    """The worker's client of the data Redis, where silences are (None: the notifications' Redis
+    is the data Redis, or no REDIS_URL is known)."""
+    if not settings.data_url or settings.data_url == settings.redis_url and not settings.data_cluster:
+        return None
+    return data_client(settings.data_url, settings.data_cluster, socket_timeout=5, socket_connect_timeout=2)
+
+
 def release_held(blob: bytes) -> int:
     """RQ job: a held alert's quiet hours are over; into its receiver's group it goes, and the
     group is flushed now if it is due (else the dispatcher flushes it when it is)."""
@@ -277,5 +291,5 @@ def release_held(blob: bytes) -> int:
     catalog = worker_catalog(settings.catalog_dir)
     alert = orjson.loads(blob)
     staged = stage_alert(client, catalog, alert, settings, scope=_scope(alert, alert["routes"]["receivers"][0]))
-    groups.flush_due(client, catalog, settings)
+    groups.flush_due(client, catalog, settings, silences=data_redis(settings))
     return staged

@@ -12,7 +12,8 @@ each alert to the chats that receiver names and the subscribers of that alert.
 
 Every step is one Redis transaction that WATCHes the state keys of the groups it touches (any
 write to a group's alerts rewrites its state key too): staging an event sets its marker and
-acknowledges its stream entry in the same transaction (a replay stages nothing twice), and a
+the stream entry is acknowledged (in the data Redis) only after it (a replay finds the
+marker and stages nothing twice), and a
 flush creates its notifications, queues their delivery jobs and moves the group's timer in
 one. The timers live in Redis (``pw:notif:groups:due``): the dispatcher flushes what is due
 each time the engine calls it, and the worker's sweep does when the engine is down.
@@ -236,17 +237,20 @@ def _end(pipe: Any, gid: str, keys: list[str]) -> None:
 # --- flushing -----------------------------------------------------------------------------------
 
 def flush_due(client: Any, catalog: Any, settings: NotifySettings, now: float | None = None,
-              grace: float = 0.0) -> int:
-    """Flush every group due by ``now - grace``; returns how many notifications were made."""
+              grace: float = 0.0, silences: Any = None) -> int:
+    """Flush every group due by ``now - grace``; returns how many notifications were made.
+    ``silences``: the data Redis, where the API keeps silences (default: ``client``, the same)."""
     now = time.time() if now is None else now
     made = 0
     for raw in client.zrangebyscore(GROUPS_DUE, "-inf", now - grace, start=0, num=FLUSH_BATCH):
-        made += flush(client, raw.decode(), catalog, settings, now)
+        made += flush(client, raw.decode(), catalog, settings, now, silences)
     return made
 
 
-def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: float) -> int:
-    """Flush group ``gid`` if it is due at ``now``; returns how many notifications it made."""
+def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: float,
+          silences: Any = None) -> int:
+    """Flush group ``gid`` if it is due at ``now``; returns how many notifications it made.
+    ``silences``: as ``flush_due``'s."""
     queue = Queue(QUEUE, connection=client)
     with client.pipeline() as pipe:
         while True:
@@ -263,7 +267,7 @@ def flush(client: Any, gid: str, catalog: Any, settings: NotifySettings, now: fl
                     return 0
                 alerts = [orjson.loads(blob) for blob in pipe.hvals(alerts_key(gid))]
                 plan = plan_flush(state, Timing(**meta["timing"]), alerts, now)
-                send = _unsilenced(client, plan.send, now)
+                send = _unsilenced(client if silences is None else silences, plan.send, now)
                 notes = _notifications(client, pipe, gid, state, plan.kind, send, catalog) if send else []
                 pipe.multi()
                 for nid, chat, events in notes:

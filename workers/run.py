@@ -24,7 +24,7 @@ from rq import Queue, Worker
 from base.config import Settings
 from base.redis_url import RedisUnavailable, locate
 from workers.delivery import worker_catalog
-from workers.dispatch import QUEUE, maybe_recover
+from workers.dispatch import QUEUE, data_redis, maybe_recover
 from workers.settings import NotifySettings, get_settings
 from workers.telegram import warm_up
 
@@ -35,7 +35,7 @@ def sweep_forever(settings: NotifySettings, stop: threading.Event) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     while not stop.wait(settings.sweep_interval):
         try:
-            maybe_recover(client, settings)
+            maybe_recover(client, settings, data_redis(settings))
         except redis.RedisError as exc:  # Redis restarting: the next sweep tries again
             log.warning("recovery sweep failed: %s", exc)
 

@@ -32,6 +32,8 @@ class NotifySettings:
     lease: float
     sweep_interval: float
     request_timeout: float
+    data_url: str = ""  # the data Redis (REDIS_URL), where silences are: a flush reads them there
+    data_cluster: bool = False
 
     @property
     def has_token(self) -> bool:
@@ -60,6 +62,8 @@ class NotifySettings:
             lease=float(get("PASARWATCH_NOTIFY_LEASE")),
             sweep_interval=float(get("PASARWATCH_NOTIFY_SWEEP")),
             request_timeout=float(get("TELEGRAM_TIMEOUT")),
+            data_url=get("REDIS_URL"),
+            data_cluster=get("PASARWATCH_REDIS_CLUSTER").lower() in ("1", "true", "yes"),
         )
 
 
