@@ -141,9 +141,10 @@ class Settings:
     def notify_url(self) -> str | None:
         """The Redis of Telegram notifications and RQ: RQ_REDIS_URL, else the data Redis unless
         that is a cluster (RQ cannot run on one: rq/rq issues 1942 and 2021), else none."""
-        if self.rq_redis_url:
-            return self.rq_redis_url
-        return None if self.redis_cluster else self.redis_url
+        if self.redis_cluster:
+            # A node of the cluster itself would answer RQ with MOVED: none rather than that.
+            return self.rq_redis_url if self.rq_redis_url and self.rq_redis_url != self.redis_url else None
+        return self.rq_redis_url or self.redis_url
 
     @property
     def catalog_dir(self) -> Path:

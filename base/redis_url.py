@@ -153,12 +153,18 @@ def data_client(url: str, cluster: bool, **options: object) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+def separate_servers(notify_url: str, data_url: str, data_cluster: bool) -> bool:
+    """Whether the notifications' Redis is another server than the data's (always beside a
+    cluster, which RQ cannot use)."""
+    return data_cluster or notify_url != data_url
+
+
 def notify_client(notify_url: str | None, data_url: str, data: Any, **options: object) -> redis.Redis | None:
     """A sync client of the notifications' Redis (``Settings.notify_url``): ``data`` itself when
     that is the same Redis, None when there is none (a cluster without RQ_REDIS_URL)."""
     if notify_url is None:
         return None
-    if notify_url == data_url and not is_cluster(data):
+    if not separate_servers(notify_url, data_url, is_cluster(data)):
         return data
     return redis.Redis.from_url(notify_url, **options)
 

@@ -63,7 +63,8 @@ def round_two() -> dict[str, list[str]]:
             plain(f"surge.score >= {s} and ceiling.score >= {c}", f, k)
             for s, c, f, k in grid((1.1, 1.15, 1.2), (0.7, 0.8, 0.9), (1, 2), (5, 10, 20))],
         "D. surge ladder alone": [
-            ladder("surge.score", e, e, f, k) for e, f, k in grid((1.2, 1.25, 1.3, 1.35, 1.4), (1, 2, 3, 5), (5, 10, 20))],
+            ladder("surge.score", e, e, f, k)
+            for e, f, k in grid((1.2, 1.25, 1.3, 1.35, 1.4), (1, 2, 3, 5), (5, 10, 20))],
         "E. surge and HAP odds, or past the HAP well above the usual level": [
             plain(f"({surge_odds.format(s=1.2, p=p)}) or ({past_hap.format(c=c, d=d)})", f, k)
             for p, c, d, f, k in grid((0.05, 0.1), (1.0, 1.2), (0.1, 0.2, 0.3), (1, 2, 3), (5, 10))],

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from base import keys
 from base.catalog import load_catalog
-from base.redis_url import async_cluster_client
+from base.redis_url import async_cluster_client, separate_servers
 from server import (api, audit, deadletters, demo, devices, forecast_api, imports, metrics, openapi, references_api,
                     silences, sockets, telegram_bot)
 from base.config import PROJECT_ROOT, Settings
@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> Starlette:
         # notifications' Redis: the same as the data's unless RQ_REDIS_URL names another.
         notify_url = settings.notify_url
         notify = None
-        if notify_url is not None and (notify_url != settings.redis_url or settings.redis_cluster):
+        if notify_url is not None and separate_servers(notify_url, settings.redis_url, settings.redis_cluster):
             notify = store_client(notify_url, retry_once=True, pool_size=settings.redis_pool,
                                   pool_timeout=settings.redis_pool_timeout)
         app.state.notify = notify if notify is not None else (None if notify_url is None else redis)

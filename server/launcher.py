@@ -110,10 +110,10 @@ def run_up(settings: Settings, demo: bool, data_dir_given: bool = False, engines
     url = redis_process.url if redis_process else settings.redis_url
     # The parts work in the same data directory (the demo's own, or the one --data-dir named).
     env = {**os.environ, "REDIS_URL": url, "PASARWATCH_DATA_DIR": str(data_dir)}
-    if demo and (env.pop("RQ_REDIS_URL", None) or settings.rq_redis_url):
-        # A deployment's notifications' Redis holds its subscribers: demo alerts must not reach them.
-        print("  demo: RQ_REDIS_URL is ignored; the demo's notifications stay in its own Redis", flush=True)
     if demo:
+        # A deployment's notifications' Redis holds its subscribers: demo alerts must not reach them.
+        if env.pop("RQ_REDIS_URL", "") or settings.rq_redis_url:
+            print("  demo: RQ_REDIS_URL is ignored; the demo's notifications stay in its own Redis", flush=True)
         settings = replace(settings, rq_redis_url="")
     # Engines share the partitions through leases (server/leases.py); web and worker come after them.
     parts = [Part("engine" if engines == 1 else f"engine-{n + 1}", _command("engine")) for n in range(engines)]

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from telegram.error import NetworkError, RetryAfter, TelegramError
 
-from base.redis_url import async_cluster_client
+from base.redis_url import async_cluster_client, separate_servers
 from server import params
 from server.access import requires
 from server.api import ORJSONResponse, error
@@ -176,10 +176,10 @@ def run_polling(settings: NotifySettings | None = None, catalog: Any = None,
 async def _poll(settings: NotifySettings, catalog: Any, stop: threading.Event, poll_timeout: int,
                 data_url: str | None, data_cluster: bool) -> None:
     redis = Redis.from_url(settings.redis_url)
-    if data_cluster and data_url:
-        data = async_cluster_client(data_url, pool_size=4)
+    if data_url is None or not separate_servers(settings.redis_url, data_url, data_cluster):
+        data = redis
     else:
-        data = redis if data_url in (None, settings.redis_url) else Redis.from_url(data_url)
+        data = async_cluster_client(data_url, pool_size=4) if data_cluster else Redis.from_url(data_url)
     bot = make_bot(settings, polling=True)
     backoff = 1.0
     try:

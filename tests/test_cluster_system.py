@@ -20,7 +20,7 @@ from server.telegram_bot import SECRET_HEADER
 from testkit.fakebot import FakeTelegram, message_update
 from testkit.waiting import wait_for
 from tests.redis_server import start_redis
-from tests.system import System
+from tests.system import QUICK_ROUTING, System
 from tests.test_launcher import Launcher
 from tests.test_engines import ENV, days, outcome, owners, processed, run, same
 from tests.test_pipeline import Messages
@@ -88,17 +88,6 @@ def test_without_rq_redis_url_the_worker_says_it_needs_a_standalone_redis(tmp_pa
 
 SUBSCRIBER = 7001
 SECRET = "cluster-webhook-secret"
-# Every alert to the subscribers of its commodity, gathered for a second: the test does not wait
-# for the shipped 30 s group_wait, nor for the morning (the shipped routes hold info alerts at night).
-QUICK_ROUTING = """receivers:
-  - name: pelanggan
-    topics: true
-route:
-  receiver: pelanggan
-  group_by: [commodity, province]
-  group_wait: 1s
-  group_interval: 1s
-"""
 
 
 @pytest.mark.timeout(300)

@@ -9,8 +9,7 @@ import redis
 from base import keys
 from testkit.waiting import wait_for
 from tests.redis_server import start_redis
-from tests.system import System
-from tests.test_cluster_system import QUICK_ROUTING
+from tests.system import QUICK_ROUTING, System
 from tests.test_engines import ENV, PARTITIONS, days
 from workers import notifications as store
 from workers import subscriptions as subs

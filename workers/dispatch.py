@@ -38,7 +38,7 @@ from rq.job import Job
 
 from base import keys
 from base.keys import Partition
-from base.redis_url import data_client
+from base.redis_url import data_client, separate_servers
 from stores import partitioned
 from workers import groups
 from workers import notifications as store
@@ -272,7 +272,7 @@ def _scope(alert: dict, receiver: dict) -> str:
 def data_redis(settings: NotifySettings) -> Any:
     """The worker's client of the data Redis, where silences are (None: the notifications' Redis
     is the data Redis, or no REDIS_URL is known)."""
-    if not settings.data_url or settings.data_url == settings.redis_url and not settings.data_cluster:
+    if not settings.data_url or not separate_servers(settings.redis_url, settings.data_url, settings.data_cluster):
         return None
     return data_client(settings.data_url, settings.data_cluster, socket_timeout=5, socket_connect_timeout=2)
 
