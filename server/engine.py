@@ -11,6 +11,12 @@ history, the pub/sub messages, and the XACK of the ticks. A crash before that tr
 leaves the ticks pending and the state as it was, so the restarted engine processes them again
 with the same result; a crash after it has nothing left to do. That is how no accepted tick is
 lost and no alert is raised twice.
+
+An engine that is behind (its read came back full: more is waiting) judges up to
+``MERGED_READS`` reads before that one transaction, each read still judged as its own step, so
+the verdicts are those of read-by-read commits; a series the reads touched several times is
+encoded and written once. Until the commit those ticks are pending like any uncommitted batch:
+a pending read continues after them, and anything else that commits commits them first.
 """
 from __future__ import annotations
 
@@ -43,16 +49,22 @@ from server.leases import LeaseLost, Leases
 
 log = logging.getLogger("pasarwatch.engine")
 
+# Full reads judged before one commit when the engine is behind (see the module's doc): at 500
+# ticks a read, a commit of up to 2,000 ticks, whose time from reading to commit stays well
+# under a second and far under the lease.
+MERGED_READS = 4
+
 # A batch's history entries, one XADD each, run by Redis in one command: sent from redis-py as
 # one XADD per tick, the client's packing and reply parsing of those commands cost the engine
-# about 16 us per tick against 4 in one script (docs/benchmarks.md). KEYS are
-# the series' history streams (all in the partition's slot); ARGV[1] is the kept length, then
-# each entry's id and message.
+# about 16 us per tick against 4 in one script (docs/benchmarks.md). KEYS are the series'
+# history streams (all in the partition's slot); ARGV[1] is the kept length, then each entry's
+# id and message.
 HISTORY_XADD = """
 for i = 1, #KEYS do
     redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[1], ARGV[2 * i], 'm', ARGV[2 * i + 1])
 end
 """
+
 
 @dataclass
 class Batch:
@@ -120,6 +132,9 @@ class Engine:
         self.last_alert = (0, 0)
         self.arrived: dict[tuple[str, str], float] = {}  # wall time each series' newest tick came
         self.sources = SourceReliability()
+        # Reads judged but not committed yet (the engine is behind), and what they changed.
+        self.held: list[list[tuple[bytes, dict]]] = []
+        self.held_batch: Batch | None = None
 
     def series_now(self, series: tuple[str, str], wall: float) -> float:
         """A series' own event time: its newest tick's time, advanced by wall time since that
@@ -196,35 +211,53 @@ class Engine:
                 log.warning("cannot restore %s of %s (%s)", self.k.state_series_info, raw_key[:200], exc)
 
     def read(self, pending: bool, block: int | None = None) -> list[tuple[bytes, dict]]:
-        """Entries this partition's previous owner read but never committed (``pending``), or new ones."""
+        """Entries this partition's previous owner read but never committed (``pending``: after
+        the ones this engine holds judged), or new ones."""
+        after = self.held[-1][-1][0] if self.held else "0"
         response = self.redis.xreadgroup(
-            keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, {self.k.ticks: "0" if pending else ">"},
+            keys.ENGINE_GROUP, keys.ENGINE_CONSUMER, {self.k.ticks: after if pending else ">"},
             count=self.settings.engine_batch, block=block,
         )
         return response[0][1] if response else []
 
     # -- one batch --------------------------------------------------------------------------
     def process_entries(self, entries: list[tuple[bytes, dict]]) -> Batch | None:
-        """Process and commit one batch. A batch that fails for any reason but Redis is
-        processed again one tick at a time from the checkpoint, so that only the ticks that fail
-        on their own go to the dead-letter stream and the rest flow (see ``_isolate``)."""
+        """Process and commit one batch (or hold it, see ``MERGED_READS``). A batch that fails
+        for any reason but Redis is processed again one tick at a time from the checkpoint, so
+        that only the ticks that fail on their own go to the dead-letter stream and the rest
+        flow (see ``_isolate``)."""
+        held = list(self.held)  # the reads before this one: _process adds this one
         try:
-            return self._process(entries)
+            return self._process(entries, hold=len(entries) >= self.settings.engine_batch)
         except (redis.RedisError, LeaseLost):
             raise  # an outage: run_engine starts over from the checkpoint when Redis is back
         except Exception as exc:  # noqa: BLE001 - no input may stop the engine
             self.errors.note("batch", exc)
-            self._isolate(entries)
+            self._isolate(entries, held)
             return None
 
-    def _isolate(self, entries: list[tuple[bytes, dict]]) -> None:
+    def flush(self) -> None:
+        """Commit the reads held judged, if any: before any other commit, and when caught up."""
+        batch, self.held, self.held_batch = self.held_batch, [], None
+        if batch:
+            self.commit(batch)
+
+    def _isolate(self, entries: list[tuple[bytes, dict]], held: list[list[tuple[bytes, dict]]]) -> None:
         """Back to the checkpoint (the failed batch may have half-taught the detectors), then
         each tick alone: one that still fails is dead-lettered, and the state it half-taught is
-        thrown away again. The ticks around it are judged one by one instead of as a batch."""
+        thrown away again. The ticks around it are judged one by one instead of as a batch.
+        Reads held judged before it are judged again first, read by read, as they were."""
         self.reload()
+        for earlier in held:
+            try:
+                self._process(earlier, hold=False)
+            except (redis.RedisError, LeaseLost):
+                raise
+            except Exception:  # noqa: BLE001 - it passed before: isolated below like the failed one
+                self._isolate(earlier, [])
         for entry in entries:
             try:
-                self._process([entry])
+                self._process([entry], hold=False)
             except (redis.RedisError, LeaseLost):
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -248,8 +281,8 @@ class Engine:
         self._execute(pipe)
         self.last_committed = tick_id
 
-    def _process(self, entries: list[tuple[bytes, dict]]) -> Batch:
-        batch = Batch()
+    def _process(self, entries: list[tuple[bytes, dict]], hold: bool) -> Batch:
+        batch = self.held_batch or Batch()
         wall = time.time()
         ticks: list[Tick] = []
         for entry_id, fields in entries:
@@ -271,8 +304,10 @@ class Engine:
         for cause, error in judged.errors:
             self.errors.contained(cause, error, f"the batch ending {batch.tick_ids[-1]}")
         batch.alerts.extend(judged.alerts)
-        if batch:
-            self.commit(batch)
+        self.held.append(entries)
+        self.held_batch = batch
+        if not hold or len(self.held) >= MERGED_READS:
+            self.flush()
         return batch
 
     def record(self, tick: Tick, verdict: Verdict, newest: bool, batch: Batch, wall: float) -> None:
@@ -299,6 +334,7 @@ class Engine:
 
     def sweep(self, wall: float) -> None:
         """Stale-feed check over every series, at event time (see Clock)."""
+        self.flush()
         batch = Batch()
         swept = self.step.sweep(lambda series: self.series_now(series, wall), active_silences(self.redis, wall),
                                 wall, event_now=self.clock.now(wall))  # event_now: mutes lifted since
@@ -311,6 +347,7 @@ class Engine:
 
     def swap_rules(self, wall: float) -> None:
         """Take the rule set the process's rulebook just loaded (see engine_process)."""
+        self.flush()
         batch = Batch(alerts=self.rules.swap(self.rulebook.current, self.clock.now(wall)))
         if batch:
             self.commit(batch)
@@ -425,6 +462,7 @@ class Engine:
 
     def report_progress(self, wall: float) -> None:
         """Caught up: nothing waits for this partition's engine (at most once a second)."""
+        self.flush()
         if wall - self._progress_at >= 1.0:
             self.redis.set(self.k.progress, repr(wall))
             self._progress_at = wall
