@@ -396,7 +396,8 @@ class Engine:
             history_args += (message["id"], encoded)
             published.append(encoded)
         if history_keys:  # every history entry of the batch in one command (see HISTORY_XADD)
-            pipe.eval(HISTORY_XADD, len(history_keys), *history_keys, *history_args)
+            # (EVAL by name: a cluster pipeline has no eval(), and routes EVAL by its keys' slot)
+            pipe.execute_command("EVAL", HISTORY_XADD, len(history_keys), *history_keys, *history_args)
         if latest:  # one command for the batch's newest prices, not one per tick
             pipe.hset(self.k.latest, mapping=latest)
             latest_ts = {}
