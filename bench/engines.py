@@ -40,6 +40,7 @@ from base.catalog import load_catalog
 from bench import procs
 from bench.data import Day, load_pihps_days, series_count, tick_stream
 from bench.ingest import BATCH, CLIENTS, DEVICES, _send_http
+from server.engine import SAVE_EVERY
 from stores import partitioned
 from testkit.waiting import wait_for
 
@@ -174,13 +175,15 @@ def _measure(name: str, engines: int, ticks: list[dict]) -> dict:
 
 def checkpoints_per_tick(ticks: list[dict]) -> float:
     """Series checkpointed per tick when each partition's engine takes its backlog in batches of
-    ``BATCH`` (the engine's default): every batch writes the state of each series it touched once."""
+    ``BATCH`` (the engine's default) and saves its state every ``SAVE_EVERY`` batches: every save
+    writes the state of each series touched since the last one once."""
     by_partition: dict[int, list[tuple[str, str]]] = {}
     for tick in ticks:
         by_partition.setdefault(keys.partition_of(tick["commodity"], PARTITIONS), []).append(
             (tick["commodity"], tick["market"]))
-    touched = sum(len(set(series[i:i + BATCH])) for series in by_partition.values()
-                  for i in range(0, len(series), BATCH))
+    span = BATCH * SAVE_EVERY
+    touched = sum(len(set(series[i:i + span])) for series in by_partition.values()
+                  for i in range(0, len(series), span))
     return touched / max(len(ticks), 1)
 
 
