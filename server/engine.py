@@ -13,15 +13,16 @@ restarted engine processes them again with the same result; a crash after it has
 to do but what the next paragraph says. That is how no accepted tick is lost and no alert is
 raised twice.
 
-The state is saved with every ``SAVE_EVERY``-th read's transaction (and whenever anything else
-commits, or the engine is caught up), not with every read's: with many series nearly every tick
-touches its own series, whose state document costs the engine far more than the tick's own
-outputs. A read's transaction in between commits its outputs (prices, history, alerts, the
-pub/sub messages) and the end of the read in the engine's own state document, but neither its
-state nor the XACK of its ticks: they stay pending. After a crash the next owner loads the
-saved state and judges those pending reads again, read by read as they were judged, without
-committing their outputs a second time (``_replay``); it comes to the state the crashed engine
-had, and goes on from there. Ticks are acknowledged only with the state that learned them.
+An engine that is behind (its reads come back full) saves the state with every
+``SAVE_EVERY``-th read's transaction (and whenever anything else commits, or it is caught up),
+not with every read's: with many series nearly every tick touches its own series, whose state
+document costs the engine far more than the tick's own outputs. A read's transaction in
+between commits its outputs (prices, history, alerts, the pub/sub messages) and the end of the
+read in the engine's own state document, but neither its state nor the XACK of its ticks: they
+stay pending. After a crash the next owner loads the saved state and judges those pending
+reads again, read by read as they were judged, without committing their outputs a second time
+(``_replay``); it comes to the state the crashed engine had, and goes on from there. Ticks are
+acknowledged only with the state that learned them.
 """
 from __future__ import annotations
 
@@ -312,7 +313,10 @@ class Engine:
             if not entries:
                 return None
         batch = self._judge(entries)
-        self.commit(batch, save=save or len(self.unsaved) + 1 >= SAVE_EVERY, read=entries)
+        # A read that did not come back full found the engine caught up: saved now, so that what
+        # reads the checkpoint (the forecast API, a restart) is as fresh as the outputs.
+        caught_up = len(entries) < self.settings.engine_batch
+        self.commit(batch, save=save or caught_up or len(self.unsaved) + 1 >= SAVE_EVERY, read=entries)
         return batch
 
     def _judge(self, entries: list[tuple[bytes, dict]], count_errors: bool = True) -> Batch:
