@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis
@@ -40,7 +40,7 @@ from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.surge import PanelSurge
 from detectors.stack import DetectorStack
-from base.contracts import AlertEvent, Tick, Verdict
+from base.contracts import Tick, Verdict
 from pipeline.step import Step
 from base.catalog import Catalog
 from rules.engine import AlertState, RuleEngine
@@ -51,6 +51,8 @@ from base.config import Settings
 from server.reliability import SourceRecord, SourceReliability
 from stores.silences import active_silences
 from rules.rulebook import Rulebook
+from server.batch import Batch, batched, entry_order, parse_tick, publish
+from server.error_log import ErrorLog
 from server.leases import LeaseLost, Leases
 
 log = logging.getLogger("pasarwatch.engine")
@@ -69,30 +71,6 @@ for i = 1, #KEYS do
     redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[1], ARGV[2 * i], 'm', ARGV[2 * i + 1])
 end
 """
-
-
-@dataclass
-class Batch:
-    """What one batch changed, written in one transaction."""
-
-    tick_ids: list[str] = field(default_factory=list)
-    prices: list[dict] = field(default_factory=list)
-    newest: set[str] = field(default_factory=set)  # ids of prices that are their series' newest
-    alerts: list[AlertEvent] = field(default_factory=list)
-    health: list[dict] = field(default_factory=list)
-    sources: list[dict] = field(default_factory=list)  # reliability changes of devices/sources
-    reporters: set[str] = field(default_factory=set)  # devices/sources whose reliability learned
-    series: set[tuple[str, str]] = field(default_factory=set)
-    panels: set[str] = field(default_factory=set)
-    started: float = field(default_factory=time.perf_counter)  # for the batch-duration histogram
-
-    def __bool__(self) -> bool:
-        return bool(self.tick_ids or self.alerts or self.health or self.sources)
-
-    def merged(self, other: Batch) -> Batch:
-        """What both changed, for the state a save writes (ticks, series, panels, reporters)."""
-        return Batch(tick_ids=self.tick_ids + other.tick_ids, series=self.series | other.series,
-                     panels=self.panels | other.panels, reporters=self.reporters | other.reporters)
 
 
 @register
@@ -278,12 +256,12 @@ class Engine:
         holds their ends), read by read as they were judged, committing nothing: their state
         comes out as it was and is saved with a later read. Returns the entries after them."""
         while entries and self.replay:
-            end = _order(self.replay[0])
+            end = entry_order(self.replay[0])
             cut = 0
-            while cut < len(entries) and _order(entries[cut][0]) <= end:
+            while cut < len(entries) and entry_order(entries[cut][0]) <= end:
                 cut += 1
             read, entries = entries[:cut], entries[cut:]
-            if entries or (read and _order(read[-1][0]) == end):
+            if entries or (read and entry_order(read[-1][0]) == end):
                 self.replay.pop(0)  # that read is whole (or its end is not pending any more)
             if read:
                 self.unsaved_changes = self.unsaved_changes.merged(self._judge(read, count_errors=False))
@@ -552,69 +530,6 @@ class Engine:
         self._execute(pipe)
 
 
-def _order(entry_id: bytes | str) -> tuple[int, int]:
-    """A stream entry id as a number pair, for comparing ids.
-
-    >>> _order(b"1700000000000-12") < _order("1700000000001-0")
-    True
-    """
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def parse_tick(payload: bytes) -> Tick:
-    """A stream entry's tick, with the fields the engine relies on checked: the web process
-    validated it, but the stream is also written by replays, imports and hands."""
-    tick = orjson.loads(payload)
-    if not isinstance(tick, dict):
-        raise ValueError("the tick is not a JSON object")
-    for name in ("commodity", "market"):
-        if not isinstance(tick.get(name), str):
-            raise ValueError(f"{name} is missing or not text")
-    for name in ("price", "ts"):
-        value = tick.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise ValueError(f"{name} is missing or not a number")
-    tick.setdefault("province", "")
-    tick.setdefault("unit", "")
-    return cast(Tick, tick)  # the fields a Tick must have are checked above
-
-
-class ErrorLog:
-    """Failures the engine contained: counted per cause (written with the next commit) and
-    logged once per distinct cause, so a detector that fails on every tick cannot flood the log."""
-
-    MAX_CAUSES = 1_000
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._logged: set[tuple[str, str]] = set()
-
-    def contained(self, cause: str, error: str, where: str) -> None:
-        if self._first(cause, error):
-            log.error("%s failed on %s and was skipped for it: %s (logged once per cause; counted in %s)",
-                      cause, where, error, keys.ERRORS.name)
-
-    def note(self, cause: str, exc: BaseException) -> None:
-        """A failure of a whole batch: logged with its traceback, once per cause."""
-        error = describe_error(exc)
-        if self._first(f"engine:{cause}", error):
-            log.exception("a batch failed (%s); processing its ticks one by one", error)
-
-    def _first(self, cause: str, error: str) -> bool:
-        """Count ``cause``; True the first time this (cause, error) is seen: log it then."""
-        self._counts[cause] = self._counts.get(cause, 0) + 1
-        if (cause, error) in self._logged or len(self._logged) >= self.MAX_CAUSES:
-            return False
-        self._logged.add((cause, error))
-        return True
-
-    def take_counts(self) -> dict[str, int]:
-        counts, self._counts = self._counts, {}
-        return counts
-
-
 def _decoded(blob: bytes, key: bytes, expect: type):
     """A checkpointed state, or None when this code cannot read it (an older format, or not
     written by the engine): that state starts fresh, logged, and nothing in it is run."""
@@ -623,23 +538,6 @@ def _decoded(blob: bytes, key: bytes, expect: type):
     except StateError as exc:
         log.warning("cannot restore state of %s (%s); starting it fresh", key.decode(errors="replace"), exc)
         return None
-
-
-def publish(client: Any, messages: list[bytes]) -> None:
-    """Messages on ``pw:events`` as one (see ``batched``); a cluster client sends it to one node,
-    and classic pub/sub reaches every node from there."""
-    if messages:
-        client.publish(keys.EVENTS, batched(messages))
-
-
-def batched(messages: list[bytes]) -> bytes:
-    """A batch's messages as one pub/sub message: a JSON array of them (server/hub.py takes
-    both), so a batch of 500 prices costs one PUBLISH, not 500.
-
-    >>> batched([b'{"type":"price"}']), batched([b'{"a":1}', b'{"b":2}'])
-    (b'{"type":"price"}', b'[{"a":1},{"b":2}]')
-    """
-    return messages[0] if len(messages) == 1 else b"[" + b",".join(messages) + b"]"
 
 
 def create_group(client: Any, partition: keys.Partition) -> None:

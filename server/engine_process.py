@@ -27,7 +27,8 @@ from base.config import Settings
 from base.redis_url import data_client, disconnect, notify_client
 from detectors.stack import DETECTOR_NAMES
 from rules.rulebook import Rulebook
-from server.engine import Engine, publish
+from server.batch import publish
+from server.engine import Engine
 from server.leases import LeaseLost, Leases, engine_id
 from stores.partitions import partition_count
 from workers.dispatch import dispatch_alerts
