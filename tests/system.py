@@ -83,6 +83,9 @@ class System:
 
     def start_process(self, name: str, command: str | None = None) -> subprocess.Popen:
         """``python -m server.cli COMMAND`` (default: the name), logged under ``name``."""
+        running = self.processes.get(name)
+        # A second start would orphan the first process: nothing would ever stop it.
+        assert running is None or running.poll() is not None, f"{name} is already running"
         log_path = self.tmp / f"{name}.log"
         self.logs[name] = log_path
         handle = log_path.open("ab")

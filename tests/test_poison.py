@@ -67,7 +67,6 @@ def _deadletters(system: System) -> list[dict]:
 
 
 def test_poison_ticks_are_contained_or_dead_lettered_and_the_rest_flows(system):
-    system.start()
     sent = feed(system, range(10))
     system.wait_processed(sent)
     # A series of its own (in an existing one a tick from 1900 would be late: history, not scored).
