@@ -185,7 +185,8 @@ async def read(redis, partitions: list[Partition], lease: float, now: float | No
 
 
 async def _notify_histograms(notify: Any, read_already: tuple) -> list[LocalHistogram]:
-    """The histograms of the notifications' Redis when it is another server (empty if it is away)."""
+    """The histograms of the notifications' Redis when it is another server. While that Redis is
+    away they are left out: zeros would read to Prometheus as a counter reset."""
     found = []
     for spec in histograms.NOTIFY_SHARED:
         if spec in read_already:
@@ -193,7 +194,7 @@ async def _notify_histograms(notify: Any, read_already: tuple) -> list[LocalHist
         try:
             fields = await notify.hgetall(spec.key) if notify is not None else None
         except RedisError:
-            fields = None
+            continue
         found.append(histograms.from_redis(spec, fields))
     return found
 

@@ -55,6 +55,11 @@ def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_
         assert raised > 0, "the sample raised no alert"
         assert "notifications' Redis unavailable" in system.log("engine")
         assert waiting_alerts(system) > 0
+        # /metrics still answers, without the Telegram histogram it cannot read (zeros would
+        # read to Prometheus as a counter reset).
+        metrics = system.http.get("/metrics")
+        assert metrics.status_code == 200 and "pasarwatch_tick_commit_seconds_count" in metrics.text
+        assert "pasarwatch_telegram_send_seconds" not in metrics.text
         # Back on the same port, from its append-only file (the subscription survives).
         notify_server = start_redis(notify_server.data_dir, port=notify_server.port,
                                     password=notify_server.password)
@@ -63,6 +68,7 @@ def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_
                      f"the waiting alerts handed on (engine log: {system.log('engine')[-2000:]})")
             wait_for(lambda: notify.zcard(store.INDEX) > 0, 30, "the groups flushed into notifications")
             assert "notifications' Redis is back" in system.log("engine")
+            assert "pasarwatch_telegram_send_seconds_count" in system.http.get("/metrics").text
             taken = [item["id"] for raw in notify.zrange(store.INDEX, 0, -1)
                      for item in store.load_items(notify, raw.decode())]
             assert taken and len(taken) == len(set(taken)), "an alert event was taken twice"
