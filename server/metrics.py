@@ -209,6 +209,6 @@ async def metrics(request: Request) -> Response:
     hub = request.app.state.hub
     values = await read(request.app.state.redis, request.app.state.partitions,
                         request.app.state.settings.engine_lease,
-                        notify=getattr(request.app.state, "notify", request.app.state.redis))
+                        notify=request.app.state.notify)
     body = exposition(families(values, len(hub.clients), hub.delivered))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -78,7 +78,7 @@ async def telegram_webhook(request: Request) -> Response:
         return error(400, "body", "bad_json", "the body is not JSON")
     if not isinstance(update, dict):
         return error(400, "body", "bad_update", "an update is a JSON object")
-    notify = _notify(request)
+    notify = request.app.state.notify
     if notify is None:
         return _no_notifications()
     try:
@@ -88,10 +88,6 @@ async def telegram_webhook(request: Request) -> Response:
         return error(400, exc.field, "bad_update", exc.detail)
     await send_replies(settings, replies)
     return ORJSONResponse({"ok": True})
-
-
-def _notify(request: Request) -> Redis | None:
-    return getattr(request.app.state, "notify", request.app.state.redis)
 
 
 def _no_notifications() -> Response:
@@ -133,7 +129,7 @@ async def list_notifications(request: Request) -> Response:
     limit = params.whole_number(request.query_params.get("limit") or "100")
     if limit is None or not 1 <= limit <= MAX_LIMIT:
         return error(422, "limit", "bad_query", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    redis = _notify(request)
+    redis = request.app.state.notify
     if redis is None:
         return _no_notifications()
     ids: Any = await redis.zrevrange(store.INDEX, 0, store.INDEX_CAP)  # bytes: redis-py cannot know

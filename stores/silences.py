@@ -1,8 +1,10 @@
 """Silences and acknowledgements in Redis: written by the HTTP API (server/silences.py) and the
-Telegram bot (/ack), read by the engine and the notification dispatcher. Each writer queues its
-commands on its own (sync or asyncio) pipeline and publishes the announcements on ``pw:events``
-(the ``events`` list) after it: redis-py allows no PUBLISH in a Redis Cluster pipeline, and a
-dashboard that misses one resynchronises from the records anyway.
+Telegram bot (/ack), read by the engine and the notification dispatcher. A silence is stored
+by one script that also forgets expired ones (``save_forgetting``; ``save_silence`` queues the
+same record on a pipeline, without forgetting, for tools and tests that load many); an
+acknowledgement is queued on the writer's own pipeline. The announcements go on ``pw:events``
+after the write: redis-py allows no PUBLISH in a Redis Cluster pipeline, and a dashboard that
+misses one resynchronises from the records anyway.
 """
 from __future__ import annotations
 
@@ -18,7 +20,12 @@ def save_silence(pipe: Any, silence: dict, events: list[bytes]) -> None:
     encoded = orjson.dumps(silence)
     pipe.hset(keys.SILENCES, silence["id"], encoded)
     pipe.zadd(keys.SILENCE_ENDS, {silence["id"]: silence["ends_at"]})
-    events.append(orjson.dumps({"type": "silence", "silence": silence}))
+    events.append(announcement(silence))
+
+
+def announcement(silence: dict) -> bytes:
+    """What dashboards are told on ``pw:events`` when a silence is stored."""
+    return orjson.dumps({"type": "silence", "silence": silence})
 
 
 EXPIRED_KEPT = 10_000  # expired silences kept for audit at most (the newest)
@@ -55,7 +62,7 @@ async def save_forgetting(redis: Any, silence: dict, now: float, retention: floa
     script = redis.register_script(SAVE_AND_FORGET)
     await script(keys=[keys.SILENCES, keys.SILENCE_ENDS],
                  args=[silence["id"], orjson.dumps(silence), silence["ends_at"], now, retention, keep, FORGET_BATCH])
-    return [orjson.dumps({"type": "silence", "silence": silence})]
+    return [announcement(silence)]
 
 
 def acknowledge(pipe: Any, alert_key: str, by: str, at: float, events: list[bytes], comment: str = "") -> dict:

@@ -21,7 +21,7 @@ from testkit.fakebot import FakeTelegram, message_update
 from testkit.waiting import wait_for
 from tests.redis_server import start_redis
 from tests.system import QUICK_ROUTING, System
-from tests.test_launcher import Launcher
+from tests.test_launcher import Launcher, assert_one_line_refusal
 from tests.test_engines import ENV, days, outcome, owners, processed, run, same
 from tests.test_pipeline import Messages
 
@@ -82,8 +82,7 @@ def test_without_rq_redis_url_the_worker_says_it_needs_a_standalone_redis(tmp_pa
     env.pop("RQ_REDIS_URL", None)
     result = subprocess.run([sys.executable, "-m", "server.cli", "worker"], env=env, cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "set RQ_REDIS_URL" in result.stderr, result.stderr
+    assert_one_line_refusal(result, "set RQ_REDIS_URL")
 
 
 SUBSCRIBER = 7001

@@ -66,7 +66,7 @@ class Bot:
 def make_app(redis_url: str, settings: NotifySettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        app.state.redis = AsyncRedis.from_url(redis_url)
+        app.state.redis = app.state.notify = AsyncRedis.from_url(redis_url)
         yield
         await app.state.redis.aclose()
 

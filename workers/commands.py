@@ -104,7 +104,7 @@ async def handle_update(update: dict, redis: Any, catalog: Any, now: float | Non
 
 
 async def handle_message(msg: dict, redis: Any, catalog: Any, now: float, partitions: list[Partition],
-                         notify: Any = None) -> list[Reply]:
+                         notify: Any) -> list[Reply]:
     chat = (msg.get("chat") or {}).get("id")
     text = msg.get("text") or ""
     if chat is None:
@@ -117,8 +117,7 @@ async def handle_message(msg: dict, redis: Any, catalog: Any, now: float, partit
     if handler is None:
         return [message(chat, f"Perintah /{esc(command, 32)} tidak dikenal. Ketik /bantuan.")]
     try:
-        return await handler(Context(chat, user_name(msg.get("from")), args, redis, catalog, now, partitions,
-                                     redis if notify is None else notify))
+        return await handler(Context(chat, user_name(msg.get("from")), args, redis, catalog, now, partitions, notify))
     except Unknown as exc:
         return [message(chat, str(exc))]
 
@@ -351,9 +350,8 @@ COMMANDS: dict[str, Handler] = {
 # --- buttons ---------------------------------------------------------------------------------------
 
 async def handle_callback(query: dict, redis: Any, now: float, partitions: list[Partition],
-                          notify: Any = None) -> list[Reply]:
+                          notify: Any) -> list[Reply]:
     """ "m:{id}" mutes the notification's alerts for this chat for an hour; "a:{id}" acknowledges them."""
-    notify = redis if notify is None else notify
     answer_id = query.get("id")
     msg = query.get("message") or {}
     chat = (msg.get("chat") or {}).get("id")

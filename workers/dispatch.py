@@ -31,14 +31,13 @@ from typing import Any
 
 import orjson
 import redis
-from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job
 
 from base import keys
 from base.keys import Partition
-from base.redis_url import data_client, separate_servers
+from base.redis_url import data_client, is_cluster, separate_servers
 from stores import partitioned
 from workers import groups
 from workers import notifications as store
@@ -126,7 +125,7 @@ def _now(now: float | None) -> float:
 def _read(client: redis.Redis, partitions: list[Partition], start: str) -> list:
     """``[(stream, entries)]`` of the partitions with entries to read: one XREADGROUP for all, or,
     on a Redis Cluster (which refuses a command across slots), one per partition."""
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         return [found for partition in partitions for found in _read_streams(client, [partition], start)]
     return _read_streams(client, partitions, start)
 
