@@ -65,9 +65,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         print("pasarwatch worker: on a Redis Cluster, Telegram notifications need a standalone Redis of their own "
               "(RQ does not run on a cluster): set RQ_REDIS_URL", file=sys.stderr)
         return 2
-    # The worker's jobs read silences from the data Redis: they find it in the environment.
-    os.environ["REDIS_URL"] = settings.redis_url
-    return worker_main(settings.notify_url)
+    return worker_main(settings.notify_url, data_url=settings.redis_url)
 
 
 def _bot(settings: Settings, args: argparse.Namespace) -> int:

@@ -75,3 +75,66 @@ def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_
     finally:
         system.stop()
         notify_server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_pasarwatch_worker_on_the_embedded_data_redis_reads_silences_there(tmp_path):
+    """`pasarwatch worker` beside `pasarwatch up` (no REDIS_URL: the data Redis is found in the data
+    directory) with RQ_REDIS_URL: its sweep flushes a due group, and the silence it must honour is
+    in the data Redis, not the notifications' one."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from base.catalog import load_catalog
+    from base.redis_url import url_file
+    from rules.silences import new_silence
+    from stores.silences import save_silence
+    from tests import partitions
+    from tests.system import PROJECT_ROOT
+    from tests.test_worker_dispatch import add_alert, queued_jobs
+    from workers import groups
+    from workers.dispatch import dispatch_alerts
+    from workers.settings import NotifySettings
+
+    data_server, notify_server = start_redis(tmp_path / "data-redis"), start_redis(tmp_path / "notify")
+    data, notify = redis.Redis.from_url(data_server.url), redis.Redis.from_url(notify_server.url)
+    worker = None
+    try:
+        partitions.fix(data, partitions.WORKER_PARTITIONS)
+        with notify.pipeline() as pipe:
+            subs.subscribe(pipe, CHAT, "cabai-rawit-merah", subs.ALL)
+            pipe.execute()
+        add_alert(data, 1)
+        # The group falls due in 2 s; by then the silence (made after the alert was taken) is in
+        # force, and only the worker's sweep is left to flush the group.
+        quick = NotifySettings.from_env({"PASARWATCH_NOTIFY_GROUP_WINDOW": "2"})
+        assert dispatch_alerts(data, load_catalog(), quick, notify=notify) == 1
+        silence = new_silence({"matchers": ['commodity="cabai-rawit-merah"'], "duration": "4h",
+                               "author": "budi", "comment": "panen"}, now=time.time())
+        with data.pipeline() as pipe:
+            save_silence(pipe, silence, [])
+            pipe.execute()
+        assert notify.zcard(groups.GROUPS_DUE) == 1, "the group was flushed before the silence was made"
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        url_file(data_dir).write_text(data_server.url)  # what `pasarwatch up` leaves for other commands
+        env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "PASARWATCH_REDIS_CLUSTER")}
+        env.update({"RQ_REDIS_URL": notify_server.url, "PASARWATCH_DATA_DIR": str(data_dir),
+                    "PASARWATCH_NOTIFY_SWEEP": "0.2", "PYTHONPATH": str(PROJECT_ROOT)})
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env, cwd=PROJECT_ROOT,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: notify.zcard(groups.GROUPS_DUE) == 0, 60,
+                 f"the worker's sweep to flush the group ({(tmp_path / 'worker.log').read_text()[-2000:]})")
+        assert queued_jobs(notify) == [], "the silenced alert was notified"
+        assert notify.zcard(store.INDEX) == 0
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=20)
+        data.close()
+        notify.close()
+        data_server.stop()
+        notify_server.stop()

@@ -25,7 +25,7 @@ from base.config import Settings
 from base.redis_url import RedisUnavailable, locate
 from workers.delivery import worker_catalog
 from workers.dispatch import QUEUE, data_redis, maybe_recover
-from workers.settings import NotifySettings, get_settings
+from workers.settings import NotifySettings, get_settings, install
 from workers.telegram import warm_up
 
 log = logging.getLogger("pasarwatch.worker")
@@ -40,14 +40,19 @@ def sweep_forever(settings: NotifySettings, stop: threading.Event) -> None:
             log.warning("recovery sweep failed: %s", exc)
 
 
-def main(redis_url: str | None = None, burst: bool = False, name: str | None = None) -> int:
+def main(redis_url: str | None = None, burst: bool = False, name: str | None = None,
+         data_url: str | None = None) -> int:
     """Run the worker until stopped (SIGINT/SIGTERM: RQ's warm shutdown); ``redis_url``, the
-    notifications' Redis, overrides RQ_REDIS_URL and REDIS_URL."""
+    notifications' Redis, overrides RQ_REDIS_URL and REDIS_URL; ``data_url``, the data Redis
+    (where silences are), overrides REDIS_URL."""
     logging.basicConfig(level=os.environ.get("PASARWATCH_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
     if redis_url:
         settings = dataclasses.replace(settings, redis_url=redis_url)
+    if data_url:
+        settings = dataclasses.replace(settings, data_url=data_url)
+    install(settings)
     # Made before RQ forks a work horse per job, so each job finds them ready.
     worker_catalog(settings.catalog_dir)
     warm_up()

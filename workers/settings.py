@@ -67,7 +67,20 @@ class NotifySettings:
         )
 
 
-@functools.cache
+_installed: list[NotifySettings] = []
+
+
+def install(settings: NotifySettings) -> None:
+    """Make ``settings`` the process's (the worker's, before RQ forks a work horse per job, so its
+    jobs see the URLs it was started with rather than re-reading the environment)."""
+    _installed[:] = [settings]
+
+
 def get_settings() -> NotifySettings:
-    """The process's settings, read from the environment on first use."""
+    """The process's settings: the installed ones, else read from the environment on first use."""
+    return _installed[0] if _installed else _from_env()
+
+
+@functools.cache
+def _from_env() -> NotifySettings:
     return NotifySettings.from_env()
