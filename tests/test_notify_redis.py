@@ -138,3 +138,42 @@ def test_pasarwatch_worker_on_the_embedded_data_redis_reads_silences_there(tmp_p
         notify.close()
         data_server.stop()
         notify_server.stop()
+
+
+@pytest.mark.timeout(240)
+def test_a_hung_notifications_redis_costs_the_engine_no_lease(tmp_path):
+    """The notifications' Redis stops answering (SIGSTOP: its port still accepts connections,
+    nothing replies). Each try costs the engine at most a quarter of its lease (2 s here), so it
+    keeps every partition, scores every tick, and hands the waiting alerts on once it answers."""
+    import signal
+
+    notify_server = start_redis(tmp_path / "notify")
+    system = System(tmp_path / "system", env={**ENV, "RQ_REDIS_URL": notify_server.url})
+    (system.rules_dir / "routing.yaml").write_text(QUICK_ROUTING)
+    with redis.Redis.from_url(notify_server.url) as notify, notify.pipeline() as pipe:
+        subs.subscribe(pipe, CHAT, subs.ALL, subs.ALL)
+        pipe.execute()
+    try:
+        system.start()
+        notify_server.process.send_signal(signal.SIGSTOP)
+        sent = 0
+        for day in days():
+            assert system.post(day).status_code == 202
+            sent += len(day)
+        system.wait_processed(sent, timeout=120)
+        assert sum(system.redis.xlen(p.alerts) for p in keys.partitions(PARTITIONS)) > 0
+        log = system.log("engine")
+        assert "notifications' Redis unavailable" in log and "Timeout" in log, log[-2000:]
+        assert "lost the lease" not in log and "lost Redis" not in log, log[-3000:]
+        assert system.processes["engine"].poll() is None
+        assert waiting_alerts(system) > 0
+        notify_server.process.send_signal(signal.SIGCONT)
+        with redis.Redis.from_url(notify_server.url) as notify:
+            wait_for(lambda: waiting_alerts(system) == 0, 60,
+                     f"the waiting alerts handed on (engine log: {system.log('engine')[-2000:]})")
+            wait_for(lambda: notify.zcard(store.INDEX) > 0, 30, "the groups flushed into notifications")
+        assert "lost the lease" not in system.log("engine")
+    finally:
+        notify_server.process.send_signal(signal.SIGCONT)
+        system.stop()
+        notify_server.stop()
