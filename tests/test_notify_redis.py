@@ -3,6 +3,8 @@ Redis is away the engine goes on scoring and its alerts wait, unacknowledged, in
 once it is back they are taken into their groups, each once."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 import redis
 
@@ -35,14 +37,20 @@ def waiting_alerts(system: System) -> int:
     return total
 
 
-@pytest.mark.timeout(240)
-def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_wait(tmp_path):
+def system_with_notify_redis(tmp_path) -> tuple:
+    """A system whose notifications are in a Redis of their own, with one subscriber to all."""
     notify_server = start_redis(tmp_path / "notify")
     system = System(tmp_path / "system", env={**ENV, "RQ_REDIS_URL": notify_server.url})
     (system.rules_dir / "routing.yaml").write_text(QUICK_ROUTING)
     with redis.Redis.from_url(notify_server.url) as notify, notify.pipeline() as pipe:
         subs.subscribe(pipe, CHAT, subs.ALL, subs.ALL)
         pipe.execute()
+    return notify_server, system
+
+
+@pytest.mark.timeout(240)
+def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_wait(tmp_path):
+    notify_server, system = system_with_notify_redis(tmp_path)
     try:
         system.start()
         notify_server.stop()
@@ -145,14 +153,7 @@ def test_a_hung_notifications_redis_costs_the_engine_no_lease(tmp_path):
     """The notifications' Redis stops answering (SIGSTOP: its port still accepts connections,
     nothing replies). Each try costs the engine at most a quarter of its lease (2 s here), so it
     keeps every partition, scores every tick, and hands the waiting alerts on once it answers."""
-    import signal
-
-    notify_server = start_redis(tmp_path / "notify")
-    system = System(tmp_path / "system", env={**ENV, "RQ_REDIS_URL": notify_server.url})
-    (system.rules_dir / "routing.yaml").write_text(QUICK_ROUTING)
-    with redis.Redis.from_url(notify_server.url) as notify, notify.pipeline() as pipe:
-        subs.subscribe(pipe, CHAT, subs.ALL, subs.ALL)
-        pipe.execute()
+    notify_server, system = system_with_notify_redis(tmp_path)
     try:
         system.start()
         notify_server.process.send_signal(signal.SIGSTOP)
