@@ -36,22 +36,20 @@ import redis
 
 from detectors.ceiling import ceilings_of
 from base.failures import describe_error
-from detectors.crossmarket import CrossMarket
-from detectors.series import SeriesState
-from detectors.surge import PanelSurge
 from detectors.stack import DetectorStack
 from base.contracts import Tick, Verdict
 from pipeline.step import Step
 from base.catalog import Catalog
-from rules.engine import AlertState, RuleEngine
+from rules.engine import RuleEngine
 from stores import histograms
 from base import keys
-from server.checkpoint import StateError, decode_state, encode_state, register
+from server.checkpoint import encode_state, register
 from base.config import Settings
-from server.reliability import SourceRecord, SourceReliability
+from server.reliability import SourceReliability
 from stores.silences import active_silences
 from rules.rulebook import Rulebook
 from server.batch import Batch, batched, entry_order, parse_tick, publish
+from server.engine_state import load_checkpoint, write_state
 from server.error_log import ErrorLog
 from server.leases import LeaseLost, Leases
 
@@ -142,7 +140,7 @@ class Engine:
     def restore(self) -> None:
         """Create the consumer group if needed and load the partition's last checkpoint."""
         create_group(self.redis, self.k)
-        self._load_checkpoint()
+        load_checkpoint(self)
         self.restored = True
         log.info("partition %d: restored %d series, %d alert states", self.k.number, len(self.step.provinces),
                  len(self.rules.states))
@@ -150,58 +148,7 @@ class Engine:
     def reload(self) -> None:
         """Forget what was learned since the last commit: back to the checkpoint in Redis."""
         self._fresh_state()
-        self._load_checkpoint()
-
-    def _load_checkpoint(self) -> None:
-        for raw_key, blob in self.redis.hgetall(self.k.state_series).items():
-            commodity, market = raw_key.decode().split("/", 1)
-            state = _decoded(blob, raw_key, SeriesState)
-            if state is not None:
-                self.stack.set_series_state((commodity, market), state)
-        for raw_key, blob in self.redis.hgetall(self.k.state_panel).items():
-            state = _decoded(blob, raw_key, CrossMarket)
-            if state is not None:
-                self.stack.set_panel_state(raw_key.decode(), state)
-        for raw_key, blob in self.redis.hgetall(self.k.state_surge).items():
-            state = _decoded(blob, raw_key, PanelSurge)
-            if state is not None:
-                self.stack.set_surge_state(raw_key.decode(), state)
-        for raw_key, blob in self.redis.hgetall(self.k.state_rules).items():
-            state = _decoded(blob, raw_key, AlertState)
-            if state is not None:
-                self.rules.states[raw_key.decode()] = state
-        engine_state = self.redis.get(self.k.state_engine)
-        saved = _decoded(engine_state, self.k.state_engine.encode(), dict) if engine_state else None
-        if saved and not isinstance(saved.get("clock"), Clock):
-            log.warning("the engine's own state in %s is not of this version; starting it fresh", self.k.state_engine)
-            saved = None
-        if saved:
-            self.clock = saved["clock"]
-            self.last_alert = saved["last_alert"]
-            # Written by the first v1 engines, before these moved to one hash field per series.
-            self.step.provinces = saved.get("provinces", {})
-            self.step.last_price = saved.get("last_price", {})
-            self.step.latest_ts = saved.get("latest_ts", {})
-            self.arrived = saved.get("arrived", {})
-            self.sources = saved.get("sources", self.sources)  # written so before one field per source
-            self.replay = list(saved.get("reads", []))  # written since the state was saved each SAVE_EVERY reads
-        for raw_source, blob in self.redis.hgetall(self.k.state_sources).items():
-            try:
-                ticks, quarantined, state = orjson.loads(blob)
-                self.sources.sources[raw_source.decode()] = SourceRecord(float(ticks), float(quarantined), str(state))
-            except (ValueError, TypeError) as exc:  # not written by us: that source starts fresh
-                log.warning("cannot restore %s of %s (%s)", self.k.state_sources, raw_source[:200], exc)
-        for raw_key, blob in self.redis.hgetall(self.k.state_series_info).items():
-            try:
-                province, last_price, latest_ts, arrived = orjson.loads(blob)
-                series = tuple(raw_key.decode().split("/", 1))
-                self.step.provinces[series], self.step.latest_ts[series] = str(province), float(latest_ts)
-                if last_price is not None:
-                    self.step.last_price[series] = float(last_price)
-                if arrived is not None:
-                    self.arrived[series] = float(arrived)
-            except (ValueError, TypeError) as exc:  # not written by us: that series starts fresh
-                log.warning("cannot restore %s of %s (%s)", self.k.state_series_info, raw_key[:200], exc)
+        load_checkpoint(self)
 
     def read(self, pending: bool, block: int | None = None) -> list[tuple[bytes, dict]]:
         """Entries this partition's previous owner read but never acknowledged (``pending``:
@@ -384,7 +331,7 @@ class Engine:
         published: list[bytes] = []  # encoded once: stored, kept in history and published as is
         changes = self.unsaved_changes.merged(batch)
         if save:
-            self._write_state(pipe, changes)
+            write_state(self, pipe, changes)
             reads = list(self.replay)
         else:
             reads = [entries[-1][0].decode() for entries in (*self.unsaved, read or []) if entries] + self.replay
@@ -456,41 +403,6 @@ class Engine:
             self.last_committed = batch.tick_ids[-1]
             self._progress_at = wall
 
-    def _write_state(self, pipe: Any, changes: Batch) -> None:
-        """The state of what ``changes`` touched, and the XACK of its ticks (see ``commit``)."""
-        if changes.series:  # one HSET per hash, not one per field
-            pipe.hset(self.k.state_series, mapping={keys.series_key(*series): encode_state(
-                self.stack.series_state(series)) for series in changes.series})
-        if changes.panels:
-            pipe.hset(self.k.state_panel, mapping={commodity: encode_state(self.stack.panel_state(commodity))
-                                                   for commodity in changes.panels})
-            surges = {commodity: self.stack.surge_state(commodity) for commodity in changes.panels}
-            if any(surge is not None for surge in surges.values()):
-                pipe.hset(self.k.state_surge, mapping={commodity: encode_state(surge)
-                                                       for commodity, surge in surges.items() if surge is not None})
-        for key in self.rules.dirty:
-            state = self.rules.states.get(key)
-            if state is None:
-                pipe.hdel(self.k.state_rules, key)
-            else:
-                pipe.hset(self.k.state_rules, key, encode_state(state))
-        self.rules.dirty.clear()
-        # What the engine knows of each series besides its detectors: one small field per series
-        # touched, so a commit costs what the reads did, not what the whole system holds.
-        info = {keys.series_key(*series): orjson.dumps([
-            self.step.provinces.get(series, ""), self.step.last_price.get(series),
-            self.step.latest_ts[series], self.arrived.get(series)])
-            for series in changes.series if series in self.step.latest_ts}
-        if info:
-            pipe.hset(self.k.state_series_info, mapping=info)
-        if changes.reporters:  # one small field per device heard from, not all of them
-            records = {reporter: self.sources.sources[reporter] for reporter in changes.reporters}
-            pipe.hset(self.k.state_sources, mapping={
-                reporter: orjson.dumps([record.ticks, record.quarantined, record.state])
-                for reporter, record in records.items()})
-        if changes.tick_ids:
-            pipe.xack(self.k.ticks, keys.ENGINE_GROUP, *changes.tick_ids)
-
     def report_progress(self, wall: float) -> None:
         """Caught up: nothing waits for this partition's engine (at most once a second); what
         was judged since the last save is saved now."""
@@ -528,16 +440,6 @@ class Engine:
         pipe.xtrim(self.k.ticks, minid=entry_id.decode(), approximate=False)
         pipe.xdel(self.k.ticks, entry_id)
         self._execute(pipe)
-
-
-def _decoded(blob: bytes, key: bytes, expect: type):
-    """A checkpointed state, or None when this code cannot read it (an older format, or not
-    written by the engine): that state starts fresh, logged, and nothing in it is run."""
-    try:
-        return decode_state(blob, expect)
-    except StateError as exc:
-        log.warning("cannot restore state of %s (%s); starting it fresh", key.decode(errors="replace"), exc)
-        return None
 
 
 def create_group(client: Any, partition: keys.Partition) -> None:
