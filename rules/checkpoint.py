@@ -17,7 +17,7 @@ True
 from __future__ import annotations
 
 from base.state import StateError, register
-from rules.engine import AlertState, RungState
+from rules.lifecycle import AlertState, RungState
 from rules.expressions import Condition, ExpressionError, compile_condition
 
 
@@ -34,6 +34,7 @@ def _condition(value: object) -> Condition:
         raise StateError(f"condition {value['source']!r}: {exc}") from None
 
 
-register(AlertState)
-register(RungState)
+# Named where they were first defined (rules/engine.py), as every checkpoint written since holds them.
+register(AlertState, name="rules.engine.AlertState")
+register(RungState, name="rules.engine.RungState")
 register(Condition, encode=_condition_value, decode=_condition)

@@ -39,62 +39,21 @@ comes, a ``confirmed`` event is routed. An alert that resolves unconfirmed was n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from base.contracts import AlertEvent, Tick, Verdict
 from base.failures import describe_error
 from rules.events import build_event
 from rules.inhibition import FiringIndex
+from rules.lifecycle import AlertState, advance, note_source
 from rules.model import SEVERITIES, Routes, Rule, RuleSet
 from rules.routing import DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, Receiver, routes_json
 from rules.silences import is_silenced
 
 HEALTH_FLAGS = {"stale": "stale", "no_data": "no_data", "error": "detector_error"}
-MAX_SOURCES = 4  # distinct sources remembered per alert: two confirm, a few more are history
 MAX_SCOPED = 100_000  # series whose applicable rules are remembered (then the memo starts over)
 MAX_ERRORS = 1_000  # rule failures kept between two take_errors calls (the rest are dropped)
-
-
-@dataclass
-class RungState:
-    true_ticks: int = 0
-    true_since: float | None = None
-    false_ticks: int = 0
-    false_since: float | None = None
-    active: bool = False
-
-
-@dataclass
-class AlertState:
-    """Where one rule stands on one series; encoded into the engine's checkpoint (rules/checkpoint.py)."""
-
-    rungs: list[RungState] = field(default_factory=list)
-    top: int = -1  # highest entered rung, -1 when not firing
-    started_at: float | None = None
-    fired_price: float | None = None
-    fired_value: float | None = None
-    peak_price: float | None = None
-    peak_value: float | None = None
-    event: dict | None = None  # the latest firing event (what pw:firing holds)
-    notified: bool = False  # someone was told this alert fired
-    last_notified: float | None = None
-    awaiting: bool = False  # its current rung needs a confirmation nobody has given yet
-    sources: list[str] = field(default_factory=list)  # sources whose ticks met the condition
-
-    @property
-    def firing(self) -> bool:
-        return self.top >= 0
-
-    def __setstate__(self, saved: dict) -> None:
-        if "rungs" not in saved:  # a checkpoint from before ladders: one rung
-            rung = RungState(saved.get("true_ticks", 0), saved.get("true_since"), saved.get("false_ticks", 0),
-                             saved.get("false_since"), bool(saved.get("firing")))
-            saved = {"rungs": [rung], "top": 0 if rung.active else -1, "started_at": saved.get("started_at"),
-                     "fired_price": saved.get("first_price"), "event": saved.get("event"),
-                     "notified": bool(saved.get("firing"))}
-        self.__dict__.update(AlertState().__dict__)
-        self.__dict__.update(saved)
 
 
 @dataclass
@@ -260,8 +219,8 @@ class RuleEngine:
                     continue  # nothing to remember for a series that never met the rule
                 state = self.states[key] = AlertState()
             self.dirty.add(key)
-            transition = _step(rule, state, gate, value, tick)
-            _note_source(state, tick, transition)
+            transition = advance(rule, state, gate, value, tick)
+            note_source(state, tick, transition)
             event = None
             if transition is not None:
                 event = self._build(rule, key, transition, tick, verdict, state, value)
@@ -357,19 +316,6 @@ class RuleEngine:
         return candidate
 
 
-def _note_source(state: AlertState, tick: dict, transition: str | None) -> None:
-    """Remember which sources' ticks met the rule while it is pending or firing."""
-    if transition == "resolved":
-        state.sources = []
-        return
-    # The authenticated device, not the client-written ``source``: one device cannot confirm
-    # its own alert by inventing a second source name (ticks without a device: replays, tests).
-    source = tick.get("device") or tick.get("source")
-    holds = any(rs.true_ticks for rs in state.rungs)
-    if holds and source and source not in state.sources and len(state.sources) < MAX_SOURCES:
-        state.sources.append(source)
-
-
 def _unconfirmed(step: _Step, firing: _FiringMarkets) -> bool:
     """True while the alert's current rung needs a confirmation it does not have."""
     rule, state, tick = step.rule, step.state, step.tick
@@ -426,58 +372,6 @@ def _tick_context(tick: dict, verdict: dict) -> dict:
         "stale": False, "no_data": False, "detector_error": bool(verdict.get("errors")),
         "age": 0.0,
     }
-
-
-def _step(rule: Rule, state: AlertState, gate: bool, value: float | None, tick: dict) -> str | None:
-    """Advance every rung of ``rule`` by one observation; the transition it makes, if any."""
-    ts = tick["ts"]
-    if len(state.rungs) != len(rule.rungs):  # the rule's ladder changed on reload
-        state.rungs = (state.rungs + [RungState() for _ in rule.rungs])[:len(rule.rungs)]
-    for rung, rs in zip(rule.rungs, state.rungs):
-        bound = rung.exit if rs.active else rung.enter
-        if rung.enter is None or value is None or bound is None:
-            holds = gate
-        else:
-            holds = gate and value >= bound
-        if holds:
-            rs.false_ticks, rs.false_since = 0, None
-            if rs.true_ticks == 0:
-                rs.true_since = ts
-            rs.true_ticks += 1
-            if not rs.active and rs.true_ticks >= rung.for_ticks and ts - rs.true_since >= rung.for_seconds:
-                rs.active = True
-        else:
-            rs.true_ticks, rs.true_since = 0, None
-            if rs.active:
-                if rs.false_ticks == 0:
-                    rs.false_since = ts
-                rs.false_ticks += 1
-                if rs.false_ticks >= rung.keep_ticks and ts - rs.false_since >= rung.keep_seconds:
-                    rs.active, rs.false_ticks, rs.false_since = False, 0, None
-    old, new = state.top, max((i for i, rs in enumerate(state.rungs) if rs.active), default=-1)
-    state.top = new
-    price = tick.get("price")
-    if new >= 0:
-        if old < 0:
-            starts = [rs.true_since for rs in state.rungs if rs.active and rs.true_since is not None]
-            state.started_at = min(starts) if starts else ts
-            state.fired_price, state.fired_value = price, value
-            state.peak_price = state.peak_value = None
-        state.peak_price = _max(state.peak_price, price)
-        state.peak_value = _max(state.peak_value, value)
-    if old == new:
-        return None
-    if old < 0:
-        return "fired"
-    if new < 0:
-        return "resolved"
-    return "escalated" if new > old else "deescalated"
-
-
-def _max(current: float | None, value: float | None) -> float | None:
-    if not isinstance(value, (int, float)):
-        return current
-    return value if current is None else max(current, value)
 
 
 def _receivers(ruleset: RuleSet, rule: Rule | None, event: dict, now: float) -> list[Receiver]:

@@ -19,7 +19,7 @@ from base import keys
 from detectors.crossmarket import CrossMarket
 from detectors.series import SeriesState
 from detectors.surge import PanelSurge
-from rules.engine import AlertState
+from rules.lifecycle import AlertState
 from server.batch import Batch
 from server.checkpoint import StateError, decode_state, encode_state
 from server.reliability import SourceRecord

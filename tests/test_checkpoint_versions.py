@@ -14,7 +14,7 @@ from detectors.series import SeriesState
 from detectors.stack import DetectorStack
 from pipeline.replay import reporting_days
 from base.catalog import load_catalog
-from rules.engine import AlertState
+from rules.lifecycle import AlertState
 from server.checkpoint import decode_state, encode_state
 from base.config import PROJECT_ROOT
 
@@ -36,7 +36,7 @@ def fed_stack(upto: int) -> DetectorStack:
 
 def write_fixture(directory: Path = FIXTURE) -> None:
     """Save the state after SPLIT days (run once per format version; commit the files)."""
-    from rules.engine import RungState
+    from rules.lifecycle import RungState
 
     stack = fed_stack(SPLIT)
     directory.mkdir(parents=True, exist_ok=True)

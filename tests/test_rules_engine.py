@@ -4,7 +4,8 @@ from __future__ import annotations
 import pickle
 
 from base.catalog import load_catalog
-from rules.engine import AlertState, RuleEngine
+from rules.engine import RuleEngine
+from rules.lifecycle import AlertState
 from rules.loader import parse_rule_text
 
 CATALOG = load_catalog()
