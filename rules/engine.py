@@ -45,6 +45,7 @@ from typing import cast
 from base.contracts import AlertEvent, Tick, Verdict
 from base.failures import describe_error
 from rules.events import build_event
+from rules.expressions import Scope
 from rules.inhibition import FiringIndex
 from rules.lifecycle import AlertState, advance, note_source
 from rules.model import SEVERITIES, Routes, Rule, RuleSet
@@ -204,12 +205,13 @@ class RuleEngine:
     def _evaluate(self, kind: str, tick: dict, verdict: dict, context: dict) -> list[_Step]:
         steps = []
         commodity, market, province = tick["commodity"], tick["market"], tick.get("province", "")
+        scope = Scope(verdict, context)
         for rule in self._rules_for(kind, commodity, province, market):
             key = f"{rule.name}/{commodity}/{market}"
             state = self.states.get(key)
             try:
-                gate = rule.when.evaluate(verdict, context) if rule.when is not None else True
-                value = rule.value.number(verdict, context) if rule.value is not None else None
+                gate = rule.when.holds(scope) if rule.when is not None else True
+                value = rule.value.number_in(scope) if rule.value is not None else None
             except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the others
                 self._failed(rule.name, exc)
                 continue  # this rule's state stays as it was: the tick is not evidence either way

@@ -85,6 +85,29 @@ class DetectorValue:
 Evaluator = Callable[[dict], Any]
 
 
+class Scope(dict):
+    """What conditions read on one tick: the context's names, the forecast's odds, and each
+    detector's value, made when a condition first reads it. Every rule evaluated on the tick
+    shares one scope, so a tick costs one copy of its context, not one per condition.
+
+    >>> scope = Scope({"scores": {"zscore": 5.0}, "fired": ["zscore"]}, {"price": 1.0})
+    >>> scope["zscore"], scope["iqr"]
+    (DetectorValue(score=5.0, fired=True), DetectorValue(score=0.0, fired=False))
+    """
+
+    __slots__ = ("_scores", "_fired")
+
+    def __init__(self, verdict: dict, context: dict):
+        super().__init__(context)
+        self._scores = verdict.get("scores") or {}
+        self._fired = verdict.get("fired") or ()
+        self[_ODDS] = verdict.get("odds") or {}
+
+    def __missing__(self, name: str) -> DetectorValue:
+        value = self[name] = DetectorValue(float(self._scores.get(name) or 0.0), name in self._fired)
+        return value
+
+
 @dataclass(frozen=True)
 class Condition:
     source: str
@@ -93,10 +116,7 @@ class Condition:
 
     def evaluate(self, verdict: dict, context: dict) -> bool:
         """True when the condition holds for this verdict; missing scores count as 0."""
-        try:
-            return bool(self._evaluate(self._scope(verdict, context)))
-        except (ArithmeticError, TypeError, ValueError):
-            return False
+        return self.holds(Scope(verdict, context))
 
     def number(self, verdict: dict, context: dict) -> float:
         """The expression's value as a number (a detector counts as its score, true as 1).
@@ -104,20 +124,21 @@ class Condition:
         >>> compile_value("crossmarket.score * 2", {"crossmarket"}).number({"scores": {"crossmarket": 3.5}}, {})
         7.0
         """
+        return self.number_in(Scope(verdict, context))
+
+    def holds(self, scope: Scope) -> bool:
+        """``evaluate`` on a scope made once for every condition read on the same tick."""
         try:
-            return float(_number(self._evaluate(self._scope(verdict, context))))
+            return bool(self._evaluate(scope))
+        except (ArithmeticError, TypeError, ValueError):
+            return False
+
+    def number_in(self, scope: Scope) -> float:
+        """``number`` on a scope made once for every condition read on the same tick."""
+        try:
+            return float(_number(self._evaluate(scope)))
         except (ArithmeticError, TypeError, ValueError):
             return 0.0
-
-    def _scope(self, verdict: dict, context: dict) -> dict[str, Any]:
-        scope: dict[str, Any] = dict(context)
-        scores = verdict.get("scores") or {}
-        fired = verdict.get("fired") or ()
-        scope[_ODDS] = verdict.get("odds") or {}
-        for name in self.names:
-            if name not in scope:
-                scope[name] = DetectorValue(float(scores.get(name) or 0.0), name in fired)
-        return scope
 
     def __reduce__(self):
         # Compiled closures do not pickle; a condition is rebuilt from its source.
@@ -174,7 +195,9 @@ def _compile(node: ast.AST, detectors: set[str], used: set[str]) -> Evaluator:
             known = sorted(detectors | set(CONTEXT_NAMES))
             raise ExpressionError(f"unknown name {name!r}{_did_you_mean(name, known)}; known: {', '.join(known)}")
         used.add(name)
-        return lambda scope: scope.get(name, 0)
+        if name in CONTEXT_NAMES:  # a context name wins over a detector of the same name
+            return lambda scope: scope.get(name, 0)
+        return lambda scope: scope[name]
     if isinstance(node, ast.Attribute):
         if not isinstance(node.value, ast.Name) or node.value.id in CONTEXT_NAMES:
             raise ExpressionError("only detector fields can be read with '.', e.g. zscore.score")
