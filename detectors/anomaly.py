@@ -15,7 +15,9 @@ Two cheap views of the same series; the larger score wins:
   A daily price series, reported at one hour, has one bucket: the series' own mean.
 
 After a tick that reached the threshold, the next ``rest`` ticks (or 2% of the history, when
-more) score 0: one event is reported once, not on every tick of it. Values may be zero or
+more) score 0: one event is reported once, not on every tick of it. Only a break of the range on
+the other side is still reported (and starts a rest of its own): a drop after a spike is not the
+spike going on. After a likelihood alarm, which broke no side, any break is. Values may be zero or
 negative; nothing here takes a logarithm. A quarantined tick (``observe``) counts as seen but
 does not enter the range or the means, so an entry error cannot mask the next real break.
 
@@ -37,6 +39,8 @@ True
 >>> det.learn_one(spike)
 >>> det.score_one({"price": 250.0, "ts": 3720.0})  # resting after the detection
 0.0
+>>> det.score_one({"price": 20.0, "ts": 3720.0}) >= det.threshold  # but not from the other side
+True
 """
 from __future__ import annotations
 
@@ -112,6 +116,9 @@ class DailyProfile:
 class AnomalyScore:
     name = "anomaly"
     threshold = 0.5
+    # The side of the range the detection that started the rest broke: 1 above, -1 below, 0
+    # neither (a likelihood alarm). A class default, for checkpoints written before it existed.
+    _side = 0.0
 
     def __init__(
         self,
@@ -164,6 +171,18 @@ class AnomalyScore:
         span = high - low
         return 0.5 + 0.5 * (min(excess / span, 1.0) if span > 0 else 1.0)
 
+    def _break_side(self, value: float) -> float:
+        low, high, _ = self._range()
+        return 1.0 if value > high else -1.0 if value < low else 0.0
+
+    def _other_side(self, value: float) -> float:
+        """While resting: the record-break score of a break on the side the rest did not start
+        on (the rest after a spike must not hide the drop after it), else 0."""
+        score = self._record(value)
+        if score < self.threshold or self._break_side(value) == self._side:
+            return 0.0
+        return score
+
     def _raw_score(self, x: dict) -> float:
         surprise = self._profile.surprise(x["price"], x["ts"])
         likelihood = self._likelihood.score_one(surprise) or 0.0
@@ -175,7 +194,7 @@ class AnomalyScore:
         if self._n < self.warmup:
             return None
         if self._resting:
-            return 0.0
+            return self._other_side(x["price"])
         score = self._raw_score(x)
         self._scored = (x["price"], x["ts"], self._n, score)  # learn_one of this tick reuses it
         return score
@@ -213,13 +232,20 @@ class AnomalyScore:
     def _see(self, x: dict) -> None:
         if self._resting:
             self._resting -= 1
+            if self._other_side(x["price"]) >= self.threshold:
+                self._rest_from(x["price"])
         elif self._n >= self.warmup:
             scored = self._scored
             fresh = scored is not None and scored[:3] == (x["price"], x["ts"], self._n)
             if (scored[3] if scored is not None and fresh else self._raw_score(x)) >= self.threshold:
-                self._resting = max(self.rest, int(self.rest_share * self._n))
+                self._rest_from(x["price"])
         self._likelihood.learn_one(self._profile.surprise(x["price"], x["ts"]))
         self._n += 1
+
+    def _rest_from(self, value: float) -> None:
+        """Start a rest after a detection, remembering which side of the range it broke."""
+        self._resting = max(self.rest, int(self.rest_share * self._n))
+        self._side = self._break_side(value) if self._learned >= self.warmup else 0.0
 
     def explain(self, x: dict, score: float) -> str:
         value = x["price"]
