@@ -89,9 +89,9 @@ export function renderOdds(el, view, i18n) {
       h("ul", {}, view.chances.map((c) => h("li", {
         "data-testid": "odds-" + c.key, class: c.known ? "known" : "unknown", dataset: { p: c.p == null ? "" : String(c.p) },
       }, h("span", { class: "odds-label" }, c.label), " ", h("b", { class: "odds-value" }, c.text))))),
-    horizonTable(view, i18n),
     view.caveat ? h("p", { class: "odds-caveat", "data-testid": "odds-caveat", role: "note" },
       h("span", { "aria-hidden": "true" }, "⚠ "), view.caveat) : null,
+    horizonTable(view, i18n),
     view.lastPriceNote ? h("p", { class: "odds-note muted", "data-testid": "odds-last-note" }, view.lastPriceNote) : null,
   );
 }
