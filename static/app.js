@@ -2,7 +2,7 @@
 // Messages only change the store and mark views dirty; views redraw at most once per animation
 // frame, so hundreds of updates a second cost one redraw each frame.
 
-import { fetchAlerts, fetchCatalog, fetchDemo, fetchForecast, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
+import { fetchAlerts, fetchCatalog, fetchDemo, fetchHistory, fetchLatest, fetchReferences } from "./js/api.js";
 import { PriceChart, renderSeriesHead } from "./js/chart.js";
 import { fillControls, fillMarketControl, fillReferenceControl } from "./js/controls.js";
 import { PriceSocket, pricesUrl } from "./js/connection.js";
@@ -10,9 +10,11 @@ import { DEFAULT_REFERENCE, REFERENCE_KINDS, References, provinceDeviations } fr
 import { renderDemo } from "./js/demo.js";
 import { setText } from "./js/dom.js";
 import { renderFeed } from "./js/feed.js";
+import { SeriesForecast } from "./js/forecast.js";
 import { I18n, LANGUAGES } from "./js/i18n.js";
 import { ProvinceMap, renderLegend } from "./js/map.js";
 import { MarketTable } from "./js/markets.js";
+import { describeOdds, renderOdds } from "./js/odds.js";
 import { SeriesBuffer } from "./js/series.js";
 import { Catalog, Store, mostReported, seriesKey } from "./js/store.js";
 import { readSelection, writeSelection } from "./js/selection.js";
@@ -27,7 +29,6 @@ const REFERENCE_KEY = "pasarwatch.reference";
 // the references themselves are re-read at most this often while prices arrive (ms).
 const REFERENCES_EVERY = 15000;
 const SUMMARY_EVERY = 30000;
-const FORECAST_HORIZON = 28; // reporting days ahead: the longest calibrated horizon
 const FORECAST_EVERY = 5000; // ms between forecast reads while the series' prices arrive
 
 const $ = (id) => document.getElementById(id);
@@ -38,7 +39,7 @@ const ui = {
   legendCeiling: $("legend-ceiling"), legendReference: $("legend-reference"), marketsDeviation: $("markets-deviation"),
   chartTitle: $("chart-title"), chartSubtitle: $("chart-subtitle"), chartLatest: $("chart-latest"),
   chartDeviation: $("chart-deviation"), chartStale: $("chart-stale"), chartCount: $("chart-count"),
-  feed: $("feed"), feedFiring: $("feed-firing"), legend: $("map-legend"),
+  feed: $("feed"), feedFiring: $("feed-firing"), legend: $("map-legend"), odds: $("odds"),
 };
 
 let i18n = new I18n(localStorage.getItem(LANG_KEY) || "id");
@@ -70,10 +71,15 @@ function redraw(now) {
   if (frames.take("chart")) {
     const ceiling = references.ofMarket(selection.market, "ceiling");
     const level = reference === "ceiling" ? null : references.ofMarket(selection.market, reference);
-    chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level }, forecast);
+    chart.setData(buffer, store.alertMarks(selection.commodity, selection.market), { ceiling, reference: level }, forecast.steps);
     ui.legendCeiling.hidden = !ceiling;
     ui.legendReference.hidden = !level;
     renderSeriesHead(ui, { store, catalog, i18n, selection, points: buffer.length, references, reference });
+  }
+  if (frames.take("odds")) {
+    const ceiling = references.ofMarket(selection.market, "ceiling");
+    const ceilingKind = catalog.ceilingKind(selection.commodity);
+    renderOdds(ui.odds, currentSeriesKey() ? describeOdds(forecast.body, { i18n, ceiling, ceilingKind }) : { state: "pending" }, i18n);
   }
   if (frames.take("feed")) {
     renderFeed(ui.feed, { ...context, onSelect: jumpToAlert, selectedSeries: currentSeriesKey() });
@@ -83,7 +89,7 @@ function redraw(now) {
   }
 }
 
-const ALL_VIEWS = ["map", "markets", "chart", "feed"];
+const ALL_VIEWS = ["map", "markets", "chart", "odds", "feed"];
 
 function firingByProvince() {
   const counts = new Map();
@@ -159,7 +165,7 @@ async function loadHistory() {
     const points = await fetchHistory(commodity, market, buffer.limit);
     if (key !== currentSeriesKey()) return;
     if (buffer.addMany(points)) invalidate("chart");
-    forecastLater.now();
+    forecast.now();
   } catch (error) {
     console.warn("pasarwatch: history unavailable for", key, error);
   }
@@ -173,7 +179,7 @@ function handleMessages(messages) {
     // A late tick is not the series' latest price but still belongs on its chart.
     if (msg.type === "price" && msg.market === selection.market && msg.commodity === selection.commodity && buffer.add(msg)) {
       invalidate("chart");
-      forecastLater.soon();
+      forecast.soon();
     }
     if (change === "price") {
       invalidate("map", "markets");
@@ -213,25 +219,11 @@ const socket = new PriceSocket({
   onState: (state, retryAt) => showConnection(state, retryAt),
 });
 
-// ---- the forecast of the selected series ---------------------------------------------------
+// ---- the forecast of the selected series: the chart's line and the odds panel ----------------
 
-let forecast = []; // {ts, level, lo, hi} after the series' last tick: the calibrated forecasts
-
-const forecastLater = new Later(async () => {
-  const key = currentSeriesKey();
-  if (!key) return;
-  try {
-    const body = await fetchForecast(selection.commodity, selection.market, FORECAST_HORIZON);
-    if (key !== currentSeriesKey()) return;
-    // The horizons' calibrated forecasts with their 95% intervals (the last price where no model
-    // beat it), never the anomaly detector's own steps: those lose to the last price.
-    forecast = (body?.forecasts || []).filter((f) => f.ts != null && f.point != null)
-      .map((f) => ({ ts: f.ts, level: f.point, lo: f.lo95, hi: f.hi95, source: f.point_source }));
-    invalidate("chart");
-  } catch (error) {
-    console.warn("pasarwatch: forecast unavailable for", key, error);
-  }
-}, FORECAST_EVERY);
+const forecast = new SeriesForecast(
+  () => (currentSeriesKey() ? { commodity: selection.commodity, market: selection.market } : null),
+  () => invalidate("chart", "odds"), FORECAST_EVERY);
 
 // ---- references and the summary -----------------------------------------------------------
 
@@ -333,7 +325,7 @@ function pickMarket() {
 function showSeries() {
   writeSelection(selection, autoCommodity);
   buffer = new SeriesBuffer();
-  forecast = [];
+  forecast.reset();
   const market = catalog.markets.get(selection.market);
   chart.show(market ? {
     commodity: selection.commodity, market: market.id, zone: catalog.zone(market.province),
