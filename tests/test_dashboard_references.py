@@ -68,6 +68,9 @@ def test_the_lebaran_shallot_surge_reads_as_a_surge_against_the_three_month_aver
     # The calibrated forecasts are drawn ahead of the last tick (GET /api/v1/forecast: 1, 7, 14
     # and 28 reporting days), not the anomaly detector's own steps.
     expect(dashboard.chart).to_have_attribute("data-forecast", "4")
+    # Mid-surge the 28-day interval reaches several times the price: the axis cuts it rather
+    # than flatten every price into the bottom of the chart (static/js/scale.js).
+    expect(dashboard.chart).to_have_attribute("data-band-clipped", "true")
 
     # The summary: shallots in West Java are in alert, and the crisis criterion is met there.
     summary = dashboard.by_testid("summary")

@@ -7,6 +7,7 @@
 import { marketDeviation, paintDeviation } from "./deviation.js";
 import { fill, h, setText } from "./dom.js";
 import { formatAmount, formatPrice } from "./i18n.js";
+import { priceRange } from "./scale.js";
 import { seriesKey } from "./store.js";
 
 const COLOURS = {
@@ -39,7 +40,11 @@ function plotOptions(chart, width, height) {
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone.timezone),
     legend: { show: false },
     cursor: { y: false, points: { size: 9 }, drag: { x: true, y: false } },
-    scales: { x: { time: true } },
+    scales: {
+      x: { time: true },
+      // Prices and lines in full, the forecast's interval cut where it would flatten them.
+      y: { range: (u, dataMin, dataMax) => (chart.range ? [chart.range.min, chart.range.max] : [dataMin, dataMax]) },
+    },
     series: [
       {},
       { label: "price", stroke: COLOURS.price, width: 2, points: { size: 4, fill: COLOURS.price } },
@@ -89,6 +94,7 @@ export class PriceChart {
     this.points = [];
     this.alertMarks = new Map(); // tick ts -> ["alert" | "resolved"]
     this.lines = { ceiling: null, reference: null };
+    this.range = null; // the price axis's {min, max, clipped} (static/js/scale.js)
     this.markers = new Map(); // point id -> element
     this.pinned = null; // id of the point whose marker is hovered
     new ResizeObserver(() => this.resize()).observe(this.plotEl);
@@ -136,8 +142,10 @@ export class PriceChart {
     const projected = (name) => columns[0].map((ts, i) =>
       i === this.points.length - 1 && ahead.length ? last.price : i >= this.points.length ? ahead[i - this.points.length][name] : null);
     columns.push(flat(lines.ceiling), flat(lines.reference), projected("level"), projected("lo"), projected("hi"));
+    this.range = priceRange(columns.slice(1, 8), columns.slice(8));
     this.plot.setData(columns);
     this.container.dataset.forecast = String(ahead.length);
+    this.container.dataset.bandClipped = String(Boolean(this.range && this.range.clipped));
     this.container.dataset.ceiling = lines.ceiling ? String(lines.ceiling.value) : "";
     this.container.dataset.reference = lines.reference ? String(Math.round(lines.reference.value)) : "";
     this.container.dataset.points = String(buffer.length);
