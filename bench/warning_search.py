@@ -6,7 +6,9 @@ production ``RuleEngine`` and scored against the labels (detectors/events.py) pe
 each family the candidate chosen is the one warning the most spike-series at least 14 days
 before their peak with at most 0.5 false alarms per series-year on 2019-2022; the 2023-2025
 figures are printed beside it, never used to choose. Candidates on ``surge`` are scored only
-when the stack runs it (see docs/detection.md). About a minute of CPU.
+when the stack runs it (see docs/detection.md); the round-3 families also read signals the
+verdict does not carry, replayed offline over the recorded verdicts (bench/warning_signals.py).
+A few minutes of CPU.
 
     python3 -m bench.warning_search [--labels tests/fixtures/price-events.csv] [DATA.csv ...]
 """
@@ -20,6 +22,7 @@ from typing import cast
 
 from base.catalog import load_catalog
 from base.config import PROJECT_ROOT
+from bench.warning_signals import augment
 from detectors import recorded
 from detectors.ceiling import ceilings_of
 from detectors.events import evaluate_events, load_events
@@ -77,6 +80,48 @@ def round_two() -> dict[str, list[str]]:
     }
 
 
+PAST_HAP = "ceiling.score >= 1.0 and change >= 0.2"
+E_CORE = f"(surge.score >= 1.2 and forecast.p_above_reference >= 0.05) or ({PAST_HAP})"
+
+
+def round_three() -> dict[str, list[str]]:
+    """Issue 18's third round: E (the rule shipped in round 2) or a second way in that reads a
+    signal of bench/warning_signals.py (replayed offline over the recorded verdicts)."""
+    grid = itertools.product
+    return {
+        "I. E, or the surge rising over the last k reports": [
+            plain(f"{E_CORE} or (surge.score >= {s} and trend{k}.score >= {d} and forecast.p_above_reference >= {p})",
+                  1, keep)
+            for s, k, d, p, keep in grid((1.05, 1.1, 1.15), (3, 5, 10), (0.05, 0.1, 0.15), (0, 0.05), (5, 10))],
+        "J. E, or a lower surge in the weeks before Lebaran or Christmas": [
+            plain(f"{E_CORE} or (season{w}.score >= 1 and surge.score >= {s} and forecast.p_above_reference >= {p})",
+                  1, keep)
+            for w, s, p, keep in grid((30, 45, 60), (1.05, 1.1, 1.15), (0, 0.05, 0.1), (5, 10))],
+        "K. E, or well above the Lebaran-aligned level a year earlier": [
+            plain(f"{E_CORE} or (year.score >= {y} and surge.score >= {s} and forecast.p_above_reference >= {p})",
+                  1, keep)
+            for y, s, p, keep in grid((1.2, 1.3, 1.5, 1.75), (1.0, 1.05, 1.1, 1.15), (0, 0.05), (5, 10))],
+        "L. E, or Badan Pangan's sustained deviation (3-month average) with surge": [
+            plain(f"{E_CORE} or ({held}.score >= {n} and surge.score >= {s})", 1, keep)
+            for held, n, s, keep in grid(("held75", "held125"), (5, 10, 15), (1.05, 1.1, 1.15), (5, 10))],
+        "M. E, or the 3-month-average surge with surge": [
+            plain(f"{E_CORE} or (avg3m.score >= {a} and surge.score >= {s} and forecast.p_above_reference >= {p})",
+                  1, keep)
+            for a, s, p, keep in grid((1.15, 1.2, 1.3, 1.4), (1.05, 1.1, 1.15), (0, 0.05), (5, 10))],
+        "N. E with its surge arm asking the surge to be rising": [
+            plain(f"(surge.score >= {s} and trend{k}.score >= {d} and forecast.p_above_reference >= 0.05)"
+                  f" or ({PAST_HAP})", 1, keep)
+            for s, k, d, keep in grid((1.1, 1.15, 1.2), (3, 5, 10), (0, 0.05, 0.1), (5, 10))],
+        "O. E, or a fast rise from any level": [
+            plain(f"{E_CORE} or (trend{k}.score >= {d} and forecast.p_above_reference >= {p})", 1, keep)
+            for k, d, p, keep in grid((5, 10), (0.2, 0.25, 0.3, 0.4), (0.1, 0.2, 0.3), (5, 10))],
+        "P. E with its surge arm asking for a price above the level a year earlier": [
+            plain(f"(surge.score >= 1.2 and forecast.p_above_reference >= 0.05"
+                  f" and (year.score >= {y} or year.score == 0)) or ({PAST_HAP})", 1, keep)
+            for y, keep in grid((0.8, 0.9, 1.0, 1.1, 1.2), (5, 10))],
+    }
+
+
 def candidates() -> dict[str, list[str]]:
     """Family -> rule bodies (the YAML under ``- name:``)."""
     grid = itertools.product
@@ -96,6 +141,7 @@ def candidates() -> dict[str, list[str]]:
             ladder("surge.score", e, e, 1, k, f"forecast.p_above_reference >= {t} and not quarantined")
             for e, t, k in grid((1.1, 1.15, 1.2), (0.1, 0.2, 0.3), (5, 10))]
         families.update(round_two())
+        families.update(round_three())
     return families
 
 
@@ -113,12 +159,14 @@ def record(paths: list[Path]) -> tuple[list[dict], list[list[tuple[dict, dict]]]
     return ticks, days
 
 
-def score(bodies: list[str], ticks: list[dict], days: list, events: list[dict]) -> list[dict]:
-    """Per body: its periods' figures (``evaluate_events(...)["periods"]``)."""
+def score(bodies: list[str], ticks: list[dict], days: list, events: list[dict],
+          names: frozenset[str] = DETECTOR_NAMES) -> list[dict]:
+    """Per body: its periods' figures (``evaluate_events(...)["periods"]``); ``names``: what a
+    body may read (the stack's detectors, and the offline signals where ``days`` carry them)."""
     text = "rules:\n" + "".join(f"  - name: r{i}\n{body}" for i, body in enumerate(bodies))
-    engine = RuleEngine(parse_rule_text(text, "candidates.yaml", load_catalog(), set(DETECTOR_NAMES)))
+    engine = RuleEngine(parse_rule_text(text, "candidates.yaml", load_catalog(), set(names)))
     alerts = [event for day in days for event in engine.on_batch([t for t, _ in day], [v for _, v in day])]
-    periods = evaluate_events(events, alerts, ticks, split=SPLIT)["periods"]
+    periods = evaluate_events(events, cast(list[dict], alerts), ticks, split=SPLIT)["periods"]
     return [{period: _figures(periods[period]["per_rule"].get(f"r{i}")) for period in ("before", "after")}
             for i in range(len(bodies))]
 
@@ -138,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=Path, default=PROJECT_ROOT / "tests" / "fixtures" / "price-events.csv")
     args = parser.parse_args(argv)
     ticks, days = record(args.data)
+    days, signals = augment(days)
     events = load_events(args.labels)
     for family, bodies in candidates().items():
-        results = score(bodies, ticks, days, events)
+        results = score(bodies, ticks, days, events, DETECTOR_NAMES | signals)
         allowed = [i for i, r in enumerate(results) if r["before"][1] <= MAX_FALSE_ALARMS]
         if not allowed:
             print(f"{family}: no candidate within {MAX_FALSE_ALARMS} false alarms per series-year on 2019-2022")
