@@ -19,7 +19,7 @@ from Idul Fitri one Eid cycle before), and :class:`AlignedYear` serves the media
 as the detector ``year``: 1.3 means the median market is 30% above where it stood at the same
 point of last year's season. A rise that only brings the price back to last year's seasonal
 level says less than one that passes it (the spike rule reads both; docs/detection.md). Each
-market keeps one sum and count per day for ``YEAR_KEEP_DAYS``.
+market keeps one sum and count per reporting day for ``YEAR_KEEP_DAYS``.
 
 >>> surge = PanelSurge(window=10, min_history=5, min_markets=3)
 >>> markets = ["a", "b", "c", "d"]
@@ -66,9 +66,8 @@ from detectors.references import YEAR_HALF_WIDTH, aligned_day_a_year_earlier
 from detectors.robust import median
 
 DAY = 86400.0
-# Days of daily sums a market keeps for its level a year earlier: an Eid cycle is 354 or 355
-# days and the level averages 3 days either side, so 358 days back at most.
-YEAR_KEEP_DAYS = 370
+# Days of daily sums a market keeps for its level a year earlier (an Eid cycle is 354 or 355 days).
+YEAR_KEEP_DAYS = 420
 
 
 WIB_OFFSET = 7 * 3600.0
@@ -107,18 +106,13 @@ class PanelSurge:
         self._init_year()
 
     def _init_year(self) -> None:
-        # Per market: the sum and count of its accepted prices of each of its last YEAR_KEEP_DAYS
-        # days (0 on a day without one; the newest is the day ``_last_day``), and its latest
-        # ratio to its level a year earlier. Dense lists encode in about half the bytes of a
-        # dict keyed by day.
-        self._day_sums: dict[str, deque] = {}
-        self._day_counts: dict[str, deque] = {}
-        self._last_day: dict[str, int] = {}
+        # Per market: {day ordinal: [sum, count]} of accepted prices, and its latest year ratio.
+        self._days: dict[str, dict[int, list[float]]] = {}
         self._year_ratio: dict[str, tuple[float, float]] = {}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        if "_day_sums" not in state:  # a checkpoint written before the year level existed
+        if "_days" not in state:  # a checkpoint written before the year level existed
             self._init_year()
 
     def _own(self, x: dict) -> float | None:
@@ -130,17 +124,16 @@ class PanelSurge:
 
     def _own_year(self, x: dict) -> float | None:
         """This tick's price over its market's mean around the aligned day a year earlier."""
-        sums = self._day_sums.get(x["market"])
-        window = _aligned_window(_day_ordinal(x["ts"])) if sums and x["price"] > 0.0 else None
-        if window is None or sums is None:
+        days = self._days.get(x["market"])
+        window = _aligned_window(_day_ordinal(x["ts"])) if days and x["price"] > 0.0 else None
+        if window is None or days is None:
             return None
-        counts, last = self._day_counts[x["market"]], self._last_day[x["market"]]
         total = count = 0.0
         for ordinal in window:
-            back = last - ordinal  # days before the newest kept day
-            if 0 <= back < len(sums):
-                total += sums[-1 - back]
-                count += counts[-1 - back]
+            found = days.get(ordinal)
+            if found is not None:
+                total += found[0]
+                count += found[1]
         return x["price"] * count / total if count else None
 
     def _ratios(self, x: dict, latest: dict[str, tuple[float, float]] | None = None,
@@ -174,22 +167,19 @@ class PanelSurge:
 
     def _learn_day(self, x: dict) -> None:
         own = self._own_year(x)
-        market, today = x["market"], _day_ordinal(x["ts"])
         if own is not None:
-            self._year_ratio[market] = (own, x["ts"])
-        sums, counts = self._day_sums.get(market), self._day_counts.get(market)
-        if sums is None or counts is None:
-            sums = self._day_sums[market] = deque([0.0], maxlen=YEAR_KEEP_DAYS)
-            counts = self._day_counts[market] = deque([0], maxlen=YEAR_KEEP_DAYS)
-            self._last_day[market] = today
-        for _ in range(min(today - self._last_day[market], YEAR_KEEP_DAYS)):
-            sums.append(0.0)
-            counts.append(0)
-        self._last_day[market] = max(today, self._last_day[market])
-        back = self._last_day[market] - today  # a late price of an earlier day goes to its day
-        if back < len(sums):
-            sums[-1 - back] += float(x["price"])
-            counts[-1 - back] += 1
+            self._year_ratio[x["market"]] = (own, x["ts"])
+        days = self._days.setdefault(x["market"], {})
+        today = _day_ordinal(x["ts"])
+        entry = days.get(today)
+        if entry is None:
+            days[today] = [float(x["price"]), 1.0]
+            # Days arrive in order: the oldest come first in the dict.
+            while days and next(iter(days)) < today - YEAR_KEEP_DAYS:
+                del days[next(iter(days))]
+        else:
+            entry[0] += float(x["price"])
+            entry[1] += 1.0
 
     def explain(self, x: dict, score: float) -> str:
         return (f"the median market is {score - 1.0:+.0%} above its own average of the last "
