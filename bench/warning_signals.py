@@ -9,8 +9,9 @@ copy of each verdict's ``scores`` under their own names, so a candidate rule rea
 
 * ``trend<k>``: the commodity's surge (``surge.score``) minus its surge ``k`` reporting days
   earlier (the day's last surge score): the surge rising, to fire earlier on fast rises.
-* (``year``, the median market's price against its own Lebaran-aligned level a year earlier,
-  was replayed here in the search; it is now the stack's own, detectors/surge.py.)
+* ``year``: the median market's price against its own Lebaran-aligned level a year earlier
+  (detectors/references.py: the mean of its prices within 3 days of the aligned day), as
+  ``surge`` takes the median of each market's ratio to its own 30-report mean.
 * ``season<w>``: 1 within ``w`` days before Idul Fitri or before Christmas (25 December),
   0 elsewhere: where a lower surge threshold may be worth its false alarms.
 * ``avg3m``: the surge over 65 reports (about the 91 days of Badan Pangan's 3-month average),
@@ -29,9 +30,11 @@ copy of each verdict's ``scores`` under their own names, so a candidate rule rea
 from __future__ import annotations
 
 from collections import deque
-from datetime import date
+from datetime import date, timedelta
 
 from detectors.lebaran import days_from_idul_fitri
+from detectors.references import YEAR_HALF_WIDTH, aligned_day_a_year_earlier
+from detectors.robust import median
 from detectors.season import local_day
 from detectors.surge import PanelSurge
 
@@ -47,6 +50,43 @@ def days_before_christmas(day: date) -> int:
     return (christmas - day).days
 
 
+class PanelYear:
+    """The median market's price over its own Lebaran-aligned mean a year earlier."""
+
+    def __init__(self, min_markets: int = 5, max_age: float = 14 * DAY):
+        self.min_markets = min_markets
+        self.max_age = max_age
+        self._daily: dict[str, dict[date, list[float]]] = {}
+        self._ratio: dict[str, tuple[float, float]] = {}
+
+    def _own(self, x: dict) -> float | None:
+        daily = self._daily.get(x["market"])
+        if not daily:
+            return None
+        aligned = aligned_day_a_year_earlier(local_day(x["ts"]))
+        prices = [p for offset in range(-YEAR_HALF_WIDTH, YEAR_HALF_WIDTH + 1)
+                  for p in daily.get(aligned + timedelta(days=offset), ())]
+        return x["price"] * len(prices) / sum(prices) if prices else None
+
+    def score_one(self, x: dict) -> float | None:
+        oldest = x["ts"] - self.max_age
+        ratios = [r for m, (r, ts) in self._ratio.items() if m != x["market"] and ts >= oldest]
+        own = self._own(x)
+        if own is not None:
+            ratios.append(own)
+        return median(ratios) if len(ratios) >= self.min_markets else None
+
+    def learn_one(self, x: dict) -> None:
+        own = self._own(x)
+        if own is not None:
+            self._ratio[x["market"]] = (own, x["ts"])
+        daily = self._daily.setdefault(x["market"], {})
+        day = local_day(x["ts"])
+        daily.setdefault(day, []).append(float(x["price"]))
+        for old in [d for d in daily if d < day - timedelta(days=420)]:
+            del daily[old]
+
+
 class Signals:
     """The signals of one replay, fed one reporting day (its ``(tick, verdict)`` pairs) at a time."""
 
@@ -54,6 +94,7 @@ class Signals:
         self.trends = trends
         self.seasons = seasons
         self._surge_days: dict[str, deque] = {}
+        self._year: dict[str, PanelYear] = {}
         self._avg3m: dict[str, PanelSurge] = {}
         self._held: dict[str, dict[str, int]] = {}
 
@@ -63,6 +104,7 @@ class Signals:
         last_avg3m = None
         for tick, verdict in pairs:
             commodity = tick["commodity"]
+            year = self._year.setdefault(commodity, PanelYear())
             avg3m = self._avg3m.setdefault(commodity, PanelSurge(window=65, min_history=20))
             held = self._held.setdefault(commodity, dict.fromkeys(HELD, 0))
             past = self._surge_days.setdefault(commodity, deque(maxlen=max(self.trends) + 1))
@@ -79,13 +121,17 @@ class Signals:
             for w in self.seasons:
                 scores[f"season{w}"] = float(0 <= to_lebaran <= w or days_before_christmas(today) <= w)
             if x["price"] > 0:
-                value = avg3m.score_one(x)
-                if value is not None:
-                    scores["avg3m"] = last_avg3m = value
+                for name, detector in (("year", year), ("avg3m", avg3m)):
+                    value = detector.score_one(x)
+                    if value is not None:
+                        scores[name] = value
+                if "avg3m" in scores:
+                    last_avg3m = scores["avg3m"]
                     for name, bar in HELD.items():
                         # Today counts when this tick's panel is above the bar.
                         scores[name] = float(held[name] + 1 if scores["avg3m"] >= bar else 0)
                 if not verdict.get("quarantined"):
+                    year.learn_one(x)
                     avg3m.learn_one(x)
             out.append((tick, {**verdict, "scores": scores}))
         if pairs:
@@ -100,7 +146,7 @@ class Signals:
 
     def names(self) -> set[str]:
         return ({f"trend{k}" for k in self.trends} | {f"season{w}" for w in self.seasons}
-                | {"avg3m"} | set(HELD))
+                | {"year", "avg3m"} | set(HELD))
 
 
 def augment(days: list[list[tuple[dict, dict]]]) -> tuple[list[list[tuple[dict, dict]]], set[str]]:

@@ -68,13 +68,13 @@ from detectors.iqr import IQRFences
 from detectors.ipa import IPA
 from detectors.series import SeriesState
 from detectors.stale import StaleFeed
-from detectors.surge import AlignedYear, PanelSurge
+from detectors.surge import PanelSurge
 from detectors.zscore import RollingZScore
 
 TEMPORAL = ("zscore", "iqr", "forecast")
 # Every detector name a verdict can carry: what rule conditions may name (server/engine.py).
 DETECTOR_NAMES = frozenset({"zscore", "iqr", "forecast", "crossmarket", "ceiling", "anomaly",
-                            "alps", "ipa", "surge", "year"})
+                            "alps", "ipa", "surge"})
 # Detectors whose score also has a class name (normal / stress / alert / crisis).
 CLASSIFIERS = {"alps": ALPS.classify, "ipa": IPA.classify}
 
@@ -261,7 +261,7 @@ class DetectorStack:
             x["consensus"] = guarded({}, "crossmarket", panel.consensus, x)
             surge = self._surge(commodity)
             detectors = [series.zscore, series.iqr, series.forecast, panel, series.anomaly,
-                         series.alps, series.ipa, surge, AlignedYear(surge)]
+                         series.alps, series.ipa, surge]
         else:
             # Log-price detectors cannot judge a value <= 0 (never a validated price; NAB has them).
             detectors = [series.iqr, series.anomaly]

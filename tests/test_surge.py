@@ -2,7 +2,7 @@
 (rules/kenaikan-serentak.yaml)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -11,9 +11,9 @@ from base.catalog import load_catalog
 from detectors import recorded
 from detectors.recorded import WIB
 from detectors.state import decode_state, encode_state
-from detectors.surge import AlignedYear, PanelSurge
+from detectors.surge import PanelSurge
 from rules.loader import load_rules
-from detectors.stack import DETECTOR_NAMES, DetectorStack
+from detectors.stack import DETECTOR_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILLI = ROOT / "tests" / "fixtures" / "pihps-cabai-rawit-merah-2021-05-08.csv"
@@ -102,52 +102,3 @@ def test_the_rule_through_the_stack_warns_the_july_2021_chilli_rise_two_weeks_ah
     ahead, series = map(int, figures["by_kind"]["spike"]["warned_ahead"].split("/"))
     assert series == 18 and ahead >= 15
     assert figures["false_alarms"] == 0
-
-
-def lebaran_panel(until: date, markets: int = 6) -> tuple[DetectorStack, dict]:
-    """The stack over ``markets`` markets reporting daily from January 2023: Rp 40.000 (plus a
-    premium per market), Rp 50.000 in the 30 days before Lebaran 2023 (22 April) and Rp 55.000
-    in the 30 days before Lebaran 2024 (10 April). The last day's verdicts, by market."""
-    stack = DetectorStack()
-    day, verdicts = date(2023, 1, 1), {}
-    while day <= until:
-        to_lebaran = min((feast - day).days for feast in (date(2023, 4, 22), date(2024, 4, 10))
-                         if feast >= day) if day < date(2024, 4, 10) else 999
-        level = (55000.0 if day.year == 2024 else 50000.0) if 0 < to_lebaran <= 30 else 40000.0
-        ts = datetime(day.year, day.month, day.day, 10, tzinfo=WIB).timestamp()
-        batch = [{"commodity": "bawang-merah", "market": f"m{m}", "price": level + 500 * m, "ts": ts}
-                 for m in range(markets)]
-        verdicts = {t["market"]: v for t, v in zip(batch, stack.process_batch(batch))}
-        day += timedelta(days=1)
-    return stack, verdicts
-
-
-def test_the_verdict_reads_the_price_against_its_lebaran_aligned_level_a_year_earlier():
-    # Ten days before Lebaran 2024 against ten days before Lebaran 2023: 55,000 over 50,000.
-    _, before = lebaran_panel(date(2024, 3, 31))
-    assert before["m0"]["scores"]["year"] == pytest.approx(1.1, abs=0.01)
-    # Ten days after Lebaran 2024 (back to 40,000) against ten days after Lebaran 2023 (40,000
-    # too), not against 20 April 2023, two days before Lebaran 2023 (50,000: 0.8 by the calendar).
-    stack, after = lebaran_panel(date(2024, 4, 20))
-    assert after["m3"]["scores"]["year"] == pytest.approx(1.0, abs=0.01)
-    assert "year" in DETECTOR_NAMES
-    # Its state is the surge panel's, checkpointed with it; a market keeps about 14 months of days.
-    surge = stack.surge_state("bawang-merah")
-    restored = decode_state(encode_state(surge))
-    tick = {"market": "m1", "price": 44000.0, "ts": datetime(2024, 4, 21, 10, tzinfo=WIB).timestamp()}
-    assert AlignedYear(restored).score_one(tick) == AlignedYear(surge).score_one(tick)
-    assert 400 <= len(surge._days["m1"]) <= 421
-
-
-def test_no_year_level_in_a_panels_first_year_nor_from_a_checkpoint_written_before_it():
-    _, first = lebaran_panel(date(2023, 12, 1))
-    assert "year" not in first["m0"]["scores"] and "surge" in first["m0"]["scores"]
-    old = panel_of(40)
-    for name in ("_days", "_year_ratio"):  # a PanelSurge checkpointed before the year level
-        del old.__dict__[name]
-    restored = decode_state(encode_state(old))
-    tick = {"market": "m0", "price": 40000.0, "ts": 40 * DAY}
-    assert restored.score_one(tick) == old.score_one(tick)
-    assert AlignedYear(restored).score_one(tick) is None
-    restored.learn_one(tick)
-    assert len(restored._days["m0"]) == 1
