@@ -154,7 +154,9 @@ def test_redis_killed_and_restarted_while_devices_keep_posting(system):
             days_before = device.days()
             restart_redis(system)
             # Up again: the same processes take ticks again without a restart ...
-            wait_for(lambda: device.days() >= days_before + 5, 30, "the device to be taken again")
+            wait_for(lambda: device.days() >= days_before + 5, 30,
+                     lambda: f"the device to be taken again (statuses {dict(device.statuses)}; web log: "
+                             f"{system.log('web')[-2000:]}; engine log: {system.log('engine')[-1000:]})")
             assert until_taken(ingest, {"ref": "retry", "ticks": outage_day})["status"] == 202
             # ... and a /ws/prices client told to resync resumes from the last alert it saw.
             prices.until(lambda m: m["type"] == "resync", timeout=30, start=len(prices.seen))
