@@ -45,7 +45,7 @@ from typing import cast
 from base.contracts import AlertEvent, Tick, Verdict
 from base.failures import describe_error
 from rules.events import build_event
-from rules.expressions import Scope
+from rules.expressions import TickScope
 from rules.inhibition import FiringIndex
 from rules.lifecycle import AlertState, advance, note_source
 from rules.model import SEVERITIES, Routes, Rule, RuleSet
@@ -205,7 +205,7 @@ class RuleEngine:
     def _evaluate(self, kind: str, tick: dict, verdict: dict, context: dict) -> list[_Step]:
         steps = []
         commodity, market, province = tick["commodity"], tick["market"], tick.get("province", "")
-        scope = Scope(verdict, context)
+        scope = TickScope(verdict, context)
         for rule in self._rules_for(kind, commodity, province, market):
             key = f"{rule.name}/{commodity}/{market}"
             state = self.states.get(key)

@@ -85,19 +85,19 @@ class DetectorValue:
 Evaluator = Callable[[dict], Any]
 
 
-class Scope(dict):
+class TickScope(dict):
     """What conditions read on one tick: the context's names, the forecast's odds, and each
     detector's value, made when a condition first reads it. Every rule evaluated on the tick
     shares one scope, so a tick costs one copy of its context, not one per condition.
 
-    >>> scope = Scope({"scores": {"zscore": 5.0}, "fired": ["zscore"]}, {"price": 1.0})
+    >>> scope = TickScope({"scores": {"zscore": 5.0}, "fired": ["zscore"]}, {"price": 1.0})
     >>> scope["zscore"], scope["iqr"]
     (DetectorValue(score=5.0, fired=True), DetectorValue(score=0.0, fired=False))
     """
 
     __slots__ = ("_scores", "_fired")
 
-    def __init__(self, verdict: dict, context: dict):
+    def __init__(self, verdict: dict, context: dict) -> None:
         super().__init__(context)
         self._scores = verdict.get("scores") or {}
         self._fired = verdict.get("fired") or ()
@@ -116,7 +116,7 @@ class Condition:
 
     def evaluate(self, verdict: dict, context: dict) -> bool:
         """True when the condition holds for this verdict; missing scores count as 0."""
-        return self.holds(Scope(verdict, context))
+        return self.holds(TickScope(verdict, context))
 
     def number(self, verdict: dict, context: dict) -> float:
         """The expression's value as a number (a detector counts as its score, true as 1).
@@ -124,16 +124,16 @@ class Condition:
         >>> compile_value("crossmarket.score * 2", {"crossmarket"}).number({"scores": {"crossmarket": 3.5}}, {})
         7.0
         """
-        return self.number_in(Scope(verdict, context))
+        return self.number_in(TickScope(verdict, context))
 
-    def holds(self, scope: Scope) -> bool:
+    def holds(self, scope: TickScope) -> bool:
         """``evaluate`` on a scope made once for every condition read on the same tick."""
         try:
             return bool(self._evaluate(scope))
         except (ArithmeticError, TypeError, ValueError):
             return False
 
-    def number_in(self, scope: Scope) -> float:
+    def number_in(self, scope: TickScope) -> float:
         """``number`` on a scope made once for every condition read on the same tick."""
         try:
             return float(_number(self._evaluate(scope)))

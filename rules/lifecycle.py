@@ -133,5 +133,3 @@ def _max(current: float | None, value: float | None) -> float | None:
     if not isinstance(value, (int, float)):
         return current
     return value if current is None else max(current, value)
-
-

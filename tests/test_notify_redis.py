@@ -3,19 +3,31 @@ Redis is away the engine goes on scoring and its alerts wait, unacknowledged, in
 once it is back they are taken into their groups, each once."""
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import redis
 
 from base import keys
+from base.catalog import load_catalog
+from base.redis_url import url_file
+from rules.silences import new_silence
+from stores.silences import save_silence
 from testkit.waiting import wait_for
+from tests import partitions
 from tests.redis_server import start_redis
-from tests.system import QUICK_ROUTING, System
+from tests.system import PROJECT_ROOT, QUICK_ROUTING, System
 from tests.test_engines import ENV, PARTITIONS, days
+from tests.test_worker_dispatch import add_alert, queued_jobs
+from workers import groups
 from workers import notifications as store
 from workers import subscriptions as subs
-from workers.dispatch import GROUP
+from workers.dispatch import GROUP, dispatch_alerts
+from workers.settings import NotifySettings
 
 CHAT = 7002
 
@@ -73,7 +85,7 @@ def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_
                                     password=notify_server.password)
         with redis.Redis.from_url(notify_server.url) as notify:
             wait_for(lambda: waiting_alerts(system) == 0, 60,
-                     f"the waiting alerts handed on (engine log: {system.log('engine')[-2000:]})")
+                     lambda: f"the waiting alerts handed on (engine log: {system.log('engine')[-2000:]})")
             wait_for(lambda: notify.zcard(store.INDEX) > 0, 30, "the groups flushed into notifications")
             assert "notifications' Redis is back" in system.log("engine")
             assert "pasarwatch_telegram_send_seconds_count" in system.http.get("/metrics").text
@@ -86,28 +98,14 @@ def test_while_the_notifications_redis_is_away_the_engine_scores_and_its_alerts_
 
 
 @pytest.mark.timeout(120)
-def test_pasarwatch_worker_on_the_embedded_data_redis_reads_silences_there(tmp_path):
-    """`pasarwatch worker` beside `pasarwatch up` (no REDIS_URL: the data Redis is found in the data
-    directory) with RQ_REDIS_URL: its sweep flushes a due group, and the silence it must honour is
-    in the data Redis, not the notifications' one."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    from base.catalog import load_catalog
-    from base.redis_url import url_file
-    from rules.silences import new_silence
-    from stores.silences import save_silence
-    from tests import partitions
-    from tests.system import PROJECT_ROOT
-    from tests.test_worker_dispatch import add_alert, queued_jobs
-    from workers import groups
-    from workers.dispatch import dispatch_alerts
-    from workers.settings import NotifySettings
-
+@pytest.mark.parametrize("command", [["server.cli", "worker"], ["workers.run"]], ids=["pasarwatch-worker", "workers.run"])
+def test_a_worker_on_the_embedded_data_redis_reads_silences_there(tmp_path, command):
+    """`pasarwatch worker` (or `python -m workers.run`) beside `pasarwatch up` (no REDIS_URL: the
+    data Redis is found in the data directory) with RQ_REDIS_URL: its sweep flushes a due group,
+    and the silence it must honour is in the data Redis, not the notifications' one."""
     data_server, notify_server = start_redis(tmp_path / "data-redis"), start_redis(tmp_path / "notify")
     data, notify = redis.Redis.from_url(data_server.url), redis.Redis.from_url(notify_server.url)
+    log_path = tmp_path / "worker.log"
     worker = None
     try:
         partitions.fix(data, partitions.WORKER_PARTITIONS)
@@ -131,11 +129,11 @@ def test_pasarwatch_worker_on_the_embedded_data_redis_reads_silences_there(tmp_p
         env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "PASARWATCH_REDIS_CLUSTER")}
         env.update({"RQ_REDIS_URL": notify_server.url, "PASARWATCH_DATA_DIR": str(data_dir),
                     "PASARWATCH_NOTIFY_SWEEP": "0.2", "PYTHONPATH": str(PROJECT_ROOT)})
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env, cwd=PROJECT_ROOT,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", *command], env=env, cwd=PROJECT_ROOT,
+                                      stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: notify.zcard(groups.GROUPS_DUE) == 0, 60,
-                 f"the worker's sweep to flush the group ({(tmp_path / 'worker.log').read_text()[-2000:]})")
+                 lambda: f"the worker's sweep to flush the group ({log_path.read_text()[-2000:]})")
         assert queued_jobs(notify) == [], "the silenced alert was notified"
         assert notify.zcard(store.INDEX) == 0
     finally:
@@ -171,7 +169,7 @@ def test_a_hung_notifications_redis_costs_the_engine_no_lease(tmp_path):
         notify_server.process.send_signal(signal.SIGCONT)
         with redis.Redis.from_url(notify_server.url) as notify:
             wait_for(lambda: waiting_alerts(system) == 0, 60,
-                     f"the waiting alerts handed on (engine log: {system.log('engine')[-2000:]})")
+                     lambda: f"the waiting alerts handed on (engine log: {system.log('engine')[-2000:]})")
             wait_for(lambda: notify.zcard(store.INDEX) > 0, 30, "the groups flushed into notifications")
         assert "lost the lease" not in system.log("engine")
     finally:

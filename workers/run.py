@@ -84,12 +84,16 @@ def cli(argv: list[str] | None = None) -> int:
         print("python -m workers.run: on a Redis Cluster, give the notifications a standalone Redis "
               "(RQ_REDIS_URL or --url): RQ does not run on a cluster", file=sys.stderr)
         return 2
-    try:
-        url = url or locate(settings.data_dir, settings.redis_url).url
-    except RedisUnavailable as exc:
-        print(f"python -m workers.run: {exc}", file=sys.stderr)
-        return 2
-    return main(url, burst=args.burst, name=args.name)
+    # The data Redis (where silences are): REDIS_URL, else the running `pasarwatch up`'s.
+    data_url: str | None = settings.redis_url or None
+    if not settings.redis_cluster:
+        try:
+            data_url = locate(settings.data_dir, settings.redis_url).url
+        except RedisUnavailable as exc:
+            if not url:
+                print(f"python -m workers.run: {exc}", file=sys.stderr)
+                return 2
+    return main(url or data_url, burst=args.burst, name=args.name, data_url=data_url)
 
 
 if __name__ == "__main__":
