@@ -34,7 +34,6 @@ from datetime import date, timedelta
 
 from detectors.lebaran import days_from_idul_fitri
 from detectors.references import YEAR_HALF_WIDTH, aligned_day_a_year_earlier
-from detectors.robust import median
 from detectors.season import local_day
 from detectors.surge import PanelSurge
 
@@ -50,14 +49,15 @@ def days_before_christmas(day: date) -> int:
     return (christmas - day).days
 
 
-class PanelYear:
-    """The median market's price over its own Lebaran-aligned mean a year earlier."""
+class PanelYear(PanelSurge):
+    """The median market's price over its own Lebaran-aligned mean a year earlier: the panel of
+    ``PanelSurge`` (median over the fresh markets), each market's ratio against that level."""
+
+    name = "year"
 
     def __init__(self, min_markets: int = 5, max_age: float = 14 * DAY):
-        self.min_markets = min_markets
-        self.max_age = max_age
+        super().__init__(min_markets=min_markets, max_age=max_age)
         self._daily: dict[str, dict[date, list[float]]] = {}
-        self._ratio: dict[str, tuple[float, float]] = {}
 
     def _own(self, x: dict) -> float | None:
         daily = self._daily.get(x["market"])
@@ -68,18 +68,7 @@ class PanelYear:
                   for p in daily.get(aligned + timedelta(days=offset), ())]
         return x["price"] * len(prices) / sum(prices) if prices else None
 
-    def score_one(self, x: dict) -> float | None:
-        oldest = x["ts"] - self.max_age
-        ratios = [r for m, (r, ts) in self._ratio.items() if m != x["market"] and ts >= oldest]
-        own = self._own(x)
-        if own is not None:
-            ratios.append(own)
-        return median(ratios) if len(ratios) >= self.min_markets else None
-
-    def learn_one(self, x: dict) -> None:
-        own = self._own(x)
-        if own is not None:
-            self._ratio[x["market"]] = (own, x["ts"])
+    def _remember(self, x: dict) -> None:
         daily = self._daily.setdefault(x["market"], {})
         day = local_day(x["ts"])
         daily.setdefault(day, []).append(float(x["price"]))

@@ -76,6 +76,10 @@ class PanelSurge:
         own = self._own(x)
         if own is not None:
             self._ratio[x["market"]] = (own, x["ts"])
+        self._remember(x)
+
+    def _remember(self, x: dict) -> None:
+        """Keep the tick's price among its market's last ``window`` (what ``_own`` divides by)."""
         history = self._history.get(x["market"])
         if history is None:
             history = self._history[x["market"]] = deque(maxlen=self.window)
