@@ -90,6 +90,11 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
 }
 
 
+def is_true(text: str) -> bool:
+    """A boolean setting's value: 1, true or yes (any case); anything else is false."""
+    return text.lower() in ("1", "true", "yes")
+
+
 def _env(name: str) -> str:
     return os.environ.get(name, ENVIRONMENT[name][0])
 
@@ -175,7 +180,7 @@ class Settings:
             ws_ping=float(_env("PASARWATCH_WS_PING")),
             ws_subscribes_per_minute=int(_env("PASARWATCH_WS_SUBSCRIBES_PER_MINUTE")),
             demo_speed=float(_env("PASARWATCH_DEMO_SPEED")),
-            public_read=_env("PASARWATCH_PUBLIC_READ").lower() in ("1", "true", "yes"),
+            public_read=is_true(_env("PASARWATCH_PUBLIC_READ")),
             allowed_origins=tuple(o.strip() for o in _env("PASARWATCH_ALLOWED_ORIGINS").split(",") if o.strip()),
             device_rate=float(_env("PASARWATCH_DEVICE_RATE")),
             device_burst=float(_env("PASARWATCH_DEVICE_BURST")),
@@ -192,7 +197,7 @@ class Settings:
             max_import_bytes=int(_env("PASARWATCH_MAX_IMPORT_BYTES")),
             partitions=max(1, int(_env("PASARWATCH_PARTITIONS"))),
             engine_lease=max(1.0, float(_env("PASARWATCH_ENGINE_LEASE"))),
-            redis_cluster=_env("PASARWATCH_REDIS_CLUSTER").lower() in ("1", "true", "yes"),
+            redis_cluster=is_true(_env("PASARWATCH_REDIS_CLUSTER")),
             rq_redis_url=_env("RQ_REDIS_URL"),
             silence_retention_days=float(_env("PASARWATCH_SILENCE_RETENTION_DAYS")),
         )

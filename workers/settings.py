@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from base.config import ENVIRONMENT
+from base.config import ENVIRONMENT, is_true
 
 @dataclass(frozen=True)
 class NotifySettings:
@@ -63,7 +63,7 @@ class NotifySettings:
             sweep_interval=float(get("PASARWATCH_NOTIFY_SWEEP")),
             request_timeout=float(get("TELEGRAM_TIMEOUT")),
             data_url=get("REDIS_URL"),
-            data_cluster=get("PASARWATCH_REDIS_CLUSTER").lower() in ("1", "true", "yes"),
+            data_cluster=is_true(get("PASARWATCH_REDIS_CLUSTER")),
         )
 
 
