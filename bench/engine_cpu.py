@@ -63,14 +63,16 @@ def _best(repeat: int, run: Callable[[], float]) -> float:
     return min(run() for _ in range(repeat))
 
 
-def _stack_run(ticks: list[dict], ceilings: dict) -> tuple[float, DetectorStack]:
-    """Microseconds per tick of one fresh stack over ``ticks`` in the engine's batches."""
+def _stack_run(ticks: list[dict], ceilings: dict) -> tuple[float, DetectorStack, list[dict]]:
+    """Microseconds per tick of one fresh stack over ``ticks`` in the engine's batches, the
+    stack, and its verdicts (what the rules are measured on)."""
     stack = DetectorStack(ceilings=ceilings)
     batches = [ticks[i:i + ENGINE_BATCH] for i in range(0, len(ticks), ENGINE_BATCH)]
+    verdicts: list[dict] = []
     started = time.process_time()
     for batch in batches:
-        stack.process_batch(batch)
-    return (time.process_time() - started) * 1e6 / len(ticks), stack
+        verdicts += stack.process_batch(batch)
+    return (time.process_time() - started) * 1e6 / len(ticks), stack, verdicts
 
 
 def _rules_run(ticks: list[dict], verdicts: list[dict], ruleset: Any) -> float:
@@ -173,17 +175,14 @@ def engine_run(copies: int, ticks_count: int = ENGINE_TICKS) -> float:
 def measure(ticks_count: int, repeat: int) -> dict:
     days, source = load_pihps_days()
     ticks = [{**t, "unit": "kg"} for t in tick_stream(days, ticks_count)]
-    ceilings = ceilings_of(load_catalog())
-    stack_us, stack = float("inf"), None
+    catalog = load_catalog()
+    ceilings = ceilings_of(catalog)
+    stack_us, stack, verdicts = float("inf"), None, []
     for _ in range(repeat):
-        us, stack = _stack_run(ticks, ceilings)
+        us, stack, verdicts = _stack_run(ticks, ceilings)
         stack_us = min(stack_us, us)
     assert stack is not None
-    verdicts: list[dict] = []
-    replay = DetectorStack(ceilings=ceilings)
-    for i in range(0, len(ticks), ENGINE_BATCH):
-        verdicts += replay.process_batch(ticks[i:i + ENGINE_BATCH])
-    ruleset = Rulebook(Settings.from_env().rules_dir, load_catalog(), set(DETECTOR_NAMES)).current
+    ruleset = Rulebook(Settings.from_env().rules_dir, catalog, set(DETECTOR_NAMES)).current
     states = [stack.series_state(key) for key in stack.series_keys()]
     blobs = [encode_state(state) for state in states]
     pickles = [pickle.dumps(state, pickle.HIGHEST_PROTOCOL) for state in states]
